@@ -1,0 +1,391 @@
+"""Checkpoints in three formats, and atomic writes.
+
+- Official V-JEPA 2 `.pt` files: a pickled dict with `encoder`, `predictor` and `target_encoder`
+  state dicts (keys prefixed `module.backbone.`). They hold no config: the architecture is
+  inferred from the weights (depth from the block count, widths from the shapes, the head count
+  from the released widths).
+- Hugging Face VJEPA2 directories: `config.json` + `model.safetensors` (or shards), keys under
+  `encoder.` / `predictor.`, q/k/v as three Linears, mask tokens stacked.
+- Directories we save: the Hugging Face layout (so `transformers.VJEPA2Model` loads them), with
+  our exact configs in the `vjepa_world` entry of `config.json`.
+
+Our modules use the official key names, so an official file only needs its prefixes stripped.
+Pickles are only ever read with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .config import EncoderConfig, PredictorConfig, from_dict, get_preset, to_dict
+
+# Released widths -> head counts (the files do not say; ViT-g uses 22 heads, not the builder's 16).
+RELEASED_ENCODER_HEADS = {1024: 16, 1280: 16, 1408: 22}
+RELEASED_PREDICTOR_HEADS = {384: 12}
+RELEASED_IMAGE_SIZE = 256  # the predictor's RoPE grid in the released files
+
+StateDict = dict[str, Tensor]
+
+
+# ---------------------------------------------------------------------------- atomic writes
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`, so a
+    reader never sees a half-written file even if the process is killed mid-write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+# ---------------------------------------------------------------------------- reading files
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> Any:
+    """Read a `.pt`/`.pth` (weights only) or `.safetensors` file; bad files give one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(path)
+        except Exception as err:
+            raise ValueError(f"cannot read {path}: truncated or not a safetensors file ({err})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise ValueError(
+            f"refusing to load {path}: it holds pickled objects other than tensors and plain containers "
+            f"({reason}); load only checkpoints you trust, re-saved as weights"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        reason = str(err).strip().splitlines()[0]
+        raise ValueError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({reason})") from None
+
+
+def strip_prefixes(state: StateDict) -> StateDict:
+    """Drop DDP/wrapper prefixes (`module.`, `backbone.`) and the unused leftover `pos_embed`."""
+    out = {}
+    for key, value in state.items():
+        key = re.sub(r"^((module|backbone)\.)+", "", key)
+        if key != "pos_embed":
+            out[key] = value
+    return out
+
+
+def official_network(obj: Any, key: str, path: Path) -> StateDict:
+    """One network's weights from an official checkpoint (or a bare state dict)."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
+    if key in obj:
+        obj = obj[key]
+    elif not all(isinstance(v, Tensor) for v in obj.values()):
+        networks = [k for k, v in obj.items() if isinstance(v, dict)]
+        raise ValueError(f"{path} has no {key!r} entry: it holds {networks}; pass key= one of those")
+    return strip_prefixes(obj)
+
+
+# ---------------------------------------------------------------------------- Hugging Face layout
+
+# (our prefix, Hugging Face prefix) per network; inside a block only attn.* is renamed.
+HF_PREFIXES = {
+    "encoder": [
+        ("patch_embed.", "encoder.embeddings.patch_embeddings."),
+        ("blocks.", "encoder.layer."),
+        ("norm.", "encoder.layernorm."),
+    ],
+    "predictor": [
+        ("predictor_embed.", "predictor.embeddings.predictor_embeddings."),
+        ("predictor_blocks.", "predictor.layer."),
+        ("predictor_norm.", "predictor.layernorm."),
+        ("predictor_proj.", "predictor.proj."),
+    ],
+}
+HF_MASK_TOKENS = "predictor.embeddings.mask_tokens"
+QKV = ("query", "key", "value")
+
+
+def _swap_prefix(key: str, pairs: list[tuple[str, str]]) -> str | None:
+    for old, new in pairs:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return None
+
+
+def to_hf(state: StateDict, role: str) -> StateDict:
+    """Our (official) key names -> Hugging Face VJEPA2Model's, splitting the fused qkv."""
+    out: StateDict = {}
+    masks = sorted((k for k in state if k.startswith("mask_tokens.")), key=lambda k: int(k.split(".")[1]))
+    if masks:
+        out[HF_MASK_TOKENS] = torch.stack([state[k] for k in masks])  # (n, 1, 1, d)
+    for key, value in state.items():
+        if key in masks:
+            continue
+        key = _swap_prefix(key, HF_PREFIXES[role]) or key
+        key = key.replace(".attn.proj.", ".attention.proj.")
+        if ".attn.qkv." in key:
+            for name, part in zip(QKV, value.chunk(3), strict=True):
+                out[key.replace(".attn.qkv.", f".attention.{name}.")] = part
+        else:
+            out[key] = value
+    return out
+
+
+def from_hf(state: StateDict, role: str) -> StateDict:
+    """Hugging Face VJEPA2 keys of one network -> ours, fusing q/k/v; other networks' keys dropped."""
+    state = {re.sub(r"^vjepa2\.", "", k): v for k, v in state.items()}  # VJEPA2ForVideoClassification
+    back = [(new, old) for old, new in HF_PREFIXES[role]]
+    out: StateDict = {}
+    if role == "predictor" and HF_MASK_TOKENS in state:
+        for i, token in enumerate(state[HF_MASK_TOKENS]):
+            out[f"mask_tokens.{i}"] = token
+    for key, value in state.items():
+        ours = _swap_prefix(key, back)
+        if ours is None or ".attention.key." in ours or ".attention.value." in ours:
+            continue
+        if ".attention.query." in ours:
+            parts = [state[key.replace(".attention.query.", f".attention.{name}.")] for name in QKV]
+            out[ours.replace(".attention.query.", ".attn.qkv.")] = torch.cat(parts)
+        else:
+            out[ours.replace(".attention.proj.", ".attn.proj.")] = value
+    return out
+
+
+def hf_config(encoder: EncoderConfig | None, predictor: PredictorConfig | None) -> dict[str, Any]:
+    """A VJEPA2Config dict for the networks given, plus our exact configs under `vjepa_world`."""
+    grid = encoder or predictor
+    if grid is None:
+        raise ValueError("nothing to save: pass an encoder, a predictor or both")
+    predictor_defaults = PredictorConfig(encoder_dim=encoder.dim if encoder else 1024)
+    pred = predictor or predictor_defaults
+    return {
+        "architectures": ["VJEPA2Model"],
+        "model_type": "vjepa2",
+        "patch_size": grid.patch_size,
+        "crop_size": grid.image_size,
+        "frames_per_clip": grid.num_frames,
+        "tubelet_size": grid.tubelet_size,
+        "in_chans": 3,
+        "hidden_size": encoder.dim if encoder else pred.encoder_dim,
+        "num_attention_heads": encoder.num_heads if encoder else 1,
+        "num_hidden_layers": encoder.depth if encoder else 0,
+        "mlp_ratio": encoder.mlp_ratio if encoder else 4.0,
+        "layer_norm_eps": grid.norm_eps,
+        "qkv_bias": grid.qkv_bias,
+        "hidden_act": "gelu",
+        "pred_hidden_size": pred.dim,
+        "pred_num_attention_heads": pred.num_heads,
+        "pred_num_hidden_layers": pred.depth,
+        "pred_num_mask_tokens": pred.num_mask_tokens,
+        "pred_mlp_ratio": pred.mlp_ratio,
+        "vjepa_world": {
+            name: to_dict(cfg) for name, cfg in (("encoder", encoder), ("predictor", predictor)) if cfg is not None
+        },
+    }
+
+
+def config_from_hf(config: dict[str, Any], role: str) -> dict[str, Any]:
+    """Our config fields for one network from a VJEPA2 `config.json` (ours: exact, stored)."""
+    ours = config.get("vjepa_world", {})
+    if role in ours:
+        return ours[role]
+    if ours:  # a directory of ours that holds only the other network
+        raise ValueError(f"this directory holds no {role} (it was saved with only the {', '.join(ours)})")
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise ValueError(f"unsupported hidden_act {config['hidden_act']!r}: V-JEPA 2 uses exact GELU")
+    grid = {
+        "patch_size": config.get("patch_size", 16),
+        "tubelet_size": config.get("tubelet_size", 2),
+        "image_size": config.get("crop_size", 256),
+        "num_frames": config.get("frames_per_clip", 64),
+        "qkv_bias": config.get("qkv_bias", True),
+        "norm_eps": config.get("layer_norm_eps", 1e-6),
+    }
+    if role == "encoder":
+        return grid | {
+            "dim": config.get("hidden_size", 1024),
+            "depth": config.get("num_hidden_layers", 24),
+            "num_heads": config.get("num_attention_heads", 16),
+            "mlp_ratio": config.get("mlp_ratio", 4.0),
+        }
+    return grid | {
+        "encoder_dim": config.get("hidden_size", 1024),
+        "dim": config.get("pred_hidden_size", 384),
+        "depth": config.get("pred_num_hidden_layers", 12),
+        "num_heads": config.get("pred_num_attention_heads", 12),
+        "mlp_ratio": config.get("pred_mlp_ratio", 4.0),
+        "num_mask_tokens": config.get("pred_num_mask_tokens", 10),
+    }
+
+
+def read_hf_directory(directory: Path) -> tuple[dict[str, Any], StateDict]:
+    """`config.json` and all weights of a Hugging Face style directory (single file or shards)."""
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{directory} has no config.json: not a Hugging Face or vjepa_world model directory")
+    config = json.loads(config_path.read_text())
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        shards = ["model.safetensors"]
+    state: StateDict = {}
+    for shard in shards:
+        state.update(read_checkpoint_file(directory / shard))
+    return config, state
+
+
+# ---------------------------------------------------------------------------- inferring configs
+
+
+def _count_blocks(state: StateDict, prefix: str) -> int:
+    indices = {int(m.group(1)) for k in state if (m := re.match(rf"{prefix}\.(\d+)\.", k))}
+    return max(indices) + 1 if indices else 0
+
+
+def _heads(width: int, table: dict[int, int], what: str) -> int:
+    if width not in table:
+        raise ValueError(
+            f"cannot infer the head count of a {width}-wide {what} (released widths: "
+            f"{', '.join(map(str, table))}): pass num_heads=... or preset=..."
+        )
+    return table[width]
+
+
+def _require(state: StateDict, key: str, what: str, source: Path) -> Tensor:
+    if key not in state:
+        sample = ", ".join(list(state)[:4])
+        raise ValueError(f"{source} holds no {what} weights ({key} missing; keys start: {sample})")
+    return state[key]
+
+
+def infer_encoder_config(state: StateDict, source: Path, **overrides: Any) -> dict[str, Any]:
+    """Encoder config fields from an official state dict; `overrides` win over what is inferred."""
+    weight = _require(state, "patch_embed.proj.weight", "encoder", source)  # (D, 3, tubelet, p, p)
+    dim = weight.shape[0]
+    hidden = _require(state, "blocks.0.mlp.fc1.weight", "encoder block", source).shape[0]
+    fields = {
+        "dim": dim,
+        "depth": _count_blocks(state, "blocks"),
+        "mlp_ratio": hidden / dim,
+        "patch_size": weight.shape[-1],
+        "tubelet_size": weight.shape[2],
+        "image_size": RELEASED_IMAGE_SIZE,
+        "qkv_bias": "blocks.0.attn.qkv.bias" in state,
+    }
+    if "num_heads" not in overrides:
+        fields["num_heads"] = _heads(dim, RELEASED_ENCODER_HEADS, "encoder")
+    return fields | overrides
+
+
+def infer_predictor_config(state: StateDict, source: Path, **overrides: Any) -> dict[str, Any]:
+    """Predictor config fields from an official state dict; `overrides` win over what is inferred."""
+    embed = _require(state, "predictor_embed.weight", "predictor", source)  # (d, D)
+    dim, encoder_dim = embed.shape
+    hidden = _require(state, "predictor_blocks.0.mlp.fc1.weight", "predictor block", source).shape[0]
+    fields = {
+        "encoder_dim": encoder_dim,
+        "dim": dim,
+        "depth": _count_blocks(state, "predictor_blocks"),
+        "mlp_ratio": hidden / dim,
+        "num_mask_tokens": sum(k.startswith("mask_tokens.") for k in state),
+        "image_size": RELEASED_IMAGE_SIZE,
+        "qkv_bias": "predictor_blocks.0.attn.qkv.bias" in state,
+    }
+    if "num_heads" not in overrides:
+        fields["num_heads"] = _heads(dim, RELEASED_PREDICTOR_HEADS, "predictor")
+    return fields | overrides
+
+
+# ---------------------------------------------------------------------------- loading and saving
+
+
+def _listing(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" ... and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def load_state(model: nn.Module, state: StateDict, source: Any) -> None:
+    """Strict load whose error names every missing, unexpected and wrong-shaped key (one line)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)} expected"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = [
+        f"{label}: {_listing(keys)}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
+        if keys
+    ]
+    if problems:
+        raise ValueError(
+            f"checkpoint {source} does not match the {type(model).__name__} config ({'; '.join(problems)}); "
+            "pass preset= or config keywords that match the file"
+        )
+    model.load_state_dict(state)
+
+
+def load_pretrained(
+    cls: type[nn.Module], source: str | os.PathLike, *, preset: str | None = None, key: str | None = None, **overrides
+) -> nn.Module:
+    """Build `cls` (VideoEncoder or MaskedPredictor) and load weights from `source`.
+
+    Config precedence: keywords > preset > the file's own config (or what its weights imply).
+    """
+    role = cls.checkpoint_role
+    config_cls = EncoderConfig if role == "encoder" else PredictorConfig
+    path = Path(source)
+    if path.is_dir():
+        config, raw = read_hf_directory(path)
+        state = from_hf(raw, role)
+        fields = config_from_hf(config, role)
+    elif path.is_file():
+        default_key = "target_encoder" if role == "encoder" else "predictor"
+        state = official_network(read_checkpoint_file(path), key or default_key, path)
+        infer = infer_encoder_config if role == "encoder" else infer_predictor_config
+        fields = {} if preset else infer(state, path, **overrides)
+    else:
+        raise FileNotFoundError(f"checkpoint {path} does not exist (expected a .pt file or a model directory)")
+    config = getattr(get_preset(preset), role) if preset else from_dict(config_cls, fields)
+    model = cls(config, **overrides)
+    load_state(model, state, path)
+    return model
+
+
+def save_pretrained(directory: str | os.PathLike, encoder: nn.Module | None = None, predictor: nn.Module | None = None):
+    """Write `config.json` + `model.safetensors` in the Hugging Face VJEPA2 layout, atomically."""
+    directory = Path(directory)
+    tensors: StateDict = {}
+    for role, model in (("encoder", encoder), ("predictor", predictor)):
+        if model is not None:
+            tensors |= to_hf(model.state_dict(), role)
+    config = hf_config(*(m.config if m is not None else None for m in (encoder, predictor)))
+    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
+    atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), {"format": "pt"}))
+    atomic_write(directory / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    return directory

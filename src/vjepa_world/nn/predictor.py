@@ -1,0 +1,82 @@
+"""MaskedPredictor: the V-JEPA 2 pretraining predictor (context tokens + mask tokens -> targets)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from ..config import PredictorConfig
+from .block import Block
+from .init import init_weights, rescale_blocks
+from .pretrained import PretrainedMixin
+from .rope import grid_positions, rope_tables
+from .tokens import check_indices, gather_tokens
+
+
+class MaskedPredictor(PretrainedMixin, nn.Module):
+    """Predicts the encoder's tokens at target positions from the context tokens.
+
+    The context is embedded to the predictor's width, a learnable mask token is placed at every
+    target position, the joint sequence is sorted by grid position and run through RoPE blocks
+    (positions decoded on the predictor's own grid, `image_size / patch_size`), then un-sorted;
+    only the target part is normalised-and-projected back to the encoder's width.
+    """
+
+    checkpoint_role = "predictor"
+
+    def __init__(self, config: PredictorConfig | None = None, **overrides):
+        super().__init__()
+        config = dataclasses.replace(config or PredictorConfig(), **overrides)
+        self.config = config
+        self.predictor_embed = nn.Linear(config.encoder_dim, config.dim)
+        self.mask_tokens = nn.ParameterList(torch.zeros(1, 1, config.dim) for _ in range(config.num_mask_tokens))
+        self.predictor_blocks = nn.ModuleList(
+            Block(config.dim, config.num_heads, config.mlp_ratio, config.qkv_bias, config.norm_eps)
+            for _ in range(config.depth)
+        )
+        self.predictor_norm = nn.LayerNorm(config.dim, eps=config.norm_eps)
+        self.predictor_proj = nn.Linear(config.dim, config.encoder_dim)
+        init_weights(self)
+        rescale_blocks(self.predictor_blocks)
+
+    def forward(
+        self,
+        context_tokens: Tensor,
+        context_idx: Tensor,
+        target_idx: Tensor,
+        mask_index: int = 1,
+        grid_hw: tuple[int, int] | None = None,
+    ) -> Tensor:
+        """context_tokens `(B, n_ctx, D_enc)` at flat grid indices context_idx `(B, n_ctx)`;
+        target_idx `(B, n_tgt)` -> predicted target tokens `(B, n_tgt, D_enc)`.
+        `mask_index` picks the mask token (modulo their number); `grid_hw` overrides the grid
+        used to decode indices into (t, h, w) when the clip's resolution differs from the config's."""
+        batch, n_context, width = context_tokens.shape
+        if context_tokens.ndim != 3 or width != self.config.encoder_dim:
+            raise ValueError(
+                f"context_tokens must be (B, n, {self.config.encoder_dim}), got {tuple(context_tokens.shape)}"
+            )
+        check_indices("context_idx", context_idx, batch)
+        check_indices("target_idx", target_idx, batch)
+        if context_idx.shape[1] != n_context:
+            raise ValueError(f"context_idx has {context_idx.shape[1]} indices for {n_context} context tokens")
+        c = self.config
+        grid_hw = grid_hw or (c.image_size // c.patch_size, c.image_size // c.patch_size)
+
+        context = self.predictor_embed(context_tokens)  # (B, n_ctx, d)
+        mask_token = self.mask_tokens[mask_index % len(self.mask_tokens)]
+        targets = mask_token.to(context.dtype).expand(batch, target_idx.shape[1], -1)  # (B, n_tgt, d)
+        x = torch.cat([context, targets], dim=1)  # (B, n, d)
+        positions = torch.cat([context_idx, target_idx], dim=1)  # (B, n)
+
+        order = torch.argsort(positions, dim=1)
+        x = gather_tokens(x, order)
+        positions = torch.gather(positions, 1, order)[:, None, :]  # (B, 1, n): broadcast over heads
+        rope = rope_tables(*grid_positions(positions, grid_hw), c.dim // c.num_heads, x.dtype)
+        for block in self.predictor_blocks:
+            x = block(x, rope)
+        x = self.predictor_norm(x)
+        x = gather_tokens(x, torch.argsort(order, dim=1))  # back to [context, targets] order
+        return self.predictor_proj(x[:, n_context:])

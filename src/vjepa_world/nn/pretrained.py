@@ -1,0 +1,30 @@
+"""`from_pretrained` / `save_pretrained` on the models, delegating to `vjepa_world.checkpoints`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+class PretrainedMixin:
+    """Gives a model class the two checkpoint methods of the public contract."""
+
+    checkpoint_role: str  # "encoder" or "predictor": where this network goes in a checkpoint
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, **overrides: Any):
+        """Load an official V-JEPA 2 `.pt`, a Hugging Face VJEPA2 directory or one we saved.
+
+        Keywords: `preset=` (a name from `vjepa_world.config.PRESETS`), `key=` (which network of
+        an official file: "target_encoder" by default, or "encoder"), and any config field.
+        """
+        from ..checkpoints import load_pretrained  # late: checkpoints imports the models
+
+        return load_pretrained(cls, source, **overrides)
+
+    def save_pretrained(self, directory: str | os.PathLike, **others: Any) -> None:
+        """Write `config.json` + `model.safetensors` (Hugging Face VJEPA2 layout), atomically.
+        Pass the other network (`predictor=` or `encoder=`) to save both in one directory."""
+        from ..checkpoints import save_pretrained
+
+        save_pretrained(directory, **{self.checkpoint_role: self}, **others)

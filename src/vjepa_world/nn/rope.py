@@ -1,0 +1,60 @@
+"""3D rotary position embedding, exactly as in the released V-JEPA 2 weights.
+
+Each head's first 3*s dims (s = 2 * ((head_dim // 3) // 2)) are three segments rotated by the
+token's time, row and column; the remaining dims are left as they are. Within a segment the
+rotation pairs are adjacent elements (2i, 2i+1), but the s/2 frequencies are laid out as two
+concatenated copies [f0 .. f(s/2-1), f0 .. f(s/2-1)] rather than interleaved, so element k uses
+frequency k mod s/2. Upstream keeps this quirk for checkpoint compatibility, and so do we.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def rope_segment_dim(head_dim: int) -> int:
+    """Dims per rotated segment (time, height, width) of one head."""
+    return 2 * ((head_dim // 3) // 2)
+
+
+def grid_positions(indices: Tensor, grid_hw: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat token indices in raster order (t, h, w; w fastest) -> integer (t, h, w) coordinates."""
+    height, width = grid_hw
+    per_frame = height * width
+    t = indices // per_frame
+    within_frame = indices - t * per_frame
+    h = within_frame // width
+    w = within_frame - h * width
+    return t, h, w
+
+
+def rope_tables(
+    t: Tensor, h: Tensor | None, w: Tensor | None, head_dim: int, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """cos and sin tables `(*t.shape, head_dim)` for tokens at positions (t, h, w).
+
+    A segment whose position is None is not rotated (cos 1, sin 0): the action-conditioned
+    predictor's action and state tokens rotate their temporal segment only. Angles are computed
+    in float32 whatever `dtype` the tables are returned in.
+    """
+    s = rope_segment_dim(head_dim)
+    half = s // 2
+    exponent = torch.arange(half, dtype=torch.float32, device=t.device) / half
+    omega = (1.0 / 10000**exponent).repeat(2)  # (s,) the quirk: two copies, not interleaved
+    zeros = torch.zeros(*t.shape, s, device=t.device)
+    segments = [zeros if pos is None else pos.to(torch.float32)[..., None] * omega for pos in (t, h, w)]
+    segments.append(torch.zeros(*t.shape, head_dim - 3 * s, device=t.device))  # unrotated tail
+    angles = torch.cat(segments, dim=-1)  # (..., head_dim)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotate_pairs(x: Tensor) -> Tensor:
+    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...): a quarter turn of each adjacent pair."""
+    first, second = x.unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((-second, first), dim=-1).flatten(-2)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate queries or keys `(..., N, head_dim)` by tables broadcastable to them."""
+    return x * cos + rotate_pairs(x) * sin
