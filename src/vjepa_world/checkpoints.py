@@ -16,6 +16,7 @@ Pickles are only ever read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import re
@@ -36,6 +37,7 @@ RELEASED_PREDICTOR_HEADS = {384: 12}
 RELEASED_IMAGE_SIZE = 256  # the predictor's RoPE grid in the released files
 
 StateDict = dict[str, Tensor]
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- atomic writes
@@ -389,3 +391,15 @@ def save_pretrained(directory: str | os.PathLike, encoder: nn.Module | None = No
     atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), {"format": "pt"}))
     atomic_write(directory / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
     return directory
+
+
+def load_encoder(source: str, *, preset: str | None = None, key: str | None = None, **overrides):
+    """An encoder from a checkpoint path, or a fresh randomly initialised one from a preset name
+    (for smoke runs and pipelines that pretrain their own)."""
+    from .config import PRESETS
+    from .nn import VideoEncoder
+
+    if not Path(source).exists() and source in PRESETS:
+        log.warning("%r is a preset name, not a checkpoint: using randomly initialised weights", source)
+        return VideoEncoder(get_preset(source).encoder, **overrides)
+    return VideoEncoder.from_pretrained(source, preset=preset, key=key, **overrides)

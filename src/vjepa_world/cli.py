@@ -1,0 +1,88 @@
+"""`vjepa-world <command>`: parses arguments and calls the library; nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from .checkpoints import load_encoder
+    from .data import find_media
+    from .eval import extract_features
+
+    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
+    result = extract_features(
+        encoder,
+        find_media(args.inputs),
+        frames=args.frames,
+        frame_step=args.frame_step,
+        clips=args.clips,
+        size=args.size,
+        pool=None if args.pool == "none" else args.pool,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=DTYPES[args.dtype],
+    )
+    settings = {k: v for k, v in vars(args).items() if k not in ("run", "inputs")}
+    path = result.save(args.out, **settings)
+    print(
+        f"{len(result.features)} clips from {len(result.files) - len(result.skipped)} files "
+        f"({len(result.skipped)} skipped) -> {path} {tuple(result.features.shape)} "
+        f"in {result.seconds:.1f} s"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vjepa-world", description="V-JEPA 2 as a world model.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    extract = commands.add_parser(
+        "extract",
+        help="encode videos or images into features",
+        description="Encode clips of each video (or images) with a V-JEPA 2 encoder; writes "
+        "OUT/features.safetensors (rows = clips, with the file of each row) and OUT/summary.json.",
+    )
+    extract.add_argument("inputs", nargs="+", help="video/image files or folders (searched recursively)")
+    extract.add_argument(
+        "--encoder",
+        required=True,
+        help="official .pt file, Hugging Face VJEPA2 directory, a directory we saved, or a preset name "
+        "(random weights)",
+    )
+    extract.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
+    extract.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
+    extract.add_argument("--out", required=True, help="output directory")
+    extract.add_argument("--pool", choices=["none", "frame", "mean"], default="mean", help="default: mean")
+    extract.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    extract.add_argument("--frame-step", type=int, default=4, help="take every k-th frame (default 4)")
+    extract.add_argument("--clips", type=int, default=1, help="clips per video, evenly spaced; 0 = all windows")
+    extract.add_argument("--size", type=int, help="crop size in pixels (default: the encoder's)")
+    extract.add_argument("--batch-size", type=int, default=4)
+    extract.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    extract.add_argument(
+        "--dtype", choices=list(DTYPES), default="float32", help="bfloat16 is the fast path on modern CPUs"
+    )
+    extract.set_defaults(run=_extract)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"vjepa-world {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

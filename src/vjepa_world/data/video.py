@@ -1,0 +1,147 @@
+"""Decoding videos (and images, as one-frame videos) with PyAV, and clip preprocessing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VideoDecodeError(Exception):
+    """A file that is missing, empty, corrupt or holds no video stream."""
+
+
+def find_media(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files to read: each input is a file, or a folder searched recursively for videos and images."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
+            if not found:
+                raise ValueError(f"folder {item} holds no video or image files ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+            files.extend(found)
+        else:
+            files.append(item)  # a missing file is reported (and skipped) when it is read
+    return files
+
+
+def _open(path: Path):
+    if not path.is_file():
+        raise VideoDecodeError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(f"{path}: empty file")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise VideoDecodeError(f"{path}: cannot open ({err})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"{path}: holds no video stream")
+    return container
+
+
+def video_frame_count(path: str | os.PathLike) -> int:
+    """Number of frames: the container's count when it states one, else counted by demuxing."""
+    with _open(Path(path)) as container:
+        stream = container.streams.video[0]
+        if stream.frames > 0:
+            return stream.frames
+        try:
+            count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+        except av.error.FFmpegError as err:
+            raise VideoDecodeError(f"{path}: corrupt stream ({err})") from None
+    if count == 0:
+        raise VideoDecodeError(f"{path}: no frames")
+    return count
+
+
+def read_clip_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+    """Decode the frames at `indices` (any order, repeats allowed) -> uint8 `(len, H, W, 3)` RGB.
+
+    Decodes sequentially up to the last index wanted; indices past the end of a video whose
+    container over-states its length get its last frame.
+    """
+    path = Path(path)
+    wanted = set(indices)
+    last_wanted = max(indices)
+    frames: dict[int, np.ndarray] = {}
+    last = None
+    with _open(path) as container:
+        try:
+            for i, frame in enumerate(container.decode(video=0)):
+                last = frame.to_ndarray(format="rgb24")
+                if i in wanted:
+                    frames[i] = last
+                if i >= last_wanted:
+                    break
+        except av.error.FFmpegError as err:
+            if last is None:
+                raise VideoDecodeError(f"{path}: corrupt stream ({err})") from None
+    if last is None:
+        raise VideoDecodeError(f"{path}: no decodable frames")
+    return np.stack([frames.get(i, last) for i in indices])
+
+
+def clip_indices(num_frames: int, clip_len: int, frame_step: int, clips: int) -> list[list[int]]:
+    """Frame indices of the clips to take from a video of `num_frames` frames.
+
+    `clips` > 0: that many clips spread evenly over the video; 0: every non-overlapping window.
+    A video shorter than one clip repeats its last frame.
+    """
+    span = (clip_len - 1) * frame_step + 1
+    room = max(num_frames - span, 0)
+    if clips > 0:
+        starts = sorted({round(room * k / (clips - 1)) if clips > 1 else room // 2 for k in range(clips)})
+    else:
+        starts = list(range(0, room + 1, span))
+    return [[min(s + frame_step * j, num_frames - 1) for j in range(clip_len)] for s in starts]
+
+
+def preprocess_clip(frames: np.ndarray, size: int) -> Tensor:
+    """uint8 `(T, H, W, 3)` -> normalised float `(3, T, size, size)`, the evaluation transform of
+    V-JEPA 2: resize the short side to size * 256/224, centre crop `size`, ImageNet mean/std."""
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255)  # (T, 3, H, W)
+    height, width = video.shape[-2:]
+    short = int(size * 256 / 224)
+    scale = short / min(height, width)
+    new_hw = (max(size, round(height * scale)), max(size, round(width * scale)))
+    video = F.interpolate(video, size=new_hw, mode="bilinear", antialias=True, align_corners=False)
+    top, left = (new_hw[0] - size) // 2, (new_hw[1] - size) // 2
+    video = video[:, :, top : top + size, left : left + size]
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((video - mean) / std).permute(1, 0, 2, 3).contiguous()
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 30, gop: int = 16) -> Path:
+    """Encode uint8 `(T, H, W, 3)` RGB frames as an H.264 mp4 (short GOP for cheap seeks), atomically."""
+    from ..checkpoints import atomic_write  # late: checkpoints sits above data in the import order
+
+    frames = np.asarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got shape {frames.shape}")
+    height, width = frames.shape[1:3]
+
+    def encode(tmp: Path) -> None:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=round(fps))
+            stream.width, stream.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.gop_size = gop
+            for frame in frames:
+                picture = av.VideoFrame.from_ndarray(frame[: stream.height, : stream.width], format="rgb24")
+                container.mux(stream.encode(picture))
+            container.mux(stream.encode())
+
+    return atomic_write(path, encode)
