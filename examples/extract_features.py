@@ -18,8 +18,24 @@ for t in range(32):
     frames[t, 30:60, 3 * t : 3 * t + 30] = (230, 60, 40)  # a red square moving right
 video = write_video(out / "moving_square.mp4", frames, fps=8)
 
-code = main(["extract", str(video), "--encoder", "vit_tiny", "--frames", "8", "--frame-step", "2",
-             "--clips", "0", "--pool", "frame", "--out", str(out / "features")])
+code = main(
+    [
+        "extract",
+        str(video),
+        "--encoder",
+        "vit_tiny",
+        "--frames",
+        "8",
+        "--frame-step",
+        "2",
+        "--clips",
+        "0",
+        "--pool",
+        "frame",
+        "--out",
+        str(out / "features"),
+    ]
+)
 with safe_open(out / "features" / "features.safetensors", "pt") as f:
     print("features", tuple(f.get_tensor("features").shape), "files", f.metadata()["files"])
 raise SystemExit(code)

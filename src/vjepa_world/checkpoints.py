@@ -84,7 +84,9 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         reason = str(err).strip().splitlines()[0]
-        raise ValueError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({reason})") from None
+        raise ValueError(
+            f"cannot read checkpoint {path}: the file is truncated or corrupt ({reason})"
+        ) from None
 
 
 def strip_prefixes(state: StateDict) -> StateDict:
@@ -203,7 +205,9 @@ def hf_config(encoder: EncoderConfig | None, predictor: PredictorConfig | None) 
         "pred_num_mask_tokens": pred.num_mask_tokens,
         "pred_mlp_ratio": pred.mlp_ratio,
         "vjepa_world": {
-            name: to_dict(cfg) for name, cfg in (("encoder", encoder), ("predictor", predictor)) if cfg is not None
+            name: to_dict(cfg)
+            for name, cfg in (("encoder", encoder), ("predictor", predictor))
+            if cfg is not None
         },
     }
 
@@ -246,7 +250,9 @@ def read_hf_directory(directory: Path) -> tuple[dict[str, Any], StateDict]:
     """`config.json` and all weights of a Hugging Face style directory (single file or shards)."""
     config_path = directory / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} has no config.json: not a Hugging Face or vjepa_world model directory")
+        raise FileNotFoundError(
+            f"{directory} has no config.json: not a Hugging Face or vjepa_world model directory"
+        )
     config = json.loads(config_path.read_text())
     index = directory / "model.safetensors.index.json"
     if index.is_file():
@@ -341,7 +347,11 @@ def load_state(model: nn.Module, state: StateDict, source: Any) -> None:
     ]
     problems = [
         f"{label}: {_listing(keys)}"
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("wrong shapes", wrong),
+        )
         if keys
     ]
     if problems:
@@ -353,7 +363,12 @@ def load_state(model: nn.Module, state: StateDict, source: Any) -> None:
 
 
 def load_pretrained(
-    cls: type[nn.Module], source: str | os.PathLike, *, preset: str | None = None, key: str | None = None, **overrides
+    cls: type[nn.Module],
+    source: str | os.PathLike,
+    *,
+    preset: str | None = None,
+    key: str | None = None,
+    **overrides,
 ) -> nn.Module:
     """Build `cls` (VideoEncoder or MaskedPredictor) and load weights from `source`.
 
@@ -372,14 +387,18 @@ def load_pretrained(
         infer = infer_encoder_config if role == "encoder" else infer_predictor_config
         fields = {} if preset else infer(state, path, **overrides)
     else:
-        raise FileNotFoundError(f"checkpoint {path} does not exist (expected a .pt file or a model directory)")
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist (expected a .pt file or a model directory)"
+        )
     config = getattr(get_preset(preset), role) if preset else from_dict(config_cls, fields)
     model = cls(config, **overrides)
     load_state(model, state, path)
     return model
 
 
-def save_pretrained(directory: str | os.PathLike, encoder: nn.Module | None = None, predictor: nn.Module | None = None):
+def save_pretrained(
+    directory: str | os.PathLike, encoder: nn.Module | None = None, predictor: nn.Module | None = None
+):
     """Write `config.json` + `model.safetensors` in the Hugging Face VJEPA2 layout, atomically."""
     directory = Path(directory)
     tensors: StateDict = {}

@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--pool", choices=["none", "frame", "mean"], default="mean", help="default: mean")
     extract.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     extract.add_argument("--frame-step", type=int, default=4, help="take every k-th frame (default 4)")
-    extract.add_argument("--clips", type=int, default=1, help="clips per video, evenly spaced; 0 = all windows")
+    extract.add_argument(
+        "--clips", type=int, default=1, help="clips per video, evenly spaced; 0 = all windows"
+    )
     extract.add_argument("--size", type=int, help="crop size in pixels (default: the encoder's)")
     extract.add_argument("--batch-size", type=int, default=4)
     extract.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")

@@ -63,12 +63,25 @@ class Preset:
 
 
 def _preset(
-    dim, depth, heads, pred_dim, pred_depth, pred_heads, *, mlp=4.0, patch=16, size=256, frames=16, params=None
+    dim,
+    depth,
+    heads,
+    pred_dim,
+    pred_depth,
+    pred_heads,
+    *,
+    mlp=4.0,
+    patch=16,
+    size=256,
+    frames=16,
+    params=None,
 ) -> Preset:
     grid = {"patch_size": patch, "image_size": size, "num_frames": frames}
     return Preset(
         encoder=EncoderConfig(dim=dim, depth=depth, num_heads=heads, mlp_ratio=mlp, **grid),
-        predictor=PredictorConfig(encoder_dim=dim, dim=pred_dim, depth=pred_depth, num_heads=pred_heads, **grid),
+        predictor=PredictorConfig(
+            encoder_dim=dim, dim=pred_dim, depth=pred_depth, num_heads=pred_heads, **grid
+        ),
         params_millions=params,
     )
 

@@ -27,9 +27,13 @@ def find_media(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
+            found = sorted(
+                p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
+            )
             if not found:
-                raise ValueError(f"folder {item} holds no video or image files ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+                raise ValueError(
+                    f"folder {item} holds no video or image files ({', '.join(sorted(VIDEO_EXTENSIONS))})"
+                )
             files.extend(found)
         else:
             files.append(item)  # a missing file is reported (and skipped) when it is read

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExtractResult:
-    """Rows of `features` are clips; `video_index[r]` is the file of row r, `clip_start[r]` its first frame."""
+    """One row per clip: `video_index[r]` is row r's file, `clip_start[r]` its first frame."""
 
     features: Tensor  # (R, D), (R, T', D) or (R, N, D) by pooling
     video_index: Tensor  # (R,) int64 into `files`
@@ -38,7 +38,9 @@ class ExtractResult:
         out_dir = Path(out_dir)
         tensors = {"features": self.features, "video_index": self.video_index, "clip_start": self.clip_start}
         metadata = {"files": json.dumps(self.files), "settings": json.dumps(settings)}
-        path = atomic_write(out_dir / "features.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata))
+        path = atomic_write(
+            out_dir / "features.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata)
+        )
         rows = {
             name: [int(r) for r in torch.nonzero(self.video_index == i).flatten()[[0, -1]]]
             for i, name in enumerate(self.files)
@@ -55,7 +57,9 @@ class ExtractResult:
             "clips_per_second": round(len(self.features) / max(self.seconds, 1e-9), 3),
             "settings": settings,
         }
-        atomic_write(out_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+        atomic_write(
+            out_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        )
         return path
 
 
@@ -123,7 +127,9 @@ def extract_features(
     bar.update(len(files) - 1 - seen)
     bar.close()
     if not features:
-        raise ValueError(f"none of the {len(files)} input files could be decoded: {next(iter(skipped.values()), '')}")
+        raise ValueError(
+            f"none of the {len(files)} input files could be decoded: {next(iter(skipped.values()), '')}"
+        )
     if skipped:
         log.warning("skipped %d of %d files that could not be decoded", len(skipped), len(files))
     return ExtractResult(

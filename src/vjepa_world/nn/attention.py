@@ -14,13 +14,17 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"width {dim} is not divisible by {num_heads} heads: pick a head count that divides it")
+            raise ValueError(
+                f"width {dim} is not divisible by {num_heads} heads: pick a head count that divides it"
+            )
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, attn_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, attn_mask: Tensor | None = None
+    ) -> Tensor:
         """x `(B, N, D)`; rope: cos/sin tables broadcastable to `(B, heads, N, head_dim)`;
         attn_mask: boolean `(N, N)` (True = may attend) or None for full attention."""
         batch, tokens, dim = x.shape

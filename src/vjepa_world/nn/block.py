@@ -25,13 +25,17 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """`x + attn(norm1(x))`, then `x + mlp(norm2(x))`."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = True, norm_eps: float = 1e-6):
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = True, norm_eps: float = 1e-6
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = MLP(dim, mlp_ratio)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, attn_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, attn_mask: Tensor | None = None
+    ) -> Tensor:
         x = x + self.attn(self.norm1(x), rope, attn_mask)
         return x + self.mlp(self.norm2(x))

@@ -31,7 +31,9 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         config = dataclasses.replace(config or PredictorConfig(), **overrides)
         self.config = config
         self.predictor_embed = nn.Linear(config.encoder_dim, config.dim)
-        self.mask_tokens = nn.ParameterList(torch.zeros(1, 1, config.dim) for _ in range(config.num_mask_tokens))
+        self.mask_tokens = nn.ParameterList(
+            torch.zeros(1, 1, config.dim) for _ in range(config.num_mask_tokens)
+        )
         self.predictor_blocks = nn.ModuleList(
             Block(config.dim, config.num_heads, config.mlp_ratio, config.qkv_bias, config.norm_eps)
             for _ in range(config.depth)

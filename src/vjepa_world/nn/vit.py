@@ -40,8 +40,10 @@ def as_video(video: Tensor, patch_size: int, tubelet_size: int) -> Tensor:
     if video.ndim == 4:
         video = video.unsqueeze(2)
     if video.ndim != 5:
-        raise ValueError(f"video must be (B, 3, T, H, W) or an image batch (B, 3, H, W), got shape {tuple(video.shape)}")
-    batch, channels, frames, height, width = video.shape
+        raise ValueError(
+            f"video must be (B, 3, T, H, W) or an image batch (B, 3, H, W), got shape {tuple(video.shape)}"
+        )
+    _batch, channels, frames, height, width = video.shape
     if channels != 3:
         hint = " (channels last or (B, T, 3, H, W)? permute to (B, 3, T, H, W))" if 3 in video.shape else ""
         raise ValueError(f"video must have 3 colour channels in dim 1, got shape {tuple(video.shape)}{hint}")
