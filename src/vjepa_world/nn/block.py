@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from ..config import mlp_hidden_dim
 from .attention import Attention
+from .linear import Linear
 
 
 class MLP(nn.Module):
@@ -14,9 +15,9 @@ class MLP(nn.Module):
     def __init__(self, dim: int, mlp_ratio: float):
         super().__init__()
         hidden = mlp_hidden_dim(dim, mlp_ratio)
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = Linear(dim, hidden)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.act(self.fc1(x)))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ..config import PredictorConfig
 from .block import Block
 from .init import init_weights, rescale_blocks
+from .linear import Linear
 from .pretrained import PretrainedMixin
 from .rope import grid_positions, rope_tables
 from .tokens import check_indices, gather_tokens
@@ -30,7 +31,7 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         super().__init__()
         config = dataclasses.replace(config or PredictorConfig(), **overrides)
         self.config = config
-        self.predictor_embed = nn.Linear(config.encoder_dim, config.dim)
+        self.predictor_embed = Linear(config.encoder_dim, config.dim)
         self.mask_tokens = nn.ParameterList(
             torch.zeros(1, 1, config.dim) for _ in range(config.num_mask_tokens)
         )
@@ -39,7 +40,7 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
             for _ in range(config.depth)
         )
         self.predictor_norm = nn.LayerNorm(config.dim, eps=config.norm_eps)
-        self.predictor_proj = nn.Linear(config.dim, config.encoder_dim)
+        self.predictor_proj = Linear(config.dim, config.encoder_dim)
         init_weights(self)
         rescale_blocks(self.predictor_blocks)
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..config import EncoderConfig
 from .block import Block
 from .init import init_weights, rescale_blocks
+from .linear import linear
 from .pretrained import PretrainedMixin
 from .rope import grid_positions, rope_tables
 from .tokens import check_indices, gather_tokens
@@ -21,11 +22,16 @@ class PatchEmbed3D(nn.Module):
 
     def __init__(self, dim: int, patch_size: int, tubelet_size: int):
         super().__init__()
-        kernel = (tubelet_size, patch_size, patch_size)
-        self.proj = nn.Conv3d(3, dim, kernel_size=kernel, stride=kernel)
+        self.kernel = (tubelet_size, patch_size, patch_size)
+        self.proj = nn.Conv3d(3, dim, kernel_size=self.kernel, stride=self.kernel)  # the released weights' shape
 
     def forward(self, video: Tensor) -> Tensor:
-        return self.proj(video).flatten(2).transpose(1, 2)  # (B, 3, T, H, W) -> (B, N, D)
+        # A convolution whose stride is its kernel is a matmul over flattened tubelets.
+        batch, channels, frames, height, width = video.shape
+        t, p, _ = self.kernel
+        cubes = video.reshape(batch, channels, frames // t, t, height // p, p, width // p, p)
+        cubes = cubes.permute(0, 2, 4, 6, 1, 3, 5, 7).flatten(4).flatten(1, 3)  # (B, N, 3*t*p*p)
+        return linear(cubes, self.proj.weight.flatten(1), self.proj.bias)  # (B, N, D)
 
 
 def as_video(video: Tensor, patch_size: int, tubelet_size: int) -> Tensor:
