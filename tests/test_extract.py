@@ -11,6 +11,7 @@ from vjepa_world.cli import main
 from vjepa_world.data.video import (
     VideoDecodeError,
     clip_indices,
+    iter_clip_frames,
     preprocess_clip,
     read_clip_frames,
     video_frame_count,
@@ -40,6 +41,15 @@ def test_bad_files_raise_decode_errors(tmp_path, content):
         video_frame_count(bad)
     with pytest.raises(VideoDecodeError, match="no such file"):
         video_frame_count(tmp_path / "missing.mp4")
+
+
+def test_streaming_clips_equal_clips_read_one_by_one(video_file):
+    windows = clip_indices(24, 4, 3, 0) + [[20, 22, 30, 31]]  # the last one runs past the end
+    streamed = list(iter_clip_frames(video_file, windows))
+    assert len(streamed) == 3
+    for window, clip in zip(windows, streamed, strict=True):
+        assert np.array_equal(clip, read_clip_frames(video_file, window))
+    assert np.array_equal(streamed[-1][2], read_clip_frames(video_file, [23])[0])  # past the end: last frame
 
 
 def test_clip_indices():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
@@ -70,31 +70,52 @@ def video_frame_count(path: str | os.PathLike) -> int:
     return count
 
 
-def read_clip_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
-    """Decode the frames at `indices` (any order, repeats allowed) -> uint8 `(len, H, W, 3)` RGB.
+def iter_clip_frames(path: str | os.PathLike, clips: Sequence[Sequence[int]]) -> Iterator[np.ndarray]:
+    """Decode a file once and yield each clip's frames, uint8 `(len(clip), H, W, 3)` RGB.
 
-    Decodes sequentially up to the last index wanted; indices past the end of a video whose
-    container over-states its length get its last frame.
+    `clips` are lists of frame indices (any order within a clip, repeats allowed), yielded in the
+    order given, which must be by increasing last index. Only frames still needed are kept, so
+    long videos stream. Indices past the real end (containers may over-state their length) get
+    the last frame; a stream that breaks after some frames ends there the same way.
     """
     path = Path(path)
-    wanted = set(indices)
-    last_wanted = max(indices)
+    wanted: dict[int, int] = {}  # frame index -> clips still needing it
+    for clip in clips:
+        for i in set(clip):
+            wanted[i] = wanted.get(i, 0) + 1
     frames: dict[int, np.ndarray] = {}
     last = None
+    pending = iter(clips)
+    clip = next(pending, None)
     with _open(path) as container:
         try:
             for i, frame in enumerate(container.decode(video=0)):
-                last = frame.to_ndarray(format="rgb24")
+                last = frame
                 if i in wanted:
-                    frames[i] = last
-                if i >= last_wanted:
-                    break
+                    frames[i] = frame.to_ndarray(format="rgb24")
+                while clip is not None and max(clip) <= i:
+                    yield np.stack([frames[j] for j in clip])
+                    for j in set(clip):
+                        wanted[j] -= 1
+                        if not wanted[j]:
+                            del frames[j]
+                    clip = next(pending, None)
+                if clip is None:
+                    return
         except av.error.FFmpegError as err:
             if last is None:
                 raise VideoDecodeError(f"{path}: corrupt stream ({err})") from None
     if last is None:
         raise VideoDecodeError(f"{path}: no decodable frames")
-    return np.stack([frames.get(i, last) for i in indices])
+    tail = last.to_ndarray(format="rgb24")
+    while clip is not None:
+        yield np.stack([frames.get(j, tail) for j in clip])
+        clip = next(pending, None)
+
+
+def read_clip_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+    """The frames at `indices` of one file, uint8 `(len(indices), H, W, 3)` RGB."""
+    return next(iter_clip_frames(path, [indices]))
 
 
 def clip_indices(num_frames: int, clip_len: int, frame_step: int, clips: int) -> list[list[int]]:

@@ -16,7 +16,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..checkpoints import atomic_write
-from ..data.video import VideoDecodeError, clip_indices, preprocess_clip, read_clip_frames, video_frame_count
+from ..data.video import VideoDecodeError, clip_indices, iter_clip_frames, preprocess_clip, video_frame_count
 from ..nn import VideoEncoder
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,9 @@ def _clips(files: Sequence[Path], frames: int, frame_step: int, clips: int, size
     """Yield (file number, start frame, clip (3, T, size, size)); bad files are skipped and logged."""
     for number, path in enumerate(files):
         try:
-            count = video_frame_count(path)
-            for indices in clip_indices(count, frames, frame_step, clips):
-                yield number, indices[0], preprocess_clip(read_clip_frames(path, indices), size)
+            windows = clip_indices(video_frame_count(path), frames, frame_step, clips)
+            for indices, clip in zip(windows, iter_clip_frames(path, windows), strict=True):
+                yield number, indices[0], preprocess_clip(clip, size)
         except VideoDecodeError as err:
             skipped[str(path)] = str(err)
             log.warning("skipping %s", err)
@@ -103,8 +103,9 @@ def extract_features(
 ) -> ExtractResult:
     """Encode `clips` clips of `frames` frames (every `frame_step`-th frame) from each file.
 
-    Runs the encoder in `dtype` (bfloat16 is the fast path on CPUs with AVX-512 BF16); features
-    are returned in float32. Unreadable files are skipped with a warning and listed in `skipped`.
+    Moves the encoder to `device` and `dtype` (bfloat16 halves memory and is the fast CPU path);
+    features are returned in float32. Each file is decoded once, streaming. Unreadable files are
+    skipped with a warning and listed in `skipped`.
     """
     files = [Path(f) for f in files]
     if not files:

@@ -32,11 +32,12 @@ def grid_positions(indices: Tensor, grid_hw: tuple[int, int]) -> tuple[Tensor, T
 def rope_tables(
     t: Tensor, h: Tensor | None, w: Tensor | None, head_dim: int, dtype: torch.dtype = torch.float32
 ) -> tuple[Tensor, Tensor]:
-    """cos and sin tables `(*t.shape, head_dim)` for tokens at positions (t, h, w).
+    """cos and signed-sin tables `(*t.shape, head_dim)` for tokens at positions (t, h, w).
 
-    A segment whose position is None is not rotated (cos 1, sin 0): the action-conditioned
-    predictor's action and state tokens rotate their temporal segment only. Angles are computed
-    in float32 whatever `dtype` the tables are returned in.
+    The sin table carries the rotation's signs (-sin on even dims, +sin on odd ones), so that
+    `apply_rope` needs only a swap of each pair. A segment whose position is None is not rotated
+    (cos 1, sin 0): the action-conditioned predictor's action and state tokens rotate their
+    temporal segment only. Angles are computed in float32 whatever `dtype` the tables come in.
     """
     s = rope_segment_dim(head_dim)
     half = s // 2
@@ -46,15 +47,16 @@ def rope_tables(
     segments = [zeros if pos is None else pos.to(torch.float32)[..., None] * omega for pos in (t, h, w)]
     segments.append(torch.zeros(*t.shape, head_dim - 3 * s, device=t.device))  # unrotated tail
     angles = torch.cat(segments, dim=-1)  # (..., head_dim)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    signs = torch.tensor([-1.0, 1.0], device=t.device).repeat(head_dim // 2)
+    return angles.cos().to(dtype), (angles.sin() * signs).to(dtype)
 
 
-def rotate_pairs(x: Tensor) -> Tensor:
-    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...): a quarter turn of each adjacent pair."""
-    first, second = x.unflatten(-1, (-1, 2)).unbind(-1)
-    return torch.stack((-second, first), dim=-1).flatten(-2)
+def swap_pairs(x: Tensor) -> Tensor:
+    """(x0, x1, x2, x3, ...) -> (x1, x0, x3, x2, ...)."""
+    return x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate queries or keys `(..., N, head_dim)` by tables broadcastable to them."""
-    return x * cos + rotate_pairs(x) * sin
+def apply_rope(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
+    """Rotate queries or keys `(..., N, head_dim)` by tables broadcastable to them: each adjacent
+    pair (a, b) becomes (a cos - b sin, b cos + a sin), with the pair's own two angles."""
+    return torch.addcmul(x * cos, swap_pairs(x), signed_sin)
