@@ -44,7 +44,7 @@ def test_bad_files_raise_decode_errors(tmp_path, content):
 
 
 def test_streaming_clips_equal_clips_read_one_by_one(video_file):
-    windows = clip_indices(24, 4, 3, 0) + [[20, 22, 30, 31]]  # the last one runs past the end
+    windows = [*clip_indices(24, 4, 3, 0), [20, 22, 30, 31]]  # the last one runs past the end
     streamed = list(iter_clip_frames(video_file, windows))
     assert len(streamed) == 3
     for window, clip in zip(windows, streamed, strict=True):

@@ -23,7 +23,8 @@ class PatchEmbed3D(nn.Module):
     def __init__(self, dim: int, patch_size: int, tubelet_size: int):
         super().__init__()
         self.kernel = (tubelet_size, patch_size, patch_size)
-        self.proj = nn.Conv3d(3, dim, kernel_size=self.kernel, stride=self.kernel)  # the released weights' shape
+        # the released weights hold a Conv3d; forward uses it as the matmul it is
+        self.proj = nn.Conv3d(3, dim, kernel_size=self.kernel, stride=self.kernel)
 
     def forward(self, video: Tensor) -> Tensor:
         # A convolution whose stride is its kernel is a matmul over flattened tubelets.
