@@ -23,11 +23,10 @@ class PatchEmbed3D(nn.Module):
     def __init__(self, dim: int, patch_size: int, tubelet_size: int):
         super().__init__()
         self.kernel = (tubelet_size, patch_size, patch_size)
-        # the released weights hold a Conv3d; forward uses it as the matmul it is
         self.proj = nn.Conv3d(3, dim, kernel_size=self.kernel, stride=self.kernel)
 
     def forward(self, video: Tensor) -> Tensor:
-        # A convolution whose stride is its kernel is a matmul over flattened tubelets.
+        # The released weights are a Conv3d; one whose stride is its kernel is a matmul over tubelets.
         batch, channels, frames, height, width = video.shape
         t, p, _ = self.kernel
         cubes = video.reshape(batch, channels, frames // t, t, height // p, p, width // p, p)
