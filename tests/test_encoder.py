@@ -104,3 +104,47 @@ def test_predictor_sorting_is_invisible_to_the_caller():
     torch.testing.assert_close(shuffled, out[:, [1, 2, 0]], atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="context_tokens must be"):
         predictor(torch.randn(1, 4, 32), context_idx, target_idx)
+
+
+def test_factorized_attention_regrouping_equals_masked_attention():
+    factorized = VideoEncoder(EncoderConfig(**{**SMALL.__dict__, "attention": "factorized", "depth": 3}))
+    randomize_(factorized).eval()
+    video = torch.randn(2, 3, 4, 32, 32)
+    everything = torch.arange(32).repeat(2, 1)
+    torch.testing.assert_close(
+        factorized(video), factorized(video, context_idx=everything), atol=1e-5, rtol=0
+    )
+
+
+def test_factorized_blocks_attend_within_a_step_then_across_time():
+    config = EncoderConfig(**{**SMALL.__dict__, "attention": "factorized", "depth": 1})
+    space_only = randomize_(VideoEncoder(config)).eval()
+    video = torch.randn(1, 3, 4, 32, 32)
+    changed = video.clone()
+    changed[:, :, 2:] += 1.0  # only the second tubelet step changes
+    a, b = space_only(video), space_only(changed)
+    assert torch.equal(a[:, :16], b[:, :16]) and not torch.allclose(a[:, 16:], b[:, 16:])
+    two = VideoEncoder(EncoderConfig(**{**config.__dict__, "depth": 2}))
+    two.load_state_dict(randomize_(VideoEncoder(EncoderConfig(**{**SMALL.__dict__}))).state_dict())
+    a, b = two(video), two(changed)
+    assert not torch.allclose(a[:, :16], b[:, :16])  # the time block carries step 2 into step 1
+    changed_place = video.clone()
+    changed_place[..., :8, :8] += 1.0  # only spatial position (0, 0) of every step
+    space_then_time = two(changed_place) - two(video)
+    assert space_then_time[:, 1:16].abs().max() > 0  # space block spreads it within a step
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(encoder):
+    video = torch.randn(1, 3, 4, 32, 32)
+    encoder(video).square().sum().backward()
+    plain = [p.grad.clone() for p in encoder.parameters()]
+    encoder.zero_grad()
+    encoder.gradient_checkpointing = True
+    encoder(video).square().sum().backward()
+    for a, p in zip(plain, encoder.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, a)
+
+
+def test_unknown_attention_kind():
+    with pytest.raises(ValueError, match="attention must be 'joint' or 'factorized'"):
+        EncoderConfig(attention="sparse")

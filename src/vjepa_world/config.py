@@ -28,6 +28,11 @@ class EncoderConfig:
     qkv_bias: bool = True
     norm_eps: float = 1e-6
     out_layers: list[int] | None = None
+    attention: str = "joint"  # or "factorized": blocks alternate attention over space and over time
+
+    def __post_init__(self):
+        if self.attention not in ("joint", "factorized"):
+            raise ValueError(f"attention must be 'joint' or 'factorized', got {self.attention!r}")
 
     @property
     def head_dim(self) -> int:

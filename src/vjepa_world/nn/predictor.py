@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import PredictorConfig
 from .block import Block
@@ -41,6 +42,7 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         )
         self.predictor_norm = nn.LayerNorm(config.dim, eps=config.norm_eps)
         self.predictor_proj = Linear(config.dim, config.encoder_dim)
+        self.gradient_checkpointing = False  # recompute block activations in backward (saves memory)
         init_weights(self)
         rescale_blocks(self.predictor_blocks)
 
@@ -79,7 +81,10 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         positions = torch.gather(positions, 1, order)[:, None, :]  # (B, 1, n): broadcast over heads
         rope = rope_tables(*grid_positions(positions, grid_hw), c.dim // c.num_heads, x.dtype)
         for block in self.predictor_blocks:
-            x = block(x, rope)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, rope, use_reentrant=False)
+            else:
+                x = block(x, rope)
         x = self.predictor_norm(x)
         x = gather_tokens(x, torch.argsort(order, dim=1))  # back to [context, targets] order
         return self.predictor_proj(x[:, n_context:])

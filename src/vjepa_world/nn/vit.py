@@ -7,9 +7,11 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import EncoderConfig
 from .block import Block
+from .divided import DividedAttention
 from .init import init_weights, rescale_blocks
 from .linear import linear
 from .pretrained import PretrainedMixin
@@ -71,7 +73,8 @@ def as_video(video: Tensor, patch_size: int, tubelet_size: int) -> Tensor:
 class VideoEncoder(PretrainedMixin, nn.Module):
     """V-JEPA 2 encoder: `(B, 3, T, H, W)` normalised video -> tokens `(B, N, D)`,
     N = (T / tubelet) * (H / patch) * (W / patch). RoPE positions follow the input's own grid, so
-    any resolution (square or not) and any clip length work."""
+    any resolution (square or not) and any clip length work. `config.attention`: "joint" (released)
+    or "factorized" (divided space-time attention, same parameters; see `nn/divided.py`)."""
 
     checkpoint_role = "encoder"
 
@@ -85,6 +88,7 @@ class VideoEncoder(PretrainedMixin, nn.Module):
             for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(config.dim, eps=config.norm_eps)
+        self.gradient_checkpointing = False  # recompute block activations in backward (saves memory)
         init_weights(self)
         rescale_blocks(self.blocks)
 
@@ -109,11 +113,26 @@ class VideoEncoder(PretrainedMixin, nn.Module):
             check_indices("context_idx", context_idx, x.shape[0], x.shape[1])
             x = gather_tokens(x, context_idx)  # (B, n, D)
             positions = context_idx[:, None, :]  # (B, 1, n): broadcast over heads
-        rope = rope_tables(*grid_positions(positions, grid[1:]), self.config.head_dim, x.dtype)
+        if self.config.attention == "factorized":
+            divided = DividedAttention(
+                None if context_idx is None else positions,
+                grid,
+                x.shape[0],
+                self.config.head_dim,
+                x.dtype,
+                x.device,
+            )
+            run = lambda i, block, x: divided(block, x, i)
+        else:
+            rope = rope_tables(*grid_positions(positions, grid[1:]), self.config.head_dim, x.dtype)
+            run = lambda i, block, x: block(x, rope)
         layers = self.config.out_layers if out_layers is None else out_layers
         outputs = []
         for i, block in enumerate(self.blocks):
-            x = block(x, rope)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(run, i, block, x, use_reentrant=False)
+            else:
+                x = run(i, block, x)
             if layers and i in layers:
                 outputs.append(self.norm(x))
         return outputs if layers else self.norm(x)

@@ -1,0 +1,169 @@
+"""VJEPAModel: the V-JEPA self-supervised objective (context encoder, predictor, EMA target).
+
+One training forward: the target encoder (an exponential moving average of the context encoder,
+no gradient) encodes the full clip and its tokens are layer-normed without affine parameters; for
+each mask type the context encoder sees only the context tokens, the predictor fills in the target
+tokens, and the L1 (or L2) distance to the targets is averaged, then weighted over mask types.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import EncoderConfig, PredictorConfig, get_preset
+from .masks import RELEASED_MASKS, FutureMask, Grid, Masks, MaskSpec, mask_from_dict
+from .nn import MaskedPredictor, VideoEncoder
+from .nn.tokens import gather_tokens
+from .nn.vit import as_video
+
+
+@dataclass
+class VJEPAConfig:
+    """A preset, optionally resized, and the objective.
+
+    `encoder_dim` / `predictor_dim` change a preset's widths keeping its head width; `masks` lists
+    mask specs (`{"type": "multiblock" | "future", ..., "weight": w}`). Left empty, the masks are the
+    released multiblock pair, plus a future mask (`temporal_mask_ratio`, `mask_ratio`) when
+    `temporal_mask_ratio` > 0.
+    """
+
+    preset: str = "vit_tiny"
+    encoder_dim: int | None = None
+    encoder_depth: int | None = None
+    predictor_dim: int | None = None
+    predictor_depth: int | None = None
+    num_frames: int | None = None
+    image_size: int | None = None
+    patch_size: int | None = None
+    attention: str = "joint"
+    mask_ratio: float = 0.75
+    temporal_mask_ratio: float = 0.0
+    masks: list[dict[str, Any]] = field(default_factory=list)
+    loss: str = "l1"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+
+    def model_configs(self) -> tuple[EncoderConfig, PredictorConfig]:
+        preset = get_preset(self.preset)
+        encoder, predictor = preset.encoder, preset.predictor
+        grid = {
+            k: v for k in ("num_frames", "image_size", "patch_size") if (v := getattr(self, k)) is not None
+        }
+        encoder = dataclasses.replace(encoder, attention=self.attention, **grid)
+        if self.encoder_dim:
+            encoder = dataclasses.replace(
+                encoder, dim=self.encoder_dim, num_heads=_heads(self.encoder_dim, encoder)
+            )
+        if self.encoder_depth:
+            encoder = dataclasses.replace(encoder, depth=self.encoder_depth)
+        predictor = dataclasses.replace(predictor, encoder_dim=encoder.dim, **grid)
+        if self.predictor_dim:
+            heads = _heads(self.predictor_dim, predictor)
+            predictor = dataclasses.replace(predictor, dim=self.predictor_dim, num_heads=heads)
+        if self.predictor_depth:
+            predictor = dataclasses.replace(predictor, depth=self.predictor_depth)
+        return encoder, predictor
+
+    def mask_specs(self) -> list[MaskSpec]:
+        if self.masks:
+            return [mask_from_dict(m) for m in self.masks]
+        specs: list[MaskSpec] = list(RELEASED_MASKS)
+        if self.temporal_mask_ratio > 0:
+            specs.append(FutureMask(temporal_mask_ratio=self.temporal_mask_ratio, mask_ratio=self.mask_ratio))
+        return specs
+
+
+def _heads(dim: int, config: EncoderConfig | PredictorConfig) -> int:
+    head_dim = config.dim // config.num_heads
+    if dim % head_dim:
+        raise ValueError(f"width {dim} is not a multiple of the preset's head width {head_dim}")
+    return dim // head_dim
+
+
+def effective_rank(features: Tensor, max_rows: int = 512) -> Tensor:
+    """exp(entropy) of the normalised singular values of `(n, D)` features: ~1 when collapsed."""
+    rows = features.detach().float()[:max_rows]
+    values = torch.linalg.svdvals(rows - rows.mean(0))
+    p = values / values.sum().clamp_min(1e-12)
+    return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+
+
+class VJEPAModel(nn.Module):
+    """`loss, metrics = model(videos)`: one V-JEPA training forward on `(B, 3, T, H, W)` clips."""
+
+    def __init__(self, config: VJEPAConfig | dict[str, Any] | None = None, **overrides):
+        super().__init__()
+        if isinstance(config, dict):
+            config = VJEPAConfig(**config)
+        self.config = dataclasses.replace(config or VJEPAConfig(), **overrides)
+        encoder_config, predictor_config = self.config.model_configs()
+        self.context_encoder = VideoEncoder(encoder_config)
+        self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
+        self.predictor = MaskedPredictor(predictor_config)
+        self.mask_specs = self.config.mask_specs()
+        if len(self.mask_specs) > predictor_config.num_mask_tokens:
+            raise ValueError(f"{len(self.mask_specs)} mask types need as many mask tokens in the predictor")
+        self.mask_generator = torch.Generator().manual_seed(self.config.seed)
+
+    def grid(self, videos: Tensor) -> Grid:
+        c = self.context_encoder.config
+        return self.context_encoder.grid(as_video(videos, c.patch_size, c.tubelet_size))
+
+    def sample_masks(self, grid: Grid, batch: int, generator: torch.Generator | None = None) -> list[Masks]:
+        """One (context_idx, target_idx) pair per mask type for a batch on `grid`."""
+        generator = generator or self.mask_generator
+        return [spec.sample(grid, batch, generator) for spec in self.mask_specs]
+
+    def forward(self, videos: Tensor, masks: list[Masks] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Loss (a scalar with gradient) and detached metrics: loss per mask type, the std across the
+        batch of predictions and of targets, and the effective rank of the target tokens."""
+        c = self.context_encoder.config
+        videos = as_video(videos, c.patch_size, c.tubelet_size)
+        grid = self.context_encoder.grid(videos)
+        masks = masks if masks is not None else self.sample_masks(grid, videos.shape[0])
+        with torch.no_grad():
+            targets = self.target_encoder(videos)  # (B, N, D)
+            targets = F.layer_norm(targets, targets.shape[-1:])
+        device = videos.device
+        metrics: dict[str, Tensor] = {}
+        total, weights = 0.0, 0.0
+        for index, (spec, (context_idx, target_idx)) in enumerate(zip(self.mask_specs, masks, strict=True)):
+            context_idx, target_idx = context_idx.to(device), target_idx.to(device)
+            context = self.context_encoder(videos, context_idx=context_idx)  # (B, n_ctx, D)
+            predicted = self.predictor(context, context_idx, target_idx, mask_index=index, grid_hw=grid[1:])
+            target = gather_tokens(targets, target_idx)  # (B, n_tgt, D)
+            error = (predicted.float() - target.float()).abs()
+            loss = error.mean() if self.config.loss == "l1" else error.pow(2).mean()
+            metrics[f"loss/{spec.name}"] = loss.detach()
+            metrics[f"pred_std/{spec.name}"] = predicted.detach().float().std(0).mean()
+            total, weights = total + spec.weight * loss, weights + spec.weight
+        loss = total / weights
+        metrics["loss"] = loss.detach()
+        metrics["target_std"] = targets.float().std(0).mean()
+        metrics["target_rank"] = effective_rank(targets.flatten(0, 1))
+        return loss, metrics
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """target <- momentum * target + (1 - momentum) * context, parameter by parameter."""
+        target = [p for p in self.target_encoder.parameters()]
+        online = [p.detach() for p in self.context_encoder.parameters()]
+        torch._foreach_lerp_(target, online, 1.0 - momentum)
+
+    def encode(self, video: Tensor, pool: str | None = None) -> Tensor:
+        """Features from the target encoder (the one evaluations use)."""
+        return self.target_encoder.encode(video, pool=pool)
+
+    def save_pretrained(self, directory) -> None:
+        """The target encoder and the predictor, in the layout `VideoEncoder.from_pretrained` reads."""
+        self.target_encoder.save_pretrained(directory, predictor=self.predictor)

@@ -1,0 +1,93 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import randomize_
+from vjepa_world import VideoEncoder
+from vjepa_world.jepa import VJEPAConfig, VJEPAModel, effective_rank
+
+CONFIG = {
+    "preset": "vit_micro",
+    "encoder_dim": 64,
+    "predictor_dim": 32,
+    "num_frames": 4,
+    "mask_ratio": 0.75,
+    "temporal_mask_ratio": 0.5,
+}
+
+
+def test_config_accepts_the_seed_api_keys():
+    model = VJEPAModel(CONFIG)
+    assert model.context_encoder.config.dim == 64 and model.predictor.config.dim == 32
+    assert [s.name for s in model.mask_specs] == ["multiblock_8x0.15", "multiblock_2x0.7", "future_0.5"]
+    wide = VJEPAModel(VJEPAConfig(preset="vit_micro", encoder_dim=128, predictor_dim=64))
+    assert wide.context_encoder.config.num_heads == 4 and wide.predictor.config.num_heads == 2
+    with pytest.raises(ValueError, match="head width 32"):
+        VJEPAModel(preset="vit_micro", encoder_dim=48)
+    with pytest.raises(TypeError):
+        VJEPAModel({"preset": "vit_micro", "encoder_width": 64})
+
+
+def test_loss_is_the_weighted_mean_of_l1_to_layer_normed_targets():
+    model = VJEPAModel(
+        {**CONFIG, "masks": [{"type": "multiblock", "weight": 1.0}, {"type": "future", "weight": 3.0}]}
+    )
+    randomize_(model.predictor)
+    video = torch.randn(2, 3, 4, 32, 32)
+    masks = model.sample_masks(model.grid(video), 2)
+    loss, metrics = model(video, masks)
+    targets = F.layer_norm(model.target_encoder(video), (64,))
+    per_type = []
+    for i, (context, target) in enumerate(masks):
+        z = model.context_encoder(video, context_idx=context)
+        predicted = model.predictor(z, context, target, mask_index=i, grid_hw=(4, 4))
+        expected = torch.gather(targets, 1, target[..., None].expand(-1, -1, 64))
+        per_type.append((predicted - expected).abs().mean())
+    torch.testing.assert_close(loss, (per_type[0] + 3 * per_type[1]) / 4)
+    torch.testing.assert_close(metrics["loss/future_0.5"], per_type[1].detach())
+    l2, _ = VJEPAModel({**CONFIG, "loss": "l2"})(video)
+    assert l2.item() > 0
+
+
+def test_gradients_reach_context_encoder_and_predictor_only():
+    model = VJEPAModel(CONFIG)
+    loss, metrics = model(torch.randn(2, 3, 4, 32, 32))
+    loss.backward()
+    assert all(p.grad is None for p in model.target_encoder.parameters())
+    assert model.context_encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert model.predictor.predictor_proj.weight.grad.abs().sum() > 0
+    assert {"loss", "target_std", "target_rank", "pred_std/future_0.5"} <= set(metrics)
+    assert all(torch.isfinite(v) for v in metrics.values())
+
+
+def test_ema_update_math():
+    model = VJEPAModel(CONFIG)
+    randomize_(model.context_encoder)
+    before = [p.clone().double() for p in model.target_encoder.parameters()]
+    online = [p.clone().double() for p in model.context_encoder.parameters()]
+    model.update_target(0.9)
+    for b, o, after in zip(before, online, model.target_encoder.parameters(), strict=True):
+        torch.testing.assert_close(after.double(), 0.9 * b + 0.1 * o, atol=1e-6, rtol=0)
+    model.update_target(0.0)
+    assert all(
+        torch.equal(t, c)
+        for t, c in zip(model.target_encoder.parameters(), model.context_encoder.parameters(), strict=True)
+    )
+
+
+def test_effective_rank_detects_collapse():
+    collapsed = torch.randn(256, 1) * torch.randn(1, 64)
+    assert effective_rank(collapsed) < 1.5
+    assert effective_rank(torch.randn(256, 64)) > 40
+
+
+def test_encode_and_save_use_the_target_encoder(tmp_path):
+    model = VJEPAModel(CONFIG)
+    randomize_(model.target_encoder)
+    video = torch.randn(1, 3, 4, 32, 32)
+    torch.testing.assert_close(
+        model.encode(video, pool="mean"), model.target_encoder.encode(video, pool="mean")
+    )
+    model.save_pretrained(tmp_path)
+    loaded = VideoEncoder.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded(video), model.target_encoder(video))
