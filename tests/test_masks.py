@@ -33,7 +33,7 @@ def test_multiblock_ratio_and_tubes(blocks, scale, low, high):
     spec = MultiBlockMask(num_blocks=blocks, scale=scale)
     ratios = []
     for seed in range(20):
-        context, target = sample(spec, batch=1, seed=seed)
+        _, target = sample(spec, batch=1, seed=seed)
         per_step = target[0].view(GRID[0], -1) % 64  # targets span the whole clip: same positions each step
         assert all(torch.equal(row, per_step[0]) for row in per_step)
         ratios.append(target.shape[1] / 256)
@@ -43,7 +43,7 @@ def test_multiblock_ratio_and_tubes(blocks, scale, low, high):
 
 def test_multiblock_block_size_follows_scale_and_aspect():
     spec = MultiBlockMask(num_blocks=1, scale=0.25)
-    context, target = sample(spec, batch=1, grid=(1, 16, 16))
+    _, target = sample(spec, batch=1, grid=(1, 16, 16))
     rows, cols = target[0] // 16, target[0] % 16
     h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
     assert h * w == target.shape[1] and 0.75 * 0.8 <= h / w <= 1.5 * 1.25 and abs(h * w - 64) <= 10

@@ -38,6 +38,16 @@ def _extract(args: argparse.Namespace) -> None:
     )
 
 
+def _pretrain(args: argparse.Namespace) -> None:
+    from .train.config import load_config
+    from .train.pretrain import pretrain
+
+    config = load_config(args.config, args.set)
+    summary = pretrain(config, args.data, args.out, resume=args.resume)
+    if summary["finished"]:
+        print(f"pretrained {summary['steps']} steps, final loss {summary['final_loss']:.4f} -> {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vjepa-world", description="V-JEPA 2 as a world model.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=list(DTYPES), default="float32", help="bfloat16 is the fast path on modern CPUs"
     )
     extract.set_defaults(run=_extract)
+
+    pretrain = commands.add_parser(
+        "pretrain",
+        help="self-supervised V-JEPA pretraining on your videos",
+        description="Pretrain a V-JEPA model (context encoder, predictor, EMA target). Writes into OUT: "
+        "checkpoint.pt, log.jsonl, tensorboard/, and at the end the target encoder + predictor "
+        "(config.json, model.safetensors) and summary.json. Runs under torchrun for several processes.",
+    )
+    pretrain.add_argument("--config", help="YAML config (see configs/pretrain/); default: built-in defaults")
+    pretrain.add_argument(
+        "--data", required=True, help="folder of videos/images, a path[,label] CSV, or a file"
+    )
+    pretrain.add_argument("--out", required=True, help="run directory")
+    pretrain.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
+    pretrain.add_argument(
+        "--resume", action="store_true", help="continue the run in OUT from its last checkpoint"
+    )
+    pretrain.set_defaults(run=_pretrain)
     return parser
 
 

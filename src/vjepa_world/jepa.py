@@ -145,11 +145,11 @@ class VJEPAModel(nn.Module):
             error = (predicted.float() - target.float()).abs()
             loss = error.mean() if self.config.loss == "l1" else error.pow(2).mean()
             metrics[f"loss/{spec.name}"] = loss.detach()
-            metrics[f"pred_std/{spec.name}"] = predicted.detach().float().std(0).mean()
+            metrics[f"pred_std/{spec.name}"] = predicted.detach().float().std(0, correction=0).mean()
             total, weights = total + spec.weight * loss, weights + spec.weight
         loss = total / weights
         metrics["loss"] = loss.detach()
-        metrics["target_std"] = targets.float().std(0).mean()
+        metrics["target_std"] = targets.float().std(0, correction=0).mean()
         metrics["target_rank"] = effective_rank(targets.flatten(0, 1))
         return loss, metrics
 

