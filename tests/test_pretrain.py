@@ -77,7 +77,7 @@ def test_micro_pretraining_on_real_footage(tmp_path, clips):
 def test_resume_after_a_kill_gives_the_uninterrupted_losses(tmp_path, clips):
     settings = [
         "--set",
-        "optim.steps=12",
+        "optim.steps=8",
         "--set",
         "optim.batch_size=4",
         "--set",
