@@ -207,8 +207,21 @@ def test_epoch_sampler_splits_ranks_resumes_and_reshuffles():
             itertools.islice(EpochSampler(size, seed=1, rank=1, world_size=ranks, start=start), 9 - start)
         )
         assert resumed == streams[1][start:]
-    with pytest.raises(ValueError, match="smaller than world_size"):
+    with pytest.raises(ValueError, match="smaller than one global batch"):
         EpochSampler(2, world_size=3)
+
+
+def test_epoch_sampler_global_batch_is_independent_of_the_process_count():
+    alone = list(itertools.islice(EpochSampler(13, seed=2, batch_size=4), 12))
+    split = [
+        list(itertools.islice(EpochSampler(13, seed=2, rank=r, world_size=2, batch_size=2), 6))
+        for r in (0, 1)
+    ]
+    for step in range(3):  # global batch = rank 0's rows then rank 1's
+        assert (
+            alone[4 * step : 4 * step + 4]
+            == split[0][2 * step : 2 * step + 2] + split[1][2 * step : 2 * step + 2]
+        )
 
 
 def test_dataloader_workers_give_the_same_batches(folder):

@@ -190,3 +190,68 @@ def test_config_files_and_overrides():
         load_config(MICRO, ["lr=0.01"])
     with pytest.raises(ValueError, match="unknown OptimConfig keys"):
         load_config(MICRO, ["optim.learning_rate=0.01"])
+
+
+def test_fsdp_two_gloo_processes_train_like_one(tmp_path, clips):
+    """Sharded parameters, optimizer state, EMA and checkpoints: same losses as one process."""
+    settings = [
+        "--config",
+        str(MICRO),
+        "--data",
+        str(clips),
+        "--set",
+        "optim.steps=3",
+        "--set",
+        "optim.batch_size=4",
+        "--set",
+        "data.num_workers=0",
+        "--set",
+        "run.checkpoint_every=2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = ["-m", "vjepa_world.cli", "pretrain"]
+    subprocess.run(
+        [sys.executable, *cli, *settings, "--out", str(tmp_path / "one")],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29519",
+    ]
+    subprocess.run(
+        [*torchrun, *cli, *settings, "--set", "run.fsdp=true", "--out", str(tmp_path / "two")],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    one, two = read_log(tmp_path / "one"), read_log(tmp_path / "two")
+    assert [r["step"] for r in two] == [1, 2, 3]
+    for a, b in zip(one, two, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-5
+    state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    full = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    for key, value in full["model"].items():  # gathered, unsharded weights
+        torch.testing.assert_close(state["model"][key], value, atol=1e-5, rtol=1e-4)
+    encoder = VideoEncoder.from_pretrained(tmp_path / "two")
+    assert encoder.config.dim == 64
+
+
+def test_bfloat16_autocast_step_on_cpu(tmp_path, clips):
+    config = build_config(
+        {
+            "model": {"preset": "vit_micro"},
+            "data": {"num_workers": 0},
+            "optim": {"steps": 2, "batch_size": 2},
+            "run": {"precision": "bfloat16", "activation_checkpointing": True},
+        }
+    )
+    summary = pretrain(config, clips, tmp_path / "run", progress=False)
+    assert summary["finished"] and torch.isfinite(torch.tensor(summary["final_loss"]))

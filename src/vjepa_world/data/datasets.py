@@ -166,30 +166,42 @@ class VideoDataset(Dataset):
 class EpochSampler(Sampler):
     """An endless stream of dataset keys `epoch * dataset_size + index`, split across ranks.
 
-    Epoch `e` is a permutation seeded with `seed + e`; rank `r` takes `perm[r::world_size]`, cut to
-    `dataset_size // world_size` so every rank runs the same number of steps. `start` skips the
-    keys this rank has already consumed (a resume) without touching the data.
+    Epoch `e` is a permutation seeded with `seed + e`, cut into global batches of
+    `world_size * batch_size` keys; rank `r` takes the r-th `batch_size` keys of each, so the global
+    batch (rank 0's rows, then rank 1's, ...) is the same whatever the number of processes, and
+    every rank runs the same number of steps. `start` skips the keys this rank has already
+    consumed (a resume) without touching the data.
     """
 
-    def __init__(self, dataset_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0):
+    def __init__(
+        self,
+        dataset_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        batch_size: int = 1,
+    ):
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank {rank} of world_size {world_size}")
-        if dataset_size < world_size:
+        if dataset_size < world_size * batch_size:
             raise ValueError(
-                f"dataset of {dataset_size} items is smaller than world_size {world_size}: "
-                "every rank needs at least one item; add data or use fewer processes"
+                f"dataset of {dataset_size} items is smaller than one global batch ({world_size} processes x "
+                f"{batch_size}): add data or clips_per_video, or use a smaller batch"
             )
         if start < 0:
             raise ValueError(f"start must be >= 0 (keys already consumed), got {start}")
         self.dataset_size, self.seed, self.rank, self.world_size = dataset_size, seed, rank, world_size
-        self.per_rank = dataset_size // world_size  # keys per rank per epoch
+        self.batch_size = batch_size
+        self.per_rank = dataset_size // (world_size * batch_size) * batch_size  # keys per rank per epoch
         self.start = start
 
     def epoch_keys(self, epoch: int) -> Tensor:
         """This rank's keys of one epoch, `(per_rank,)` int64."""
         generator = torch.Generator().manual_seed(self.seed + epoch)
-        perm = torch.randperm(self.dataset_size, generator=generator)
-        return perm[self.rank :: self.world_size][: self.per_rank] + epoch * self.dataset_size
+        perm = torch.randperm(self.dataset_size, generator=generator)[: self.per_rank * self.world_size]
+        mine = perm.view(-1, self.world_size, self.batch_size)[:, self.rank].flatten()
+        return mine + epoch * self.dataset_size
 
     def __iter__(self) -> Iterator[int]:
         epoch, offset = divmod(self.start, self.per_rank)

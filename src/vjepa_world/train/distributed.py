@@ -98,3 +98,22 @@ def total(value: int, process: Process) -> int:
 def barrier(process: Process) -> None:
     if process.world_size > 1:
         dist.barrier()
+
+
+def full_state(model: nn.Module, optimizer, sharded: bool) -> tuple[dict, dict]:
+    """Unsharded model and optimizer state dicts (under FSDP a collective: every rank calls)."""
+    if not sharded:
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    return get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(model: nn.Module, optimizer, state: dict, sharded: bool) -> None:
+    """Load a state saved by `full_state` into a (possibly sharded) optimizer."""
+    if not sharded:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))

@@ -57,15 +57,20 @@ def rank_slice(masks: list[Masks], rank: int, per_rank: int) -> list[Masks]:
     return [(context[rows], target[rows]) for context, target in masks]
 
 
-def save_state(path: Path, model: VJEPAModel, optimizer, step: int, config: PretrainConfig, bad_files: int):
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "bad_files": bad_files,
-        "config": json.dumps(config.to_dict()),
-    }
-    atomic_torch_save(state, path)
+def save_state(
+    path: Path, model, optimizer, step: int, config: PretrainConfig, bad_files: int, process, sharded
+):
+    """Atomic training checkpoint, written by the main process (gathered from all under FSDP)."""
+    model_state, optimizer_state = distributed.full_state(model, optimizer, sharded)
+    if process.is_main:
+        state = {
+            "model": model_state,
+            "optimizer": optimizer_state,
+            "step": step,
+            "bad_files": bad_files,
+            "config": json.dumps(config.to_dict()),
+        }
+        atomic_torch_save(state, path)
 
 
 def pretrain(
@@ -115,25 +120,32 @@ def pretrain(
         crop_ratio=config.data.crop_ratio,
     )
     dataset[0]  # fail here, in one clear line, if no file at all can be decoded
-    optimizer = torch.optim.AdamW(
-        param_groups([model.context_encoder, model.predictor], optim.weight_decay),
-        betas=optim.betas,
-        eps=optim.eps,
-    )
-    step, bad_files = 0, 0
+    step, bad_files, state = 0, 0, None
     if resume and checkpoint.exists():
         state = read_checkpoint_file(checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        model.load_state_dict(state["model"])  # full weights on every rank, before any sharding
         step, bad_files = state["step"], state["bad_files"]
         log.info("resuming %s at step %d", out, step)
     model.to(process.device)
     for module in (model.context_encoder, model.predictor):
         module.gradient_checkpointing = run.activation_checkpointing
+    sharded = run.fsdp and process.world_size > 1
     net = distributed.wrap(model, [model.context_encoder, model.predictor], process, run.fsdp)
+    optimizer = torch.optim.AdamW(  # after wrapping: FSDP replaces the parameters with shards
+        param_groups([model.context_encoder, model.predictor], optim.weight_decay),
+        betas=optim.betas,
+        eps=optim.eps,
+    )
+    if state is not None:
+        distributed.load_optimizer_state(model, optimizer, state["optimizer"], sharded)
 
     sampler = EpochSampler(
-        len(dataset), run.seed, process.rank, process.world_size, start=step * optim.grad_accum * per_rank
+        len(dataset),
+        run.seed,
+        process.rank,
+        process.world_size,
+        start=step * optim.grad_accum * per_rank,
+        batch_size=per_rank,
     )
     loader = DataLoader(
         dataset,
@@ -209,8 +221,8 @@ def pretrain(
             metrics_log.write(step, values)
         bar.set_postfix(loss=f"{values['loss']:.4f}", clips_s=f"{values['clips_per_second']:.1f}")
         bar.update()
-        if (step % run.checkpoint_every == 0 or step == end) and process.is_main:
-            save_state(checkpoint, model, optimizer, step, config, bad_files)
+        if step % run.checkpoint_every == 0 or step == end:
+            save_state(checkpoint, model, optimizer, step, config, bad_files, process, sharded)
         distributed.barrier(process)
     bar.close()
     metrics_log.close()
@@ -222,7 +234,15 @@ def pretrain(
         "seconds": round(time.perf_counter() - started, 2),
         "processes": process.world_size,
     }
-    if process.is_main and summary["finished"]:
-        model.save_pretrained(out)
-        atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    if summary["finished"]:
+        if sharded:  # gathered on the main process only (a collective: every rank calls)
+            weights = distributed.full_state(model, optimizer, sharded)[0]
+            model = VJEPAModel(config.model)
+            if process.is_main:
+                model.load_state_dict(weights)
+        if process.is_main:
+            model.save_pretrained(out)
+            atomic_write(
+                out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n")
+            )
     return summary
