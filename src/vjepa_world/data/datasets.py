@@ -15,7 +15,16 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from .transforms import random_resized_crop
-from .video import VideoDecodeError, clip_indices, find_media, preprocess_clip, read_clip_frames, video_info
+from .video import (
+    VideoDecodeError,
+    clip_indices,
+    clip_window,
+    find_media,
+    last_clip_start,
+    preprocess_clip,
+    read_clip_frames,
+    video_info,
+)
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()  # files already reported as unreadable by this process
@@ -134,9 +143,9 @@ class VideoDataset(Dataset):
         count, video_fps = video_info(path)
         step = self._step(video_fps)
         if self.train:
-            room = max(count - (self.num_frames - 1) * step - 1, 0)
+            room = last_clip_start(count, self.num_frames, step)
             start = int(torch.randint(room + 1, (), generator=generator).item())
-            indices = [min(start + step * j, count - 1) for j in range(self.num_frames)]
+            indices = clip_window(start, count, self.num_frames, step)
             frames = read_clip_frames(path, indices)  # (T, H, W, 3) uint8
             return random_resized_crop(frames, self.image_size, generator, self.crop_scale, self.crop_ratio)
         windows = clip_indices(count, self.num_frames, step, self.clips_per_video)

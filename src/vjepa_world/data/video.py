@@ -126,19 +126,28 @@ def read_clip_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndar
     return next(iter_clip_frames(path, [indices]))
 
 
+def last_clip_start(num_frames: int, clip_len: int, frame_step: int) -> int:
+    """The latest first frame of a clip that fits in the video (0 when none fits)."""
+    return max(num_frames - (clip_len - 1) * frame_step - 1, 0)
+
+
+def clip_window(start: int, num_frames: int, clip_len: int, frame_step: int) -> list[int]:
+    """Indices of the clip starting at `start`; past the end, the last frame repeats."""
+    return [min(start + frame_step * j, num_frames - 1) for j in range(clip_len)]
+
+
 def clip_indices(num_frames: int, clip_len: int, frame_step: int, clips: int) -> list[list[int]]:
     """Frame indices of the clips to take from a video of `num_frames` frames.
 
     `clips` > 0: that many clips spread evenly over the video; 0: every non-overlapping window.
     A video shorter than one clip repeats its last frame.
     """
-    span = (clip_len - 1) * frame_step + 1
-    room = max(num_frames - span, 0)
+    room = last_clip_start(num_frames, clip_len, frame_step)
     if clips > 0:
         starts = sorted({round(room * k / (clips - 1)) if clips > 1 else room // 2 for k in range(clips)})
     else:
-        starts = list(range(0, room + 1, span))
-    return [[min(s + frame_step * j, num_frames - 1) for j in range(clip_len)] for s in starts]
+        starts = list(range(0, room + 1, (clip_len - 1) * frame_step + 1))
+    return [clip_window(s, num_frames, clip_len, frame_step) for s in starts]
 
 
 def preprocess_clip(frames: np.ndarray, size: int) -> Tensor:

@@ -24,7 +24,6 @@ from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
 from ..data.datasets import EpochSampler, VideoDataset, collate_clips
 from ..jepa import VJEPAModel
 from ..masks import Masks
-from ..nn.linear import cpu_has_native_bf16
 from . import distributed
 from .config import PretrainConfig
 from .logs import MetricsLog
@@ -96,8 +95,6 @@ def pretrain(
         )
     if run.precision not in ("float32", "bfloat16"):
         raise ValueError(f"run.precision must be float32 or bfloat16, got {run.precision!r}")
-    if run.precision == "bfloat16" and process.device.type == "cpu" and not cpu_has_native_bf16():
-        log.warning("this CPU has no native bf16 matmuls: bfloat16 autocast will be slower than float32")
     per_rank, remainder = divmod(optim.batch_size, process.world_size * optim.grad_accum)
     if remainder or per_rank == 0:
         raise ValueError(
