@@ -8,6 +8,7 @@ from safetensors import safe_open
 from conftest import moving_square_frames
 from vjepa_world import EncoderConfig, VideoEncoder
 from vjepa_world.cli import main
+from vjepa_world.data import video as video_module
 from vjepa_world.data.video import (
     VideoDecodeError,
     clip_indices,
@@ -147,3 +148,15 @@ def test_extract_command_errors_are_one_line(tmp_path, capsys):
         ]
     )
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "carphone_pristine.mp4"])
+def test_seeking_reads_the_same_frames_as_decoding_from_the_start(monkeypatch, name):
+    from test_pretrain import packaged_footage
+
+    path = packaged_footage() / name
+    count = video_frame_count(path)
+    wanted = [count - 60, count - 57, count - 31, count - 1]
+    sought = read_clip_frames(path, wanted)
+    monkeypatch.setattr(video_module, "SEEK_AFTER", 10**9)
+    assert np.array_equal(sought, read_clip_frames(path, wanted))

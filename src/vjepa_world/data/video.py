@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -78,8 +79,33 @@ def video_frame_count(path: str | os.PathLike) -> int:
     return video_info(path)[0]
 
 
+SEEK_AFTER = 24  # frames: a clip starting earlier is decoded from the start, later ones seek
+
+
+def _numbered_frames(container, first: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(frame index, frame) from at most a keyframe before `first` onwards.
+
+    Seeks when `first` is far into a stream with a constant rate and timestamps (index = time x
+    rate, exact for constant-rate video); decodes from the start otherwise, or when a seek lands
+    past `first`.
+    """
+    stream = container.streams.video[0]
+    rate, base, origin = stream.average_rate, stream.time_base, stream.start_time or 0
+    if first >= SEEK_AFTER and rate and base:
+        container.seek(origin + int(first / (rate * base)), stream=stream, backward=True)
+        frames = container.decode(stream)
+        head = next(frames, None)
+        if head is not None and head.pts is not None and round((head.pts - origin) * base * rate) <= first:
+            for frame in itertools.chain([head], frames):
+                yield round((frame.pts - origin) * base * rate), frame
+            return
+        container.seek(origin, stream=stream, backward=True)
+    yield from enumerate(container.decode(stream))
+
+
 def iter_clip_frames(path: str | os.PathLike, clips: Sequence[Sequence[int]]) -> Iterator[np.ndarray]:
-    """Decode a file once and yield each clip's frames, uint8 `(len(clip), H, W, 3)` RGB.
+    """Decode a file once (from a keyframe before the first frame wanted) and yield each clip's
+    frames, uint8 `(len(clip), H, W, 3)` RGB.
 
     `clips` are lists of frame indices (any order within a clip, repeats allowed), yielded in the
     order given, which must be by increasing last index. Only frames still needed are kept, so
@@ -97,7 +123,7 @@ def iter_clip_frames(path: str | os.PathLike, clips: Sequence[Sequence[int]]) ->
     clip = next(pending, None)
     with _open(path) as container:
         try:
-            for i, frame in enumerate(container.decode(video=0)):
+            for i, frame in _numbered_frames(container, min(min(c) for c in clips)):
                 last = frame
                 if i in wanted:
                     frames[i] = frame.to_ndarray(format="rgb24")
