@@ -237,14 +237,15 @@ def test_fsdp_two_gloo_processes_train_like_one(tmp_path, clips):
     assert encoder.config.dim == 64
 
 
-def test_bfloat16_autocast_step_on_cpu(tmp_path, clips):
+def test_bfloat16_autocast_checkpointing_and_clipping(tmp_path, clips):
     config = build_config(
         {
             "model": {"preset": "vit_micro"},
             "data": {"num_workers": 0},
-            "optim": {"steps": 2, "batch_size": 2},
+            "optim": {"steps": 2, "batch_size": 2, "grad_clip": 0.5},
             "run": {"precision": "bfloat16", "activation_checkpointing": True},
         }
     )
     summary = pretrain(config, clips, tmp_path / "run", progress=False)
     assert summary["finished"] and torch.isfinite(torch.tensor(summary["final_loss"]))
+    assert all(row["grad_norm"] > 0 for row in read_log(tmp_path / "run"))  # measured before clipping
