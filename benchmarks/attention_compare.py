@@ -7,8 +7,8 @@ loss and probe quality after the same training budget.
    frozen, per-step pooled features to predict the direction (a label that needs time to infer),
    against the same encoder untrained.
 
-    python benchmarks/attention_compare.py                  # vit_micro, ~5 minutes on 2 cores
-    python benchmarks/attention_compare.py --preset vit_tiny --size 64 --steps 400
+    python benchmarks/attention_compare.py          # speed: vit_small 128 px; quality: vit_micro 32 px
+    python benchmarks/attention_compare.py --only quality --preset vit_tiny --size 64 --steps 400
 """
 
 from __future__ import annotations
@@ -102,7 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", default="vit_micro")
+    parser.add_argument("--only", choices=["speed", "quality"], help="run one part")
+    parser.add_argument("--speed-preset", default="vit_small")
+    parser.add_argument("--speed-size", type=int, default=128)
+    parser.add_argument("--preset", default="vit_micro", help="preset pretrained in the quality part")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--steps", type=int, default=300)
@@ -111,15 +114,24 @@ def main() -> None:
     parser.add_argument("--val-videos", type=int, default=80)
     args = parser.parse_args()
 
-    print(f"speed: {args.preset} at {args.size} px, batch 2, forward + backward, seconds (median of 3)")
-    print(f"{'frames':>6} {'tokens':>6} {'joint':>8} {'factorized':>10} {'joint/fact':>10}")
-    patch = get_preset(args.preset).encoder.patch_size
-    for frames in (16, 32, 64):
-        t = speed(args.preset, args.size, frames)
-        tokens = frames // 2 * (args.size // patch) ** 2
-        ratio = t["joint"] / t["factorized"]
-        print(f"{frames:6d} {tokens:6d} {t['joint']:8.3f} {t['factorized']:10.3f} {ratio:10.2f}")
+    if args.only != "quality":
+        print(
+            f"speed: {args.speed_preset} at {args.speed_size} px, batch 2, forward + backward, s (median 3)"
+        )
+        print(f"{'frames':>6} {'tokens':>6} {'joint':>8} {'factorized':>10} {'joint/fact':>10}")
+        patch = get_preset(args.speed_preset).encoder.patch_size
+        for frames in (16, 32, 64):
+            t = speed(args.speed_preset, args.speed_size, frames)
+            tokens = frames // 2 * (args.speed_size // patch) ** 2
+            ratio = t["joint"] / t["factorized"]
+            print(
+                f"{frames:6d} {tokens:6d} {t['joint']:8.3f} {t['factorized']:10.3f} {ratio:10.2f}", flush=True
+            )
+    if args.only != "speed":
+        quality(args)
 
+
+def quality(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         train_files, train_y = make_dataset(tmp / "train", args.train_videos, args.size, args.frames, seed=0)
