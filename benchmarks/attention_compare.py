@@ -4,7 +4,7 @@ loss and probe quality after the same training budget.
 1. Speed: encoder forward + backward on full clips of 16, 32 and 64 frames (interleaved, medians).
 2. Quality: pretrain the same preset with each attention for the same number of steps on
    generated videos of a square moving in one of four directions, then fit a linear probe on the
-   frozen, per-step pooled features to predict the direction (a label that needs time to infer),
+   frozen, mean-pooled clip features to predict the direction (a label that needs time to infer),
    against the same encoder untrained.
 
     python benchmarks/attention_compare.py          # speed: vit_small 128 px; quality: vit_micro 32 px
@@ -94,8 +94,11 @@ def probe_accuracy(train_x, train_y, val_x, val_y, steps: int = 500) -> float:
 
 
 def features(encoder: VideoEncoder, files, frames: int) -> torch.Tensor:
-    result = extract_features(encoder, files, frames=frames, frame_step=1, pool="frame", progress=False)
-    return result.features.flatten(1)  # (N, T' * D): the per-step order carries the motion
+    """Clip features `(N, D)`, mean-pooled over time and space: the direction of motion must be
+    in the representation itself, not in the order of per-step features (which even an untrained
+    encoder's features reveal)."""
+    result = extract_features(encoder, files, frames=frames, frame_step=1, pool="mean", progress=False)
+    return result.features
 
 
 def main() -> None:
