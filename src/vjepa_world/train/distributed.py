@@ -100,6 +100,12 @@ def barrier(process: Process) -> None:
         dist.barrier()
 
 
+def teardown() -> None:
+    """Leave the process group (at the end of a torchrun job)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def full_state(model: nn.Module, optimizer, sharded: bool) -> tuple[dict, dict]:
     """Unsharded model and optimizer state dicts (under FSDP a collective: every rank calls)."""
     if not sharded:

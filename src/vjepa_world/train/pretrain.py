@@ -242,4 +242,5 @@ def pretrain(
             atomic_write(
                 out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n")
             )
+    distributed.teardown()
     return summary
