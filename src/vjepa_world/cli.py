@@ -48,6 +48,50 @@ def _pretrain(args: argparse.Namespace) -> None:
         print(f"pretrained {summary['steps']} steps, final loss {summary['final_loss']:.4f} -> {args.out}")
 
 
+def _probe(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from .checkpoints import atomic_torch_save, atomic_write, load_encoder
+    from .eval.probing import FeatureSettings, encode_csv, train_heads
+
+    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
+    settings = FeatureSettings(args.frames, args.frame_step, args.size, args.clips, args.layers or [])
+    out = Path(args.out)
+    cache = None if args.no_cache else out / "cache"
+    encode = dict(cache_dir=cache, batch_size=args.batch_size, device=args.device, dtype=DTYPES[args.dtype])
+    train, val = (
+        encode_csv(encoder, args.train, settings, **encode),
+        encode_csv(encoder, args.val, settings, **encode),
+    )
+
+    def report(epoch: int, heads: list[dict]) -> None:
+        best = max(heads, key=lambda h: h["epochs"][-1]["top1"])
+        top1, top5 = best["epochs"][-1]["top1"], best["epochs"][-1]["top5"]
+        print(
+            f"epoch {epoch + 1}: best head top-1 {100 * top1:.1f}% top-5 {100 * top5:.1f}% "
+            f"(lr {best['lr']:g}, wd {best['weight_decay']:g})"
+        )
+
+    probe, summary = train_heads(
+        train,
+        val,
+        kind=args.probe,
+        lrs=tuple(args.lr),
+        weight_decays=tuple(args.wd),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        num_heads=args.heads,
+        on_epoch=report,
+    )
+    summary["settings"] = {k: v for k, v in vars(args).items() if k != "run"}
+    if probe is not None:  # the released probe layout: AttentiveProbe.from_released reads it back
+        atomic_torch_save({"classifiers": [probe.state_dict()], "num_heads": args.heads}, out / "probe.pt")
+    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    best = summary["best"]
+    print(f"{args.probe} probe: top-1 {100 * best['top1']:.1f}%, top-5 {100 * best['top5']:.1f}% -> {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vjepa-world", description="V-JEPA 2 as a world model.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +149,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run in OUT from its last checkpoint"
     )
     pretrain.set_defaults(run=_pretrain)
+
+    probe = commands.add_parser(
+        "probe",
+        help="train a probe on frozen encoder features",
+        description="Encode the clips of two path,label CSVs with a frozen encoder (cached in OUT/cache), "
+        "train probes for every --lr x --wd on the same batches, report top-1/top-5 per epoch, and write "
+        "OUT/probe.pt (the best head, released probe layout) and OUT/summary.json.",
+    )
+    probe.add_argument("--encoder", required=True, help="checkpoint (as for extract) or a preset name")
+    probe.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
+    probe.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
+    probe.add_argument("--train", required=True, help="path,label CSV (or folder) of training videos")
+    probe.add_argument("--val", required=True, help="path,label CSV (or folder) of validation videos")
+    probe.add_argument("--out", required=True, help="output directory")
+    probe.add_argument("--probe", choices=["attentive", "linear", "knn"], default="attentive")
+    probe.add_argument("--epochs", type=int, default=20)
+    probe.add_argument(
+        "--lr", type=float, nargs="+", default=[1e-3, 3e-4], help="learning rates (one head each)"
+    )
+    probe.add_argument("--wd", type=float, nargs="+", default=[0.01, 0.1], help="weight decays (x each lr)")
+    probe.add_argument("--heads", type=int, default=16, help="attention heads of the attentive probe")
+    probe.add_argument("--frames", type=int, default=16)
+    probe.add_argument("--frame-step", type=int, default=4)
+    probe.add_argument("--size", type=int, help="crop size (default: the encoder's)")
+    probe.add_argument("--clips", type=int, default=1, help="clips per video, predictions averaged per video")
+    probe.add_argument("--layers", type=int, nargs="*", help="encoder blocks whose tokens are concatenated")
+    probe.add_argument("--batch-size", type=int, default=16)
+    probe.add_argument("--device", default="cpu")
+    probe.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    probe.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    probe.set_defaults(run=_probe)
     return parser
 
 

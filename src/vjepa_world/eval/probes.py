@@ -101,10 +101,10 @@ class AttentiveProbe(nn.Module):
         return self.linear(self.pooler(tokens))
 
     @classmethod
-    def from_released(cls, path: str | Path, index: int = 0, num_heads: int = 16) -> AttentiveProbe:
+    def from_released(cls, path: str | Path, index: int = 0, num_heads: int | None = None) -> AttentiveProbe:
         """A released V-JEPA 2 probe checkpoint: `classifiers` (a list, one per trained head; pick
         `index`) with `module.` prefixes. Widths come from the weights; the head count (16 in the
-        released probes) is not in the file."""
+        released probes) is not in released files; ours record it."""
         checkpoint = read_checkpoint_file(path)
         heads = checkpoint.get("classifiers") if isinstance(checkpoint, dict) else None
         if not heads:
@@ -112,6 +112,7 @@ class AttentiveProbe(nn.Module):
         if not 0 <= index < len(heads):
             raise ValueError(f"{path} holds {len(heads)} classifiers; index {index} is out of range")
         state = {re.sub(r"^(module\.)+", "", k): v for k, v in heads[index].items()}
+        num_heads = num_heads or checkpoint.get("num_heads", 16)  # files we write record it
         return cls._from_state(state, path, num_heads=num_heads, norm_eps=1e-5)
 
     @classmethod

@@ -1,0 +1,201 @@
+"""Training probes on a frozen encoder: cached features, many heads in one pass, top-1/top-5.
+
+With the backbone frozen and no augmentation, each clip's tokens never change, so they are
+computed once and cached on disk (keyed by the encoder and the settings); every epoch of every
+head then reads the cache. Several learning rates x weight decays are trained side by side on
+the same batches (upstream trains 20 heads at once) and the best head is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..checkpoints import atomic_write
+from ..data.datasets import VideoDataset, collate_clips
+from ..nn import VideoEncoder
+from .probes import AttentiveProbe, LinearProbe, ProbeConfig, knn_scores, topk_accuracy, warmup_cosine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureSettings:
+    """How clips are cut and encoded; part of the cache key."""
+
+    frames: int = 16
+    frame_step: int = 4
+    size: int | None = None  # default: the encoder's image size
+    clips: int = 1  # clips per video, evenly spaced; their predictions are averaged per video
+    layers: list[int] = field(default_factory=list)  # several blocks' tokens, concatenated; [] = last
+
+
+@dataclass
+class Features:
+    tokens: Tensor  # (clips, N, D)
+    labels: Tensor  # (clips,)
+    videos: Tensor  # (clips,) which video each clip belongs to
+
+
+def encoder_fingerprint(encoder: VideoEncoder) -> str:
+    """A short hash of the weights and config: caches of another encoder never match."""
+    digest = hashlib.sha256(json.dumps(asdict(encoder.config), sort_keys=True).encode())
+    for value in encoder.state_dict().values():
+        digest.update(value.detach().float().cpu().numpy().tobytes()[:4096])
+        digest.update(str(float(value.float().sum())).encode())
+    return digest.hexdigest()[:16]
+
+
+@torch.inference_mode()
+def encode_csv(
+    encoder: VideoEncoder,
+    source,
+    settings: FeatureSettings,
+    *,
+    cache_dir: Path | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+) -> Features:
+    """Tokens of every clip of a `path,label` CSV (or folder), from the disk cache when present."""
+    size = settings.size or encoder.config.image_size
+    key = hashlib.sha256(
+        json.dumps([encoder_fingerprint(encoder), str(source), asdict(settings), size, str(dtype)]).encode()
+    ).hexdigest()[:16]
+    cached = cache_dir / f"{Path(str(source)).stem}-{key}.safetensors" if cache_dir else None
+    if cached is not None and cached.exists():
+        return Features(**load_file(cached))
+    dataset = VideoDataset(
+        source,
+        num_frames=settings.frames,
+        frame_step=settings.frame_step,
+        clips_per_video=settings.clips,
+        image_size=size,
+        train=False,
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_clips)
+    encoder = encoder.to(device=device, dtype=dtype).eval()
+    tokens, labels, videos = [], [], []
+    for batch in tqdm(loader, desc=f"encode {Path(str(source)).name}", unit="batch", disable=not progress):
+        video = batch["video"].to(device=device, dtype=dtype)
+        out = (
+            torch.cat(encoder(video, out_layers=settings.layers), dim=1)
+            if settings.layers
+            else encoder(video)
+        )
+        tokens.append(out.float().cpu())
+        labels.append(batch["label"])
+        videos.append(batch["index"] // settings.clips)
+    features = Features(torch.cat(tokens), torch.cat(labels), torch.cat(videos))
+    if (features.labels < 0).any():
+        raise ValueError(f"{source} has clips without a label: probing needs a `path,label` CSV")
+    if cached is not None:
+        atomic_write(cached, lambda tmp: save_file(asdict(features), str(tmp)))
+    return features
+
+
+def per_video(scores: Tensor, features: Features) -> tuple[Tensor, Tensor]:
+    """Average clip scores (probabilities) per video -> (video scores, video labels)."""
+    videos, inverse = torch.unique(features.videos, return_inverse=True)
+    summed = torch.zeros(len(videos), scores.shape[1]).index_add_(0, inverse, scores)
+    counts = torch.zeros(len(videos)).index_add_(0, inverse, torch.ones(len(inverse)))
+    labels = torch.zeros(len(videos), dtype=torch.long).index_copy_(0, inverse, features.labels)
+    return summed / counts[:, None], labels
+
+
+@torch.no_grad()
+def evaluate(probe: nn.Module, features: Features, batch_size: int = 64) -> dict[str, float]:
+    probe.eval()
+    probs = torch.cat([probe(chunk).softmax(-1) for chunk in features.tokens.split(batch_size)])
+    scores, labels = per_video(probs, features)
+    return {"top1": topk_accuracy(scores, labels, 1), "top5": topk_accuracy(scores, labels, 5)}
+
+
+def make_probe(kind: str, dim: int, num_classes: int, num_heads: int) -> nn.Module:
+    if kind == "attentive":
+        return AttentiveProbe(ProbeConfig(dim=dim, num_classes=num_classes, num_heads=num_heads))
+    if kind == "linear":
+        return LinearProbe(dim, num_classes)
+    raise ValueError(f"unknown probe {kind!r}: attentive, linear or knn")
+
+
+def train_heads(
+    train: Features,
+    val: Features,
+    *,
+    kind: str = "attentive",
+    lrs: tuple[float, ...] = (1e-3, 3e-4),
+    weight_decays: tuple[float, ...] = (0.01, 0.1),
+    epochs: int = 20,
+    batch_size: int = 16,
+    num_heads: int = 16,
+    seed: int = 0,
+    progress: bool = True,
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
+) -> tuple[nn.Module, dict]:
+    """Train one probe per (lr, weight decay) on the same shuffled batches; return the best head
+    (by final validation top-1) and a summary with every head's per-epoch top-1/top-5."""
+    num_classes = int(max(train.labels.max(), val.labels.max())) + 1
+    dim = train.tokens.shape[-1]
+    if kind == "knn":
+        scores = knn_scores(train.tokens.mean(1), train.labels, val.tokens.mean(1), num_classes)
+        video_scores, labels = per_video(scores / scores.sum(1, keepdim=True), val)
+        result = {
+            "top1": topk_accuracy(video_scores, labels, 1),
+            "top5": topk_accuracy(video_scores, labels, 5),
+        }
+        return None, {"probe": "knn", "best": result, "heads": []}
+    torch.manual_seed(seed)
+    grid = list(itertools.product(lrs, weight_decays))
+    heads = [make_probe(kind, dim, num_classes, num_heads) for _ in grid]
+    optimizers = [
+        torch.optim.AdamW(h.parameters(), lr=lr, weight_decay=wd)
+        for h, (lr, wd) in zip(heads, grid, strict=True)
+    ]
+    steps_per_epoch = -(-len(train.tokens) // batch_size)
+    total, warmup = epochs * steps_per_epoch, steps_per_epoch
+    history = [{"lr": lr, "weight_decay": wd, "epochs": []} for lr, wd in grid]
+    generator = torch.Generator().manual_seed(seed)
+    bar = tqdm(total=epochs, desc=f"probe ({len(heads)} heads)", unit="epoch", disable=not progress)
+    step = 0
+    for epoch in range(epochs):
+        for head in heads:
+            head.train()
+        for batch in torch.randperm(len(train.tokens), generator=generator).split(batch_size):
+            for head, optimizer, (lr, _) in zip(heads, optimizers, grid, strict=True):
+                for group in optimizer.param_groups:
+                    group["lr"] = warmup_cosine(lr, step, total, warmup)
+                loss = F.cross_entropy(head(train.tokens[batch]), train.labels[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            step += 1
+        for record, head in zip(history, heads, strict=True):
+            record["epochs"].append(evaluate(head, val))
+        best = max(r["epochs"][-1]["top1"] for r in history)
+        bar.set_postfix(best_top1=f"{best:.3f}")
+        bar.update()
+        if on_epoch:
+            on_epoch(epoch, history)
+    bar.close()
+    index = max(range(len(heads)), key=lambda i: history[i]["epochs"][-1]["top1"])
+    summary = {
+        "probe": kind,
+        "best": {**history[index]["epochs"][-1], **{k: history[index][k] for k in ("lr", "weight_decay")}},
+        "heads": history,
+    }
+    return heads[index], summary
