@@ -7,6 +7,7 @@ import logging
 import sys
 
 import torch
+from tqdm import tqdm
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -90,6 +91,51 @@ def _probe(args: argparse.Namespace) -> None:
     atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     best = summary["best"]
     print(f"{args.probe} probe: top-1 {100 * best['top1']:.1f}%, top-5 {100 * best['top5']:.1f}% -> {out}")
+
+
+def _evaluate_future(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from torch.utils.data import DataLoader
+
+    from .checkpoints import atomic_write, load_encoder
+    from .data.datasets import VideoDataset, collate_clips
+    from .eval.future import evaluate_future
+    from .nn import MaskedPredictor
+    from .viz import plot_errors_by_horizon
+
+    encoder = load_encoder(args.encoder, preset=args.preset).eval()
+    predictor = MaskedPredictor.from_pretrained(args.predictor or args.encoder).eval()
+    size = args.size or encoder.config.image_size
+    dataset = VideoDataset(
+        args.data,
+        num_frames=args.frames,
+        frame_step=args.frame_step,
+        clips_per_video=args.clips,
+        image_size=size,
+        train=False,
+    )
+    loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_clips, num_workers=2)
+    steps = args.frames // encoder.config.tubelet_size
+    context_steps = args.context_steps or steps // 2
+    batches = (batch["video"] for batch in tqdm(loader, desc="evaluate-future", unit="batch"))
+    errors = evaluate_future(encoder, encoder, predictor, batches, context_steps, args.mask_index)
+    out = Path(args.out)
+    horizons = list(range(1, steps - context_steps + 1))
+    summary = {
+        "clips": errors.clips,
+        "context_steps": context_steps,
+        "horizons": horizons,
+        "l1": errors.l1,
+        "cosine_distance": errors.cosine,
+        "settings": {k: v for k, v in vars(args).items() if k != "run"},
+    }
+    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    plot_errors_by_horizon(horizons, errors.l1, out / "l1_by_horizon.png", ylabel="L1 error")
+    plot_errors_by_horizon(horizons, errors.cosine, out / "cosine_by_horizon.png", ylabel="1 - cosine")
+    for method, values in errors.l1.items():
+        print(f"{method:14} L1 by horizon: " + " ".join(f"{v:.4f}" for v in values))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +226,35 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--dtype", choices=list(DTYPES), default="float32")
     probe.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     probe.set_defaults(run=_probe)
+
+    future = commands.add_parser(
+        "evaluate-future",
+        help="score predicted future latents per horizon against baselines",
+        description="Observe the first --context-steps tubelet steps of each clip, predict the latents "
+        "of the later steps with the predictor, and report L1 and cosine error per horizon against "
+        "copying the last observed step and the mean of the observed steps. Writes OUT/summary.json "
+        "and plots.",
+    )
+    future.add_argument(
+        "--encoder", required=True, help="a pretraining run directory (or any encoder checkpoint)"
+    )
+    future.add_argument("--predictor", help="predictor checkpoint (default: the --encoder directory)")
+    future.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
+    future.add_argument("--data", required=True, help="folder of videos or a CSV")
+    future.add_argument("--out", required=True, help="output directory")
+    future.add_argument("--context-steps", type=int, help="observed tubelet steps (default: half the clip)")
+    future.add_argument(
+        "--mask-index",
+        type=int,
+        default=2,
+        help="predictor mask token to use: 2 = the future mask of our pretraining configs",
+    )
+    future.add_argument("--frames", type=int, default=16)
+    future.add_argument("--frame-step", type=int, default=4)
+    future.add_argument("--size", type=int, help="crop size (default: the encoder's)")
+    future.add_argument("--clips", type=int, default=1, help="clips per video")
+    future.add_argument("--batch-size", type=int, default=8)
+    future.set_defaults(run=_evaluate_future)
     return parser
 
 

@@ -1,0 +1,108 @@
+"""Future prediction: the pretrained model as a world model, scored per horizon.
+
+Observe the first k tubelet steps of a clip (the context encoder sees only their tokens, as in
+pretraining), predict the latents of every later step with the predictor, and compare with the
+target encoder's layer-normed latents of the full clip (the training targets), per horizon:
+L1 and cosine distance. Two baselines that use the same observation: copying the last observed
+step, and the mean of the observed steps (per spatial position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..nn import MaskedPredictor, VideoEncoder
+from ..nn.vit import as_video
+
+
+@dataclass
+class HorizonErrors:
+    """Per-horizon means over clips and tokens; horizon 1 is the first unobserved step."""
+
+    l1: dict[str, list[float]] = field(default_factory=dict)  # method -> [error at horizon 1, 2, ...]
+    cosine: dict[str, list[float]] = field(default_factory=dict)  # 1 - cosine similarity
+    clips: int = 0
+
+    def add(self, method: str, predicted: Tensor, target: Tensor) -> None:
+        """Accumulate a batch: predicted and target `(B, horizons, S, D)`."""
+        l1 = (predicted - target).abs().mean(dim=(2, 3)).sum(0)  # (horizons,) summed over the batch
+        cosine = (1 - F.cosine_similarity(predicted, target, dim=-1)).mean(dim=2).sum(0)
+        for store, values in ((self.l1, l1), (self.cosine, cosine)):
+            old = store.get(method, [0.0] * len(values))
+            store[method] = [a + float(b) for a, b in zip(old, values, strict=True)]
+
+    def mean(self) -> HorizonErrors:
+        scale = 1.0 / max(self.clips, 1)
+        return HorizonErrors(
+            {m: [v * scale for v in vs] for m, vs in self.l1.items()},
+            {m: [v * scale for v in vs] for m, vs in self.cosine.items()},
+            self.clips,
+        )
+
+
+def copy_last(observed: Tensor, horizons: int) -> Tensor:
+    """observed `(B, k, S, D)` -> the last observed step repeated `(B, horizons, S, D)`."""
+    return observed[:, -1:].expand(-1, horizons, -1, -1)
+
+
+def observed_mean(observed: Tensor, horizons: int) -> Tensor:
+    """observed `(B, k, S, D)` -> the mean over observed steps, per position, `(B, horizons, S, D)`."""
+    return observed.mean(dim=1, keepdim=True).expand(-1, horizons, -1, -1)
+
+
+@torch.no_grad()
+def predict_future(
+    context_encoder: VideoEncoder,
+    target_encoder: VideoEncoder,
+    predictor: MaskedPredictor,
+    video: Tensor,
+    context_steps: int,
+    mask_index: int = 2,
+) -> tuple[Tensor, Tensor]:
+    """Predicted latents of the unobserved steps `(B, T' - k, S, D)`, and the target encoder's
+    layer-normed latents of the whole clip `(B, T', S, D)` (observed steps, then the truth)."""
+    c = context_encoder.config
+    video = as_video(video, c.patch_size, c.tubelet_size)
+    steps, height, width = context_encoder.grid(video)
+    if not 0 < context_steps < steps:
+        raise ValueError(f"context_steps must be in [1, {steps - 1}] for a clip of {steps} tubelet steps")
+    per_step, batch = height * width, video.shape[0]
+    context_idx = torch.arange(context_steps * per_step, device=video.device).expand(batch, -1)
+    target_idx = torch.arange(context_steps * per_step, steps * per_step, device=video.device).expand(
+        batch, -1
+    )
+    context = context_encoder(video, context_idx=context_idx)
+    predicted = predictor(context, context_idx, target_idx, mask_index=mask_index, grid_hw=(height, width))
+    targets = target_encoder(video)
+    targets = F.layer_norm(targets, targets.shape[-1:])
+    return predicted.reshape(batch, steps - context_steps, per_step, -1), targets.reshape(
+        batch, steps, per_step, -1
+    )
+
+
+@torch.no_grad()
+def evaluate_future(
+    context_encoder: VideoEncoder,
+    target_encoder: VideoEncoder,
+    predictor: MaskedPredictor,
+    batches,
+    context_steps: int,
+    mask_index: int = 2,
+) -> HorizonErrors:
+    """Mean per-horizon errors of the predictor and the two baselines over batches of clips."""
+    errors = HorizonErrors()
+    for video in batches:
+        predicted, latents = predict_future(
+            context_encoder, target_encoder, predictor, video, context_steps, mask_index
+        )
+        observed, target = latents[:, :context_steps], latents[:, context_steps:]
+        horizons = target.shape[1]
+        errors.add("predictor", predicted, target)
+        errors.add("copy last", copy_last(observed, horizons), target)
+        errors.add("observed mean", observed_mean(observed, horizons), target)
+        errors.clips += video.shape[0]
+    return errors.mean()

@@ -1,0 +1,89 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import moving_square_frames
+from vjepa_world.cli import main
+from vjepa_world.data.video import write_video
+from vjepa_world.eval.future import HorizonErrors, copy_last, evaluate_future, observed_mean, predict_future
+from vjepa_world.jepa import VJEPAModel
+
+
+def test_horizon_errors_on_a_hand_made_case():
+    target = torch.zeros(2, 3, 4, 5)
+    target[..., 0] = 1.0  # every token is e0
+    predicted = target.clone()
+    predicted[:, 1] = -target[:, 1]  # horizon 2: opposite direction, |diff| = 2 on one of 5 dims
+    predicted[:, 2, :, 1] = 1.0  # horizon 3: e0 + e1, |diff| = 1 on one dim, cosine 1/sqrt(2)
+    errors = HorizonErrors()
+    errors.add("m", predicted, target)
+    errors.clips = 2
+    mean = errors.mean()
+    assert mean.l1["m"] == pytest.approx([0.0, 2 / 5, 1 / 5])
+    assert mean.cosine["m"] == pytest.approx([0.0, 2.0, 1 - 2**-0.5])
+
+
+def test_baselines():
+    observed = torch.arange(2 * 3 * 1 * 1, dtype=torch.float32).view(2, 3, 1, 1)
+    assert copy_last(observed, 4)[:, :, 0, 0].tolist() == [[2.0] * 4, [5.0] * 4]
+    assert observed_mean(observed, 2)[:, :, 0, 0].tolist() == [[1.0] * 2, [4.0] * 2]
+
+
+class Oracle(torch.nn.Module):
+    """A predictor that returns the truth: the harness must then score it 0 at every horizon."""
+
+    def __init__(self, encoder, video):
+        super().__init__()
+        self.truth = F.layer_norm(encoder(video), (encoder.config.dim,))
+
+    def forward(self, context, context_idx, target_idx, mask_index=1, grid_hw=None):
+        return torch.gather(self.truth, 1, target_idx[..., None].expand(-1, -1, self.truth.shape[-1]))
+
+
+def test_predict_future_and_a_perfect_predictor():
+    model = VJEPAModel({"preset": "vit_micro", "num_frames": 8})
+    video = torch.randn(2, 3, 8, 32, 32)
+    predicted, latents = predict_future(
+        model.context_encoder, model.target_encoder, model.predictor, video, 1
+    )
+    assert predicted.shape == (2, 3, 16, 64) and latents.shape == (2, 4, 16, 64)
+    oracle = Oracle(model.target_encoder, video)
+    errors = evaluate_future(model.target_encoder, model.target_encoder, oracle, [video], context_steps=2)
+    assert errors.l1["predictor"] == [0.0, 0.0] and errors.clips == 2
+    assert all(v > 0 for v in errors.l1["copy last"])
+    with pytest.raises(ValueError, match="context_steps must be in"):
+        predict_future(model.context_encoder, model.target_encoder, model.predictor, video, 4)
+
+
+def test_evaluate_future_command(tmp_path, capsys):
+    model = VJEPAModel({"preset": "vit_micro", "num_frames": 8, "temporal_mask_ratio": 0.5})
+    model.save_pretrained(tmp_path / "run")
+    for i in range(3):
+        write_video(
+            tmp_path / "data" / f"{i}.mp4", moving_square_frames(frames=16, height=32, width=32, seed=i)
+        )
+    code = main(
+        [
+            "evaluate-future",
+            "--encoder",
+            str(tmp_path / "run"),
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+            "--frames",
+            "8",
+            "--frame-step",
+            "1",
+            "--batch-size",
+            "2",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["clips"] == 3 and summary["horizons"] == [1, 2]
+    assert set(summary["l1"]) == {"predictor", "copy last", "observed mean"}
+    assert (tmp_path / "out" / "l1_by_horizon.png").stat().st_size > 1000
+    assert "predictor" in capsys.readouterr().out
