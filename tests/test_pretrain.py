@@ -63,6 +63,7 @@ def test_micro_pretraining_on_real_footage(tmp_path, clips):
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # it learns
     assert log[-1]["data/bad_files"] >= 1  # the broken file was met, skipped and counted
     assert (out / "checkpoint.pt").exists() and any((out / "tensorboard").iterdir())
+    assert (out / "training_curves.png").stat().st_size > 1000
     encoder = VideoEncoder.from_pretrained(out)
     assert encoder.encode(torch.randn(1, 3, 4, 32, 32), pool="mean").shape == (1, 64)
 

@@ -108,3 +108,4 @@ def test_probe_command(tmp_path, capsys):
     assert "epoch 3: best head top-1" in capsys.readouterr().out
     probe = AttentiveProbe.from_released(tmp_path / "o" / "probe.pt")
     assert probe.config.num_heads == 2 and probe.config.num_classes == 2
+    assert (tmp_path / "o" / "confusion_matrix.png").stat().st_size > 1000

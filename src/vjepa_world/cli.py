@@ -54,7 +54,8 @@ def _probe(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from .checkpoints import atomic_torch_save, atomic_write, load_encoder
-    from .eval.probing import FeatureSettings, encode_csv, train_heads
+    from .eval.probing import FeatureSettings, encode_csv, predict_videos, train_heads
+    from .viz import plot_confusion_matrix
 
     encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
     settings = FeatureSettings(args.frames, args.frame_step, args.size, args.clips, args.layers or [])
@@ -88,6 +89,9 @@ def _probe(args: argparse.Namespace) -> None:
     summary["settings"] = {k: v for k, v in vars(args).items() if k != "run"}
     if probe is not None:  # the released probe layout: AttentiveProbe.from_released reads it back
         atomic_torch_save({"classifiers": [probe.state_dict()], "num_heads": args.heads}, out / "probe.pt")
+        scores, labels = predict_videos(probe, val)
+        classes = [str(c) for c in range(scores.shape[1])]
+        plot_confusion_matrix(labels, scores.argmax(1), classes, out / "confusion_matrix.png")
     atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     best = summary["best"]
     print(f"{args.probe} probe: top-1 {100 * best['top1']:.1f}%, top-5 {100 * best['top5']:.1f}% -> {out}")

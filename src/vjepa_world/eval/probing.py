@@ -118,10 +118,15 @@ def per_video(scores: Tensor, features: Features) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def evaluate(probe: nn.Module, features: Features, batch_size: int = 64) -> dict[str, float]:
+def predict_videos(probe: nn.Module, features: Features, batch_size: int = 64) -> tuple[Tensor, Tensor]:
+    """Class probabilities per video (clips' softmaxes averaged) and the videos' labels."""
     probe.eval()
     probs = torch.cat([probe(chunk).softmax(-1) for chunk in features.tokens.split(batch_size)])
-    scores, labels = per_video(probs, features)
+    return per_video(probs, features)
+
+
+def evaluate(probe: nn.Module, features: Features) -> dict[str, float]:
+    scores, labels = predict_videos(probe, features)
     return {"top1": topk_accuracy(scores, labels, 1), "top5": topk_accuracy(scores, labels, 5)}
 
 

@@ -24,6 +24,7 @@ from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
 from ..data.datasets import EpochSampler, VideoDataset, collate_clips
 from ..jepa import VJEPAModel
 from ..masks import Masks
+from ..viz import plot_training_curves
 from . import distributed
 from .config import PretrainConfig
 from .logs import MetricsLog
@@ -239,6 +240,7 @@ def pretrain(
                 model.load_state_dict(weights)
         if process.is_main:
             model.save_pretrained(out)
+            plot_training_curves(out, out / "training_curves.png")
             atomic_write(
                 out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n")
             )
