@@ -212,3 +212,22 @@ def test_plot_errors_by_horizon(tmp_path):
     assert svg.read_text().lstrip().startswith("<?xml") and "rollout" in svg.read_text()
     with pytest.raises(ValueError, match="'predictor' has 3 values for 4 horizons"):
         plot_errors_by_horizon(horizons, {"predictor": [0.1, 0.2, 0.3]}, tmp_path / "bad.png")
+
+
+def test_visualize_command(tmp_path, video_file, capsys):
+    from vjepa_world.cli import main
+
+    code = main(
+        [
+            "visualize",
+            str(video_file),
+            "--encoder",
+            "vit_micro",
+            "--frames",
+            "4",
+            "--out",
+            str(tmp_path / "pca"),
+        ]
+    )
+    assert code == 0
+    assert (tmp_path / "pca" / "clip.png").stat().st_size > 500 and (tmp_path / "pca" / "clip.mp4").exists()

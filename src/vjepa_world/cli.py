@@ -142,6 +142,32 @@ def _evaluate_future(args: argparse.Namespace) -> None:
         print(f"{method:14} L1 by horizon: " + " ".join(f"{v:.4f}" for v in values))
 
 
+def _visualize(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .checkpoints import load_encoder
+    from .data import find_media
+    from .data.video import clip_indices, preprocess_clip, read_clip_frames, video_frame_count
+    from .viz import save_pca_visualisation
+
+    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key).eval()
+    size = args.size or encoder.config.image_size
+    for path in find_media(args.inputs):
+        window = clip_indices(video_frame_count(path), args.frames, args.frame_step, 1)[0]
+        clip = preprocess_clip(read_clip_frames(path, window), size)  # (3, T, size, size)
+        with torch.no_grad():
+            tokens = encoder(clip[None])[0]
+        paths = save_pca_visualisation(
+            clip,
+            tokens,
+            encoder.grid(clip[None]),
+            Path(args.out),
+            name=Path(path).stem,
+            tubelet=encoder.config.tubelet_size,
+        )
+        print(f"{path}: {paths['png']} {paths['mp4']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vjepa-world", description="V-JEPA 2 as a world model.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -259,6 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     future.add_argument("--clips", type=int, default=1, help="clips per video")
     future.add_argument("--batch-size", type=int, default=8)
     future.set_defaults(run=_evaluate_future)
+
+    visualize = commands.add_parser(
+        "visualize",
+        help="PCA of patch tokens as colours, beside the input frames",
+        description="For one clip of each video: the first 3 principal components of the encoder's patch "
+        "tokens as RGB, frame by frame, written as OUT/<name>.png (a grid) and OUT/<name>.mp4.",
+    )
+    visualize.add_argument("inputs", nargs="+", help="video/image files or folders")
+    visualize.add_argument("--encoder", required=True, help="checkpoint (as for extract) or a preset name")
+    visualize.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
+    visualize.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
+    visualize.add_argument("--out", required=True, help="output directory")
+    visualize.add_argument("--frames", type=int, default=16)
+    visualize.add_argument("--frame-step", type=int, default=4)
+    visualize.add_argument("--size", type=int, help="crop size (default: the encoder's)")
+    visualize.set_defaults(run=_visualize)
     return parser
 
 
