@@ -109,7 +109,7 @@ def _evaluate_future(args: argparse.Namespace) -> None:
     from .nn import MaskedPredictor
     from .viz import plot_errors_by_horizon
 
-    encoder = load_encoder(args.encoder, preset=args.preset).eval()
+    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key).eval()
     predictor = MaskedPredictor.from_pretrained(args.predictor or args.encoder).eval()
     size = args.size or encoder.config.image_size
     dataset = VideoDataset(
@@ -179,6 +179,25 @@ def _make_dataset(args: argparse.Namespace) -> None:
     )
 
 
+def add_encoder_args(parser: argparse.ArgumentParser) -> None:
+    """--encoder, --preset, --key: where an encoder comes from (shared by several commands)."""
+    parser.add_argument(
+        "--encoder",
+        required=True,
+        help="official .pt file, Hugging Face VJEPA2 directory, a directory we saved (a pretraining run), "
+        "or a preset name (random weights)",
+    )
+    parser.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
+    parser.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
+
+
+def add_clip_args(parser: argparse.ArgumentParser) -> None:
+    """--frames, --frame-step, --size: how clips are cut from videos."""
+    parser.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    parser.add_argument("--frame-step", type=int, default=4, help="take every k-th frame (default 4)")
+    parser.add_argument("--size", type=int, help="crop size in pixels (default: the encoder's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vjepa-world", description="V-JEPA 2 as a world model.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -189,23 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Encode clips of each video (or images) with a V-JEPA 2 encoder; writes "
         "OUT/features.safetensors (rows = clips, with the file of each row) and OUT/summary.json.",
     )
+    add_encoder_args(extract)
+    add_clip_args(extract)
     extract.add_argument("inputs", nargs="+", help="video/image files or folders (searched recursively)")
-    extract.add_argument(
-        "--encoder",
-        required=True,
-        help="official .pt file, Hugging Face VJEPA2 directory, a directory we saved, or a preset name "
-        "(random weights)",
-    )
-    extract.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
-    extract.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
     extract.add_argument("--out", required=True, help="output directory")
     extract.add_argument("--pool", choices=["none", "frame", "mean"], default="mean", help="default: mean")
-    extract.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
-    extract.add_argument("--frame-step", type=int, default=4, help="take every k-th frame (default 4)")
     extract.add_argument(
         "--clips", type=int, default=1, help="clips per video, evenly spaced; 0 = all windows"
     )
-    extract.add_argument("--size", type=int, help="crop size in pixels (default: the encoder's)")
     extract.add_argument("--batch-size", type=int, default=4)
     extract.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     extract.add_argument(
@@ -244,9 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train probes for every --lr x --wd on the same batches, report top-1/top-5 per epoch, and write "
         "OUT/probe.pt (the best head, released probe layout) and OUT/summary.json.",
     )
-    probe.add_argument("--encoder", required=True, help="checkpoint (as for extract) or a preset name")
-    probe.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
-    probe.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
+    add_encoder_args(probe)
+    add_clip_args(probe)
     probe.add_argument("--train", required=True, help="path,label CSV (or folder) of training videos")
     probe.add_argument("--val", required=True, help="path,label CSV (or folder) of validation videos")
     probe.add_argument("--out", required=True, help="output directory")
@@ -257,9 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--wd", type=float, nargs="+", default=[0.01, 0.1], help="weight decays (x each lr)")
     probe.add_argument("--heads", type=int, default=16, help="attention heads of the attentive probe")
-    probe.add_argument("--frames", type=int, default=16)
-    probe.add_argument("--frame-step", type=int, default=4)
-    probe.add_argument("--size", type=int, help="crop size (default: the encoder's)")
     probe.add_argument("--clips", type=int, default=1, help="clips per video, predictions averaged per video")
     probe.add_argument("--layers", type=int, nargs="*", help="encoder blocks whose tokens are concatenated")
     probe.add_argument("--batch-size", type=int, default=16)
@@ -276,11 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
         "copying the last observed step and the mean of the observed steps. Writes OUT/summary.json "
         "and plots.",
     )
-    future.add_argument(
-        "--encoder", required=True, help="a pretraining run directory (or any encoder checkpoint)"
-    )
+    add_encoder_args(future)
+    add_clip_args(future)
     future.add_argument("--predictor", help="predictor checkpoint (default: the --encoder directory)")
-    future.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
     future.add_argument("--data", required=True, help="folder of videos or a CSV")
     future.add_argument("--out", required=True, help="output directory")
     future.add_argument("--context-steps", type=int, help="observed tubelet steps (default: half the clip)")
@@ -290,9 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="predictor mask token to use: 2 = the future mask of our pretraining configs",
     )
-    future.add_argument("--frames", type=int, default=16)
-    future.add_argument("--frame-step", type=int, default=4)
-    future.add_argument("--size", type=int, help="crop size (default: the encoder's)")
     future.add_argument("--clips", type=int, default=1, help="clips per video")
     future.add_argument("--batch-size", type=int, default=8)
     future.set_defaults(run=_evaluate_future)
@@ -303,14 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="For one clip of each video: the first 3 principal components of the encoder's patch "
         "tokens as RGB, frame by frame, written as OUT/<name>.png (a grid) and OUT/<name>.mp4.",
     )
+    add_encoder_args(visualize)
+    add_clip_args(visualize)
     visualize.add_argument("inputs", nargs="+", help="video/image files or folders")
-    visualize.add_argument("--encoder", required=True, help="checkpoint (as for extract) or a preset name")
-    visualize.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
-    visualize.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
     visualize.add_argument("--out", required=True, help="output directory")
-    visualize.add_argument("--frames", type=int, default=16)
-    visualize.add_argument("--frame-step", type=int, default=4)
-    visualize.add_argument("--size", type=int, help="crop size (default: the encoder's)")
     visualize.set_defaults(run=_visualize)
 
     dataset = commands.add_parser(
