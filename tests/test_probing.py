@@ -109,3 +109,37 @@ def test_probe_command(tmp_path, capsys):
     probe = AttentiveProbe.from_released(tmp_path / "o" / "probe.pt")
     assert probe.config.num_heads == 2 and probe.config.num_classes == 2
     assert (tmp_path / "o" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_probe_with_augmentation_encodes_every_epoch(tmp_path):
+    train, val = labelled_csv(tmp_path, "train", 6, 0), labelled_csv(tmp_path, "val", 4, 1)
+    args = [
+        "probe",
+        "--encoder",
+        "vit_micro",
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "--out",
+        str(tmp_path / "o"),
+        "--frames",
+        "8",
+        "--frame-step",
+        "1",
+        "--epochs",
+        "2",
+        "--heads",
+        "2",
+        "--lr",
+        "1e-3",
+        "--wd",
+        "0.01",
+        "--batch-size",
+        "4",
+        "--augment",
+    ]
+    assert main(args) == 0
+    assert len(list((tmp_path / "o" / "cache").iterdir())) == 1  # only the validation features are cached
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert len(summary["heads"][0]["epochs"]) == 2

@@ -54,7 +54,7 @@ def _probe(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from .checkpoints import atomic_torch_save, atomic_write, load_encoder
-    from .eval.probing import FeatureSettings, encode_csv, predict_videos, train_heads
+    from .eval.probing import AugmentedTrainSet, FeatureSettings, encode_csv, predict_videos, train_heads
     from .viz import plot_confusion_matrix
 
     encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
@@ -62,10 +62,13 @@ def _probe(args: argparse.Namespace) -> None:
     out = Path(args.out)
     cache = None if args.no_cache else out / "cache"
     encode = dict(cache_dir=cache, batch_size=args.batch_size, device=args.device, dtype=DTYPES[args.dtype])
-    train, val = (
-        encode_csv(encoder, args.train, settings, **encode),
-        encode_csv(encoder, args.val, settings, **encode),
-    )
+    val = encode_csv(encoder, args.val, settings, **encode)
+    if args.augment:  # features change every epoch: encode each batch afresh, no cache
+        train = AugmentedTrainSet(
+            encoder, args.train, settings, args.batch_size, device=args.device, dtype=DTYPES[args.dtype]
+        )
+    else:
+        train = encode_csv(encoder, args.train, settings, **encode)
 
     def report(epoch: int, heads: list[dict]) -> None:
         best = max(heads, key=lambda h: h["epochs"][-1]["top1"])
@@ -272,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--device", default="cpu")
     probe.add_argument("--dtype", choices=list(DTYPES), default="float32")
     probe.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    probe.add_argument(
+        "--augment",
+        action="store_true",
+        help="random crops and flips of the training clips, encoded afresh every epoch (slower: no cache)",
+    )
     probe.set_defaults(run=_probe)
 
     future = commands.add_parser(

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..checkpoints import atomic_write
-from ..data.datasets import VideoDataset, collate_clips
+from ..data.datasets import EpochSampler, VideoDataset, collate_clips
 from ..nn import VideoEncoder
 from .probes import AttentiveProbe, LinearProbe, ProbeConfig, knn_scores, topk_accuracy, warmup_cosine
 
@@ -108,6 +108,79 @@ def encode_csv(
     return features
 
 
+class CachedTrainSet:
+    """Training batches from cached features, reshuffled each epoch (seeded)."""
+
+    def __init__(self, features: Features, batch_size: int, seed: int = 0):
+        self.features, self.batch_size, self.seed = features, batch_size, seed
+        self.size, self.dim = len(features.tokens), features.tokens.shape[-1]
+        self.num_classes = int(features.labels.max()) + 1
+
+    def batches(self, epoch: int):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
+        for index in order.split(self.batch_size):
+            yield self.features.tokens[index], self.features.labels[index]
+
+
+class AugmentedTrainSet:
+    """Training batches encoded afresh every epoch from randomly cropped and flipped clips
+    (`VideoDataset` in train mode): what probing with augmentation needs, since the features then
+    change from epoch to epoch and cannot be cached."""
+
+    def __init__(
+        self,
+        encoder: VideoEncoder,
+        source,
+        settings: FeatureSettings,
+        batch_size: int,
+        seed: int = 0,
+        workers: int = 2,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        size = settings.size or encoder.config.image_size
+        self.dataset = VideoDataset(
+            source,
+            num_frames=settings.frames,
+            frame_step=settings.frame_step,
+            image_size=size,
+            train=True,
+            seed=seed,
+        )
+        self.encoder = encoder.to(device=device, dtype=dtype).eval()
+        self.settings, self.batch_size, self.workers, self.device, self.dtype = (
+            settings,
+            batch_size,
+            workers,
+            device,
+            dtype,
+        )
+        self.size, self.dim = len(self.dataset), encoder.config.dim
+        self.num_classes = max(self.dataset.labels) + 1
+        if min(self.dataset.labels) < 0:
+            raise ValueError(f"{source} has videos without a label: probing needs a `path,label` CSV")
+
+    def batches(self, epoch: int):
+        keys = EpochSampler(self.size, seed=0).epoch_keys(epoch).tolist()  # new crops each epoch
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=keys,
+            num_workers=self.workers,
+            collate_fn=collate_clips,
+        )
+        for batch in loader:
+            with torch.inference_mode():
+                video = batch["video"].to(device=self.device, dtype=self.dtype)
+                layers = self.settings.layers
+                tokens = (
+                    torch.cat(self.encoder(video, out_layers=layers), dim=1)
+                    if layers
+                    else self.encoder(video)
+                )
+            yield tokens.float().cpu().clone(), batch["label"]
+
+
 def per_video(scores: Tensor, features: Features) -> tuple[Tensor, Tensor]:
     """Average clip scores (probabilities) per video -> (video scores, video labels)."""
     videos, inverse = torch.unique(features.videos, return_inverse=True)
@@ -139,7 +212,7 @@ def make_probe(kind: str, dim: int, num_classes: int, num_heads: int) -> nn.Modu
 
 
 def train_heads(
-    train: Features,
+    train: Features | CachedTrainSet | AugmentedTrainSet,
     val: Features,
     *,
     kind: str = "attentive",
@@ -152,11 +225,13 @@ def train_heads(
     progress: bool = True,
     on_epoch: Callable[[int, list[dict]], None] | None = None,
 ) -> tuple[nn.Module, dict]:
-    """Train one probe per (lr, weight decay) on the same shuffled batches; return the best head
-    (by final validation top-1) and a summary with every head's per-epoch top-1/top-5."""
-    num_classes = int(max(train.labels.max(), val.labels.max())) + 1
-    dim = train.tokens.shape[-1]
+    """Train one probe per (lr, weight decay) on the same batches; return the best head (by final
+    validation top-1) and a summary with every head's per-epoch top-1/top-5. `train` is cached
+    features (shuffled each epoch) or a set that yields batches, e.g. `AugmentedTrainSet`."""
     if kind == "knn":
+        if not isinstance(train, Features):
+            raise ValueError("kNN needs cached features: it has no training epochs to augment")
+        num_classes = int(max(train.labels.max(), val.labels.max())) + 1
         scores = knn_scores(train.tokens.mean(1), train.labels, val.tokens.mean(1), num_classes)
         video_scores, labels = per_video(scores / scores.sum(1, keepdim=True), val)
         result = {
@@ -164,6 +239,9 @@ def train_heads(
             "top5": topk_accuracy(video_scores, labels, 5),
         }
         return None, {"probe": "knn", "best": result, "heads": []}
+    if isinstance(train, Features):
+        train = CachedTrainSet(train, batch_size, seed)
+    num_classes, dim = max(train.num_classes, int(val.labels.max()) + 1), train.dim
     torch.manual_seed(seed)
     grid = list(itertools.product(lrs, weight_decays))
     heads = [make_probe(kind, dim, num_classes, num_heads) for _ in grid]
@@ -171,20 +249,19 @@ def train_heads(
         torch.optim.AdamW(h.parameters(), lr=lr, weight_decay=wd)
         for h, (lr, wd) in zip(heads, grid, strict=True)
     ]
-    steps_per_epoch = -(-len(train.tokens) // batch_size)
+    steps_per_epoch = -(-train.size // batch_size)
     total, warmup = epochs * steps_per_epoch, steps_per_epoch
     history = [{"lr": lr, "weight_decay": wd, "epochs": []} for lr, wd in grid]
-    generator = torch.Generator().manual_seed(seed)
     bar = tqdm(total=epochs, desc=f"probe ({len(heads)} heads)", unit="epoch", disable=not progress)
     step = 0
     for epoch in range(epochs):
         for head in heads:
             head.train()
-        for batch in torch.randperm(len(train.tokens), generator=generator).split(batch_size):
+        for tokens, labels in train.batches(epoch):
             for head, optimizer, (lr, _) in zip(heads, optimizers, grid, strict=True):
                 for group in optimizer.param_groups:
                     group["lr"] = warmup_cosine(lr, step, total, warmup)
-                loss = F.cross_entropy(head(train.tokens[batch]), train.labels[batch])
+                loss = F.cross_entropy(head(tokens), labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
