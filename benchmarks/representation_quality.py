@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--val-videos", type=int, default=200)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--probe-epochs", type=int, default=15)
+    parser.add_argument("--probe-epochs", type=int, default=10)
     args = parser.parse_args()
     work = Path(args.work)
     started = time.perf_counter()
@@ -103,24 +103,41 @@ def main() -> None:
     print(f"pretrained {args.steps} steps in {time.perf_counter() - started:.0f} s")
 
     settings = FeatureSettings(frames=args.frames, frame_step=1)
+    grid = pretrained.grid(torch.empty(1, 3, args.frames, args.size, args.size))
+    features = {  # every task's CSV lists the same videos in the same order: encode once per encoder
+        (name, split): pooled(
+            encode_csv(
+                encoder, data / f"direction_{split}.csv", settings, cache_dir=work / "cache", progress=False
+            ),
+            grid,
+        )
+        for name, encoder in (("pretrained", pretrained), ("random init", untrained))
+        for split in ("train", "val")
+    }
     rows = []
     for task in TASKS:
-        train_csv, val_csv = data / f"{task}_train.csv", data / f"{task}_val.csv"
+        labels = {
+            split: torch.tensor(VideoDataset(data / f"{task}_{split}.csv", num_frames=args.frames).labels)
+            for split in ("train", "val")
+        }
         scores = {}
-        for name, encoder in (("pretrained", pretrained), ("random init", untrained)):
-            train = encode_csv(encoder, train_csv, settings, cache_dir=work / "cache", progress=False)
-            val = encode_csv(encoder, val_csv, settings, cache_dir=work / "cache", progress=False)
+        for name in ("pretrained", "random init"):
+            train, val = (
+                Features(features[name, split].tokens, labels[split], features[name, split].videos)
+                for split in ("train", "val")
+            )
             _, summary = train_heads(
                 train,
                 val,
                 kind="attentive",
-                lrs=(1e-3, 3e-4),
+                lrs=(1e-3,),
                 weight_decays=(0.01,),
                 epochs=args.probe_epochs,
                 num_heads=3,
                 progress=False,
             )
             scores[name] = summary["best"]["top1"]
+        train_csv, val_csv = data / f"{task}_train.csv", data / f"{task}_val.csv"
         train, val = (
             pixel_features(train_csv, args.frames, args.size),
             pixel_features(val_csv, args.frames, args.size),
@@ -136,6 +153,7 @@ def main() -> None:
         )
         scores["pixels"] = summary["best"]["top1"]
         rows.append((task, len(TASKS[task]), scores))
+        print(f"{task}: {scores} ({time.perf_counter() - started:.0f} s)", flush=True)
 
     print(f"\n{'task':12} {'classes':>7} {'pretrained':>10} {'random init':>11} {'pixels':>7} {'gain':>6}")
     for task, classes, s in rows:
