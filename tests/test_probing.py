@@ -74,35 +74,19 @@ def test_heads_learn_separable_tokens():
             assert len(summary["heads"]) == 2 and len(summary["heads"][0]["epochs"]) == 8
 
 
+def probe_command(tmp_path, train_videos: int, val_videos: int, *extra: str) -> list[str]:
+    """`vjepa-world probe` arguments for a small labelled set and a micro encoder."""
+    train, val = (
+        labelled_csv(tmp_path, "train", train_videos, 0),
+        labelled_csv(tmp_path, "val", val_videos, 1),
+    )
+    settings = ["--frames", "8", "--frame-step", "1", "--heads", "2", "--lr", "1e-3", "--batch-size", "4"]
+    return ["probe", "--encoder", "vit_micro", "--train", str(train), "--val", str(val),
+            "--out", str(tmp_path / "o"), *settings, *extra]  # fmt: skip
+
+
 def test_probe_command(tmp_path, capsys):
-    train, val = labelled_csv(tmp_path, "train", 12, 0), labelled_csv(tmp_path, "val", 6, 1)
-    args = [
-        "probe",
-        "--encoder",
-        "vit_micro",
-        "--train",
-        str(train),
-        "--val",
-        str(val),
-        "--out",
-        str(tmp_path / "o"),
-        "--frames",
-        "8",
-        "--frame-step",
-        "1",
-        "--epochs",
-        "3",
-        "--heads",
-        "2",
-        "--lr",
-        "1e-3",
-        "--wd",
-        "0.01",
-        "0.1",
-        "--batch-size",
-        "4",
-    ]
-    assert main(args) == 0
+    assert main(probe_command(tmp_path, 12, 6, "--epochs", "3", "--wd", "0.01", "0.1")) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert len(summary["heads"]) == 2 and 0 <= summary["best"]["top1"] <= 1
     assert "epoch 3: best head top-1" in capsys.readouterr().out
@@ -112,34 +96,7 @@ def test_probe_command(tmp_path, capsys):
 
 
 def test_probe_with_augmentation_encodes_every_epoch(tmp_path):
-    train, val = labelled_csv(tmp_path, "train", 6, 0), labelled_csv(tmp_path, "val", 4, 1)
-    args = [
-        "probe",
-        "--encoder",
-        "vit_micro",
-        "--train",
-        str(train),
-        "--val",
-        str(val),
-        "--out",
-        str(tmp_path / "o"),
-        "--frames",
-        "8",
-        "--frame-step",
-        "1",
-        "--epochs",
-        "2",
-        "--heads",
-        "2",
-        "--lr",
-        "1e-3",
-        "--wd",
-        "0.01",
-        "--batch-size",
-        "4",
-        "--augment",
-    ]
-    assert main(args) == 0
+    assert main(probe_command(tmp_path, 6, 4, "--epochs", "2", "--wd", "0.01", "--augment")) == 0
     assert len(list((tmp_path / "o" / "cache").iterdir())) == 1  # only the validation features are cached
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert len(summary["heads"][0]["epochs"]) == 2
