@@ -64,6 +64,10 @@ def main() -> None:
     parser.add_argument("--val-videos", type=int, default=200)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--ema", type=float, nargs=2, default=[0.99, 0.999], help="target momentum, first -> last"
+    )
     parser.add_argument("--probe-epochs", type=int, default=10)
     args = parser.parse_args()
     work = Path(args.work)
@@ -73,7 +77,7 @@ def main() -> None:
     write_temporal_dataset(
         data, train=args.train_videos, val=args.val_videos, frames=args.frames, size=args.size
     )
-    run = work / f"run_{args.preset}_{args.steps}"
+    run = work / f"run_{args.preset}_{args.steps}_lr{args.lr:g}_ema{args.ema[0]:g}-{args.ema[1]:g}"
     if not (run / "summary.json").exists():
         config = build_config(
             {
