@@ -93,9 +93,9 @@ def main() -> None:
                     "batch_size": args.batch,
                     "warmup_steps": args.steps // 10,
                     "decay_steps": args.steps // 5,
-                    "lr": 1e-3,
-                    "start_lr": 2e-4,
-                    "ema": [0.99, 0.999],
+                    "lr": args.lr,
+                    "start_lr": args.lr / 5,
+                    "ema": args.ema,
                 },
                 "run": {"checkpoint_every": max(args.steps // 4, 1)},
             }
