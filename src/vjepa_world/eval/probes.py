@@ -8,7 +8,6 @@ classifier. Our key names are the released ones, so released probe checkpoints l
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,10 +239,3 @@ def average_views(probe: nn.Module, views: list[Tensor]) -> Tensor:
 def topk_accuracy(scores: Tensor, labels: Tensor, k: int) -> float:
     k = min(k, scores.shape[1])
     return (scores.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float().mean().item()
-
-
-def warmup_cosine(lr: float, step: int, steps: int, warmup: int) -> float:
-    """Linear warmup then cosine decay, the released probes' schedule."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))

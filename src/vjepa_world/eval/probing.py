@@ -26,7 +26,8 @@ from tqdm import tqdm
 from ..checkpoints import atomic_write
 from ..data.datasets import EpochSampler, VideoDataset, collate_clips
 from ..nn import VideoEncoder
-from .probes import AttentiveProbe, LinearProbe, ProbeConfig, knn_scores, topk_accuracy, warmup_cosine
+from ..train.schedules import warmup_cosine
+from .probes import AttentiveProbe, LinearProbe, ProbeConfig, knn_scores, topk_accuracy
 
 log = logging.getLogger(__name__)
 
