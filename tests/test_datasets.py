@@ -120,6 +120,29 @@ def test_eval_mode_takes_evenly_spaced_centre_crops(video_file):
         assert torch.equal(data[clip + len(data)]["video"], expected)  # no randomness in eval mode
 
 
+def test_views_are_crops_from_first_to_last_position_and_the_middle_one_is_the_centre():
+    frames = half_black_frames(height=40, width=120)  # resized to 18 x 54: views start at x = 0, 19, 38
+    left, middle, right = (pixels(preprocess_clip(frames, 16, view, views=3)) for view in range(3))
+    assert left.max() < 1 and right.min() > 254  # all black, all white
+    assert torch.equal(preprocess_clip(frames, 16, 1, views=3), preprocess_clip(frames, 16))
+    assert middle[:, :, :, :6].max() < 1 and middle[:, :, :, 10:].min() > 254  # the edge at x = 27
+    with pytest.raises(ValueError, match="view must be in"):
+        preprocess_clip(frames, 16, 3, views=3)
+
+
+def test_eval_views_are_indexed_inside_clips(video_file):
+    data = VideoDataset(
+        [video_file], num_frames=4, frame_step=3, clips_per_video=2, views=3, image_size=32, train=False
+    )
+    assert len(data) == 6
+    for index in range(6):
+        clip, view = divmod(index, 3)
+        frames = read_clip_frames(video_file, clip_indices(24, 4, 3, 2)[clip])
+        assert torch.equal(data[index]["video"], preprocess_clip(frames, 32, view, views=3))
+    with pytest.raises(ValueError, match="views are evaluation crops"):
+        VideoDataset([video_file], num_frames=4, views=3, train=True)
+
+
 def test_full_crop_is_the_resized_frame_and_flip_mirrors_it():
     frames = half_black_frames(frames=2)
     floats = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)

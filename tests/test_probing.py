@@ -42,6 +42,11 @@ def test_encode_csv_caches_and_groups_clips(tmp_path):
     other = VideoEncoder(encoder.config)  # other weights: another cache entry
     encode_csv(other, csv, settings, cache_dir=tmp_path / "cache", workers=0, progress=False)
     assert len(list((tmp_path / "cache").iterdir())) == 2
+    views = FeatureSettings(frames=4, frame_step=1, clips=2, views=3)  # 2 clips x 3 crops per video
+    crops = encode_csv(encoder, csv, views, workers=0, progress=False)
+    assert crops.tokens.shape == (24, 32, 64) and crops.videos.tolist() == [
+        v for v in range(4) for _ in range(6)
+    ]
 
 
 def test_per_video_averages_clip_probabilities():
@@ -86,9 +91,10 @@ def probe_command(tmp_path, train_videos: int, val_videos: int, *extra: str) -> 
 
 
 def test_probe_command(tmp_path, capsys):
-    assert main(probe_command(tmp_path, 12, 6, "--epochs", "3", "--wd", "0.01", "0.1")) == 0
+    assert main(probe_command(tmp_path, 12, 6, "--epochs", "3", "--wd", "0.01", "0.1", "--views", "2")) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert len(summary["heads"]) == 2 and 0 <= summary["best"]["top1"] <= 1
+    assert summary["settings"]["views"] == 2
     assert "epoch 3: best head top-1" in capsys.readouterr().out
     probe = AttentiveProbe.from_released(tmp_path / "o" / "probe.pt")
     assert probe.config.num_heads == 2 and probe.config.num_classes == 2

@@ -50,6 +50,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _probe(args: argparse.Namespace) -> None:
+    import dataclasses
     import json
     from pathlib import Path
 
@@ -58,11 +59,11 @@ def _probe(args: argparse.Namespace) -> None:
     from .viz import plot_confusion_matrix
 
     encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
-    settings = FeatureSettings(args.frames, args.frame_step, args.size, args.clips, args.layers or [])
+    settings = FeatureSettings(args.frames, args.frame_step, args.size, args.clips, 1, args.layers or [])
     out = Path(args.out)
     cache = None if args.no_cache else out / "cache"
     encode = dict(cache_dir=cache, batch_size=args.batch_size, device=args.device, dtype=DTYPES[args.dtype])
-    val = encode_csv(encoder, args.val, settings, **encode)
+    val = encode_csv(encoder, args.val, dataclasses.replace(settings, views=args.views), **encode)
     if args.augment:  # features change every epoch: encode each batch afresh, no cache
         train = AugmentedTrainSet(
             encoder, args.train, settings, args.batch_size, device=args.device, dtype=DTYPES[args.dtype]
@@ -270,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--wd", type=float, nargs="+", default=[0.01, 0.1], help="weight decays (x each lr)")
     probe.add_argument("--heads", type=int, default=16, help="attention heads of the attentive probe")
     probe.add_argument("--clips", type=int, default=1, help="clips per video, predictions averaged per video")
+    probe.add_argument(
+        "--views", type=int, default=1, help="spatial crops per validation clip (upstream: 3), averaged"
+    )
     probe.add_argument("--layers", type=int, nargs="*", help="encoder blocks whose tokens are concatenated")
     probe.add_argument("--batch-size", type=int, default=16)
     probe.add_argument("--device", default="cpu")

@@ -91,7 +91,8 @@ class VideoDataset(Dataset):
 
     Item `key = epoch * len(self) + index`: the epoch changes the augmentation, and all randomness
     comes from (seed, key), so an item is identical in any worker or process and after a resume.
-    Index `i` is clip `i % clips_per_video` of file `i // clips_per_video`. A file that cannot be
+    Index `i` is view `i % views` of clip `(i // views) % clips_per_video` of file
+    `i // (clips_per_video * views)` (views: spatial crops, evaluation only). A file that cannot be
     decoded is replaced by the next one (deterministically) and counted in the item's `bad_files`.
     """
 
@@ -102,17 +103,20 @@ class VideoDataset(Dataset):
         frame_step: int = 4,
         fps: float | None = None,
         clips_per_video: int = 1,
+        views: int = 1,
         image_size: int = 224,
         train: bool = True,
         seed: int = 0,
         crop_scale: tuple[float, float] = (0.3, 1.0),
         crop_ratio: tuple[float, float] = (0.75, 1.35),
     ):
-        if num_frames < 1 or frame_step < 1 or clips_per_video < 1:
+        if min(num_frames, frame_step, clips_per_video, views) < 1:
             raise ValueError(
-                f"num_frames, frame_step and clips_per_video must be >= 1, "
-                f"got {num_frames}, {frame_step}, {clips_per_video}"
+                f"num_frames, frame_step, clips_per_video and views must be >= 1, "
+                f"got {num_frames}, {frame_step}, {clips_per_video}, {views}"
             )
+        if train and views > 1:
+            raise ValueError("views are evaluation crops: use views=1 with train=True (crops are random)")
         if fps is not None and fps <= 0:
             raise ValueError(f"fps must be positive (or None to use frame_step), got {fps}")
         self.source = source
@@ -126,10 +130,10 @@ class VideoDataset(Dataset):
             train,
             seed,
         )
-        self.crop_scale, self.crop_ratio = crop_scale, crop_ratio
+        self.views, self.crop_scale, self.crop_ratio = views, crop_scale, crop_ratio
 
     def __len__(self) -> int:
-        return len(self.files) * self.clips_per_video
+        return len(self.files) * self.clips_per_video * self.views
 
     def _step(self, video_fps: float | None) -> int:
         """Frames between sampled frames: `frame_step`, or the video's rate over the target `fps`."""
@@ -137,9 +141,9 @@ class VideoDataset(Dataset):
             return self.frame_step
         return max(1, round(video_fps / self.fps))
 
-    def _load(self, path: Path, clip: int, generator: torch.Generator) -> Tensor:
+    def _load(self, path: Path, clip: int, view: int, generator: torch.Generator) -> Tensor:
         """One clip of one file, `(3, T, S, S)`: random start and crop in training, else the
-        `clip`-th of `clips_per_video` evenly spaced clips with the evaluation transform."""
+        `clip`-th of `clips_per_video` evenly spaced clips, `view`-th crop, evaluation transform."""
         count, video_fps = video_info(path)
         step = self._step(video_fps)
         if self.train:
@@ -150,17 +154,18 @@ class VideoDataset(Dataset):
             return random_resized_crop(frames, self.image_size, generator, self.crop_scale, self.crop_ratio)
         windows = clip_indices(count, self.num_frames, step, self.clips_per_video)
         frames = read_clip_frames(path, windows[min(clip, len(windows) - 1)])  # short videos: fewer windows
-        return preprocess_clip(frames, self.image_size)
+        return preprocess_clip(frames, self.image_size, view, self.views)
 
     def __getitem__(self, key: int) -> dict:
         index = int(key) % len(self)
-        number, clip = divmod(index, self.clips_per_video)
+        number, clip = divmod(index // self.views, self.clips_per_video)
+        view = index % self.views
         first_error = None
         for bad in range(len(self.files)):
             file = (number + bad) % len(self.files)
             path = self.files[file]
             try:
-                video = self._load(path, clip, _generator(self.seed, int(key)))
+                video = self._load(path, clip, view, _generator(self.seed, int(key)))
             except (VideoDecodeError, av.error.FFmpegError, OSError) as err:
                 _warn_once(path, err)
                 first_error = err if first_error is None else first_error

@@ -176,16 +176,21 @@ def clip_indices(num_frames: int, clip_len: int, frame_step: int, clips: int) ->
     return [clip_window(s, num_frames, clip_len, frame_step) for s in starts]
 
 
-def preprocess_clip(frames: np.ndarray, size: int) -> Tensor:
+def preprocess_clip(frames: np.ndarray, size: int, view: int = 0, views: int = 1) -> Tensor:
     """uint8 `(T, H, W, 3)` -> normalised float `(3, T, size, size)`, the evaluation transform of
-    V-JEPA 2: resize the short side to size * 256/224, centre crop `size`, ImageNet mean/std."""
+    V-JEPA 2: resize the short side to size * 256/224, crop `size` x `size`, ImageNet mean/std.
+    With `views` > 1, `view` picks one of that many crops spread evenly along the resized frame
+    (first to last position on each axis); one view is the centre crop."""
+    if not 0 <= view < views:
+        raise ValueError(f"view must be in [0, {views - 1}], got {view}")
     video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255)  # (T, 3, H, W)
     height, width = video.shape[-2:]
     short = int(size * 256 / 224)
     scale = short / min(height, width)
     new_hw = (max(size, round(height * scale)), max(size, round(width * scale)))
     video = F.interpolate(video, size=new_hw, mode="bilinear", antialias=True, align_corners=False)
-    top, left = (new_hw[0] - size) // 2, (new_hw[1] - size) // 2
+    where = view / (views - 1) if views > 1 else 0.5  # 0 = top/left, 1 = bottom/right
+    top, left = (int((extent - size) * where) for extent in new_hw)  # centre: (extent - size) // 2
     return normalize(video[:, :, top : top + size, left : left + size])
 
 

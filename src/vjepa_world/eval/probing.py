@@ -40,6 +40,7 @@ class FeatureSettings:
     frame_step: int = 4
     size: int | None = None  # default: the encoder's image size
     clips: int = 1  # clips per video, evenly spaced; their predictions are averaged per video
+    views: int = 1  # spatial crops per clip (3: upstream's multi-view evaluation), averaged too
     layers: list[int] = field(default_factory=list)  # several blocks' tokens, concatenated; [] = last
 
 
@@ -85,6 +86,7 @@ def encode_csv(
         num_frames=settings.frames,
         frame_step=settings.frame_step,
         clips_per_video=settings.clips,
+        views=settings.views,
         image_size=size,
         train=False,
     )
@@ -100,7 +102,7 @@ def encode_csv(
         )
         tokens.append(out.float().cpu())
         labels.append(batch["label"])
-        videos.append(batch["index"] // settings.clips)
+        videos.append(batch["index"] // (settings.clips * settings.views))
     features = Features(torch.cat(tokens), torch.cat(labels), torch.cat(videos))
     if (features.labels < 0).any():
         raise ValueError(f"{source} has clips without a label: probing needs a `path,label` CSV")
