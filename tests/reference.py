@@ -56,19 +56,59 @@ def reference_encoder(encoder, video, context_idx=None):
     indices = list(range(len(tokens))) if context_idx is None else [int(i) for i in context_idx]
     x = x[indices]
     positions = [reference_positions(n, grid_h, grid_w) for n in indices]
-    heads, head_dim = c.num_heads, c.dim // c.num_heads
-    for block in encoder.blocks:
+    x = reference_blocks(encoder.blocks, x, positions, c.num_heads)
+    return _layer_norm(x, encoder.norm)
+
+
+def _linear(x, layer):
+    return x @ layer.weight.double().T + layer.bias.double()
+
+
+def reference_blocks(blocks, x, positions, heads, may_attend=None):
+    """Float64 pre-norm RoPE blocks on tokens x (n, D) at positions [(t, h, w)]; may_attend(i, j)
+    says whether token i sees token j (None: all)."""
+    dim = x.shape[-1]
+    head_dim = dim // heads
+    n = len(positions)
+    blocked = torch.tensor(
+        [[may_attend is not None and not may_attend(i, j) for j in range(n)] for i in range(n)]
+    )
+    for block in blocks:
         y = _layer_norm(x, block.norm1)
-        qkv = y @ block.attn.qkv.weight.double().T + block.attn.qkv.bias.double()
-        q, k, v = qkv.split(c.dim, dim=-1)
+        q, k, v = _linear(y, block.attn.qkv).split(dim, dim=-1)
         outputs = []
         for head in range(heads):
             part = slice(head * head_dim, (head + 1) * head_dim)
             qh, kh = reference_rope(q[:, part], positions), reference_rope(k[:, part], positions)
-            weights = torch.softmax(qh @ kh.T / math.sqrt(head_dim), dim=-1)
-            outputs.append(weights @ v[:, part])
-        x = x + torch.cat(outputs, dim=-1) @ block.attn.proj.weight.double().T + block.attn.proj.bias.double()
+            scores = (qh @ kh.T / math.sqrt(head_dim)).masked_fill(blocked, -math.inf)
+            outputs.append(torch.softmax(scores, dim=-1) @ v[:, part])
+        x = x + _linear(torch.cat(outputs, dim=-1), block.attn.proj)
         y = _layer_norm(x, block.norm2)
-        hidden = torch.nn.functional.gelu(y @ block.mlp.fc1.weight.double().T + block.mlp.fc1.bias.double())
-        x = x + hidden @ block.mlp.fc2.weight.double().T + block.mlp.fc2.bias.double()
-    return _layer_norm(x, encoder.norm)
+        x = x + _linear(torch.nn.functional.gelu(_linear(y, block.mlp.fc1)), block.mlp.fc2)
+    return x
+
+
+def reference_ac_predictor(predictor, frames, actions, states, grid_hw):
+    """Float64 V-JEPA 2-AC forward on one sequence: frames (T*N, D_enc), actions (T, A), states
+    (T, S) or None -> (T*N, D_enc). Per step [action, state, frame tokens]; conditioning tokens
+    sit at (t, 0, 0), which rotates the time segment only; step t sees steps <= t."""
+    steps, per_step = len(actions), grid_hw[0] * grid_hw[1]
+    tokens, positions, step_of, frame_rows = [], [], [], []
+    for t in range(steps):
+        conditions = [_linear(actions[t].double(), predictor.action_encoder)]
+        if states is not None:
+            conditions.append(_linear(states[t].double(), predictor.state_encoder))
+        for token in conditions:
+            tokens.append(token), positions.append((t, 0, 0)), step_of.append(t)
+        for n in range(per_step):
+            frame_rows.append(len(tokens))
+            tokens.append(_linear(frames[t * per_step + n].double(), predictor.predictor_embed))
+            positions.append((t, n // grid_hw[1], n % grid_hw[1])), step_of.append(t)
+    x = reference_blocks(
+        predictor.predictor_blocks,
+        torch.stack(tokens),
+        positions,
+        predictor.config.num_heads,
+        lambda i, j: step_of[j] <= step_of[i],
+    )
+    return _linear(_layer_norm(x[frame_rows], predictor.predictor_norm), predictor.predictor_proj)

@@ -15,6 +15,7 @@ Pickles are only ever read with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -29,11 +30,20 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .config import EncoderConfig, PredictorConfig, from_dict, get_preset, to_dict
+from .config import (
+    AC_PRESETS,
+    ACPredictorConfig,
+    EncoderConfig,
+    PredictorConfig,
+    from_dict,
+    get_preset,
+    to_dict,
+)
 
 # Released widths -> head counts (the files do not say; ViT-g uses 22 heads, not the builder's 16).
 RELEASED_ENCODER_HEADS = {1024: 16, 1280: 16, 1408: 22}
 RELEASED_PREDICTOR_HEADS = {384: 12}
+RELEASED_AC_PREDICTOR_HEADS = {1024: 16}
 RELEASED_IMAGE_SIZE = 256  # the predictor's RoPE grid in the released files
 
 StateDict = dict[str, Tensor]
@@ -128,6 +138,7 @@ HF_PREFIXES = {
     ],
 }
 HF_MASK_TOKENS = "predictor.embeddings.mask_tokens"
+AC_PREFIX = "ac_predictor."
 QKV = ("query", "key", "value")
 
 
@@ -140,6 +151,8 @@ def _swap_prefix(key: str, pairs: list[tuple[str, str]]) -> str | None:
 
 def to_hf(state: StateDict, role: str) -> StateDict:
     """Our (official) key names -> Hugging Face VJEPA2Model's, splitting the fused qkv."""
+    if role == "ac_predictor":
+        return {AC_PREFIX + k: v for k, v in state.items()}
     out: StateDict = {}
     masks = sorted((k for k in state if k.startswith("mask_tokens.")), key=lambda k: int(k.split(".")[1]))
     if masks:
@@ -158,7 +171,10 @@ def to_hf(state: StateDict, role: str) -> StateDict:
 
 
 def from_hf(state: StateDict, role: str) -> StateDict:
-    """Hugging Face VJEPA2 keys of one network -> ours, fusing q/k/v; other networks' keys dropped."""
+    """Hugging Face VJEPA2 keys of one network -> ours, fusing q/k/v; other networks' keys dropped.
+    The action-conditioned predictor (no Hugging Face counterpart) is stored under `ac_predictor.`."""
+    if role == "ac_predictor":
+        return {k.removeprefix(AC_PREFIX): v for k, v in state.items() if k.startswith(AC_PREFIX)}
     state = {re.sub(r"^vjepa2\.", "", k): v for k, v in state.items()}  # VJEPA2ForVideoClassification
     back = [(new, old) for old, new in HF_PREFIXES[role]]
     out: StateDict = {}
@@ -177,11 +193,24 @@ def from_hf(state: StateDict, role: str) -> StateDict:
     return out
 
 
-def hf_config(encoder: EncoderConfig | None, predictor: PredictorConfig | None) -> dict[str, Any]:
+def hf_config(
+    encoder: EncoderConfig | None,
+    predictor: PredictorConfig | None,
+    ac_predictor: ACPredictorConfig | None = None,
+) -> dict[str, Any]:
     """A VJEPA2Config dict for the networks given, plus our exact configs under `vjepa_world`."""
+    ours = {
+        "vjepa_world": {
+            name: to_dict(cfg)
+            for name, cfg in (("encoder", encoder), ("predictor", predictor), ("ac_predictor", ac_predictor))
+            if cfg is not None
+        }
+    }
     grid = encoder or predictor
     if grid is None:
-        raise ValueError("nothing to save: pass an encoder, a predictor or both")
+        if ac_predictor is None:
+            raise ValueError("nothing to save: pass an encoder, a predictor or both")
+        return {"architectures": ["ActionConditionedPredictor"]} | ours
     predictor_defaults = PredictorConfig(encoder_dim=encoder.dim if encoder else 1024)
     pred = predictor or predictor_defaults
     return {
@@ -204,12 +233,7 @@ def hf_config(encoder: EncoderConfig | None, predictor: PredictorConfig | None) 
         "pred_num_hidden_layers": pred.depth,
         "pred_num_mask_tokens": pred.num_mask_tokens,
         "pred_mlp_ratio": pred.mlp_ratio,
-        "vjepa_world": {
-            name: to_dict(cfg)
-            for name, cfg in (("encoder", encoder), ("predictor", predictor))
-            if cfg is not None
-        },
-    }
+    } | ours
 
 
 def config_from_hf(config: dict[str, Any], role: str) -> dict[str, Any]:
@@ -217,8 +241,9 @@ def config_from_hf(config: dict[str, Any], role: str) -> dict[str, Any]:
     ours = config.get("vjepa_world", {})
     if role in ours:
         return ours[role]
-    if ours:  # a directory of ours that holds only the other network
-        raise ValueError(f"this directory holds no {role} (it was saved with only the {', '.join(ours)})")
+    if ours or role == "ac_predictor":  # a directory of ours that holds only other networks
+        held = ", ".join(ours) or "VJEPA2Model networks"
+        raise ValueError(f"this directory holds no {role} (it was saved with only the {held})")
     if config.get("hidden_act", "gelu") != "gelu":
         raise ValueError(f"unsupported hidden_act {config['hidden_act']!r}: V-JEPA 2 uses exact GELU")
     grid = {
@@ -327,7 +352,38 @@ def infer_predictor_config(state: StateDict, source: Path, **overrides: Any) -> 
     return fields | overrides
 
 
+def infer_ac_predictor_config(state: StateDict, source: Path, **overrides: Any) -> dict[str, Any]:
+    """Action-conditioned predictor config fields from an official AC state dict (no config in
+    the file): widths from the embeddings, condition sizes from their encoders."""
+    embed = _require(state, "predictor_embed.weight", "predictor", source)  # (d, D)
+    dim, encoder_dim = embed.shape
+    hidden = _require(state, "predictor_blocks.0.mlp.fc1.weight", "predictor block", source).shape[0]
+    action = _require(state, "action_encoder.weight", "action-conditioned predictor", source)
+    fields = {
+        "encoder_dim": encoder_dim,
+        "dim": dim,
+        "depth": _count_blocks(state, "predictor_blocks"),
+        "mlp_ratio": hidden / dim,
+        "action_dim": action.shape[1],
+        "state_dim": state["state_encoder.weight"].shape[1] if "state_encoder.weight" in state else 0,
+        "extrinsics_dim": (
+            state["extrinsics_encoder.weight"].shape[1] if "extrinsics_encoder.weight" in state else 0
+        ),
+        "qkv_bias": "predictor_blocks.0.attn.qkv.bias" in state,
+    }
+    if "num_heads" not in overrides:
+        fields["num_heads"] = _heads(dim, RELEASED_AC_PREDICTOR_HEADS, "action-conditioned predictor")
+    return fields | overrides
+
+
 # ---------------------------------------------------------------------------- loading and saving
+
+# role -> (config class, config inference for official files, default network key in them)
+ROLES = {
+    "encoder": (EncoderConfig, infer_encoder_config, "target_encoder"),
+    "predictor": (PredictorConfig, infer_predictor_config, "predictor"),
+    "ac_predictor": (ACPredictorConfig, infer_ac_predictor_config, "predictor"),
+}
 
 
 def _listing(keys: list[str], limit: int = 6) -> str:
@@ -370,42 +426,54 @@ def load_pretrained(
     key: str | None = None,
     **overrides,
 ) -> nn.Module:
-    """Build `cls` (VideoEncoder or MaskedPredictor) and load weights from `source`.
-
-    Config precedence: keywords > preset > the file's own config (or what its weights imply).
-    """
+    """Build `cls` (VideoEncoder, MaskedPredictor or ActionConditionedPredictor) and load weights
+    from `source`. Config precedence: keywords > preset > the file's own config (or what its
+    weights imply)."""
     role = cls.checkpoint_role
-    config_cls = EncoderConfig if role == "encoder" else PredictorConfig
+    config_cls, infer, default_key = ROLES[role]
     path = Path(source)
     if path.is_dir():
         config, raw = read_hf_directory(path)
         state = from_hf(raw, role)
         fields = config_from_hf(config, role)
     elif path.is_file():
-        default_key = "target_encoder" if role == "encoder" else "predictor"
         state = official_network(read_checkpoint_file(path), key or default_key, path)
-        infer = infer_encoder_config if role == "encoder" else infer_predictor_config
         fields = {} if preset else infer(state, path, **overrides)
     else:
         raise FileNotFoundError(
             f"checkpoint {path} does not exist (expected a .pt file or a model directory)"
         )
-    config = getattr(get_preset(preset), role) if preset else from_dict(config_cls, fields)
+    config = preset_config(preset, role) if preset else from_dict(config_cls, fields)
     model = cls(config, **overrides)
     load_state(model, state, path)
     return model
 
 
+def preset_config(name: str, role: str):
+    """The `role` network's config of a named preset (`AC_PRESETS` for the AC predictor)."""
+    if role == "ac_predictor":
+        if name not in AC_PRESETS:
+            choices = ", ".join(AC_PRESETS)
+            raise ValueError(f"unknown action-conditioned preset {name!r}: choose one of {choices}")
+        return dataclasses.replace(AC_PRESETS[name])
+    return getattr(get_preset(name), role)
+
+
 def save_pretrained(
-    directory: str | os.PathLike, encoder: nn.Module | None = None, predictor: nn.Module | None = None
+    directory: str | os.PathLike,
+    encoder: nn.Module | None = None,
+    predictor: nn.Module | None = None,
+    ac_predictor: nn.Module | None = None,
 ):
-    """Write `config.json` + `model.safetensors` in the Hugging Face VJEPA2 layout, atomically."""
+    """Write `config.json` + `model.safetensors` in the Hugging Face VJEPA2 layout, atomically
+    (the action-conditioned predictor, which that layout lacks, under `ac_predictor.`)."""
     directory = Path(directory)
+    networks = {"encoder": encoder, "predictor": predictor, "ac_predictor": ac_predictor}
     tensors: StateDict = {}
-    for role, model in (("encoder", encoder), ("predictor", predictor)):
+    for role, model in networks.items():
         if model is not None:
             tensors |= to_hf(model.state_dict(), role)
-    config = hf_config(*(m.config if m is not None else None for m in (encoder, predictor)))
+    config = hf_config(*(m.config if m is not None else None for m in networks.values()))
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
     atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), {"format": "pt"}))
     atomic_write(directory / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))

@@ -59,6 +59,43 @@ class PredictorConfig:
 
 
 @dataclass
+class ACPredictorConfig:
+    """The action-conditioned predictor (V-JEPA 2-AC); defaults are the released ViT-g one.
+    `state_dim` 0 means no state token (frames and actions only); `extrinsics_dim` is in the
+    released weights but unused unless `use_extrinsics`."""
+
+    encoder_dim: int = 1408
+    dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    action_dim: int = 7
+    state_dim: int = 7
+    extrinsics_dim: int = 0
+    use_extrinsics: bool = False
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+
+    def __post_init__(self):
+        if self.use_extrinsics and not self.extrinsics_dim:
+            raise ValueError("use_extrinsics needs extrinsics_dim > 0")
+
+    @property
+    def conditioning_tokens(self) -> int:
+        """Tokens before each step's frame tokens: action, then state, then extrinsics."""
+        return 1 + bool(self.state_dim) + self.use_extrinsics
+
+
+AC_PRESETS: dict[str, ACPredictorConfig] = {
+    # CPU-sized: planning calls it thousands of times per action (see machines-and-envs.md).
+    "ac_tiny": ACPredictorConfig(encoder_dim=192, dim=192, depth=4, num_heads=4, action_dim=2, state_dim=0),
+    "ac_small": ACPredictorConfig(encoder_dim=384, dim=384, depth=6, num_heads=6, action_dim=2, state_dim=0),
+    # Released V-JEPA 2-AC: on the ViT-g encoder, 7-D end-effector actions and states.
+    "ac_vitg": ACPredictorConfig(extrinsics_dim=6),
+}
+
+
+@dataclass
 class Preset:
     """A named model size: the encoder and its matching predictor."""
 
@@ -136,7 +173,9 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "AC_PRESETS",
     "PRESETS",
+    "ACPredictorConfig",
     "EncoderConfig",
     "PredictorConfig",
     "Preset",

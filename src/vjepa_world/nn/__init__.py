@@ -1,6 +1,7 @@
 """Building blocks: RoPE, attention, blocks, the encoder and the predictors."""
 
+from .ac_predictor import ActionConditionedPredictor, KVCache
 from .predictor import MaskedPredictor
 from .vit import VideoEncoder
 
-__all__ = ["MaskedPredictor", "VideoEncoder"]
+__all__ = ["ActionConditionedPredictor", "KVCache", "MaskedPredictor", "VideoEncoder"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..config import mlp_hidden_dim
-from .attention import Attention
+from .attention import Attention, LayerCache
 from .linear import Linear
 
 
@@ -36,7 +36,11 @@ class Block(nn.Module):
         self.mlp = MLP(dim, mlp_ratio)
 
     def forward(
-        self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, attn_mask: Tensor | None = None
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor] | None = None,
+        attn_mask: Tensor | None = None,
+        cache: LayerCache | None = None,
     ) -> Tensor:
-        x = x + self.attn(self.norm1(x), rope, attn_mask)
+        x = x + self.attn(self.norm1(x), rope, attn_mask, cache)
         return x + self.mlp(self.norm2(x))
