@@ -194,6 +194,15 @@ def preprocess_clip(frames: np.ndarray, size: int, view: int = 0, views: int = 1
     return normalize(video[:, :, top : top + size, left : left + size])
 
 
+def normalize_frames(frames: Tensor) -> Tensor:
+    """uint8 RGB frames `(..., H, W, 3)` -> ImageNet-normalised float images `(..., 3, H, W)`."""
+    if frames.dtype != torch.uint8 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 (..., H, W, 3) RGB, got {frames.dtype} {tuple(frames.shape)}")
+    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=frames.device).view(3, 1, 1)
+    return (frames.movedim(-1, -3).float().div(255) - mean) / std
+
+
 def normalize(video: Tensor) -> Tensor:
     """float `(T, 3, H, W)` in [0, 1] -> ImageNet-normalised `(3, T, H, W)`, the encoders' input layout."""
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
