@@ -1,0 +1,149 @@
+"""Goal-image environments, make_env, policies and collection: the contract of DESIGN.md, headless."""
+
+import gymnasium
+import numpy as np
+import pytest
+
+from vjepa_world.envs import (
+    PENDULUM_ID,
+    REACHER_ID,
+    PixelObservation,
+    collect_episodes,
+    make_env,
+    make_policy,
+)
+
+GOAL_ENVS = {REACHER_ID: (2, 6, 50), PENDULUM_ID: (1, 3, 100)}  # action dim, state dim, time limit
+
+
+@pytest.fixture(params=list(GOAL_ENVS))
+def goal_env(request):
+    env = make_env(request.param, image_size=48)
+    yield request.param, env
+    env.close()
+
+
+def test_reset_and_step_follow_the_contract(goal_env):
+    env_id, env = goal_env
+    action_dim, state_dim, limit = GOAL_ENVS[env_id]
+    assert env.action_space.shape == (action_dim,)
+    frame, info = env.reset(seed=3)
+    assert frame.shape == (48, 48, 3) and frame.dtype == np.uint8
+    assert info["goal_image"].shape == (48, 48, 3) and info["goal_image"].dtype == np.uint8
+    assert info["state"].shape == (state_dim,) and not info["is_success"]  # no episode starts solved
+    assert frame.std() > 5  # something is drawn: headless rendering works
+    assert not np.array_equal(frame, info["goal_image"])
+    steps = 0
+    truncated = False
+    while not truncated:
+        frame, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        steps += 1
+        assert not terminated and isinstance(info["is_success"], bool | np.bool_)
+        assert reward == pytest.approx(-info["distance"])
+    assert steps == limit
+
+
+def test_same_seed_same_goal_and_frames(goal_env):
+    _, env = goal_env
+    runs = []
+    for _ in range(2):
+        frame, info = env.reset(seed=11)
+        frames = [frame, info["goal_image"]]
+        for t in range(5):
+            frames.append(env.step(np.full(env.action_space.shape, 0.5 * (-1) ** t, np.float32))[0])
+        runs.append(np.stack(frames))
+    assert np.array_equal(runs[0], runs[1])
+    other = env.reset(seed=12)[1]["goal_image"]
+    assert not np.array_equal(other, runs[0][1])
+
+
+def test_reaching_the_goal_pose_succeeds_and_looks_like_the_goal_image():
+    env = make_env(REACHER_ID)
+    try:
+        _, info = env.reset(seed=0, options={"start": [0.3, -1.0], "goal": [1.2, 0.8]})
+        assert info["distance"] > 0.05 and not info["is_success"]
+        frame, info2 = env.unwrapped.set_state(info["goal_qpos"])
+        assert info2["is_success"] and info2["distance"] < 1e-9
+        assert np.array_equal(frame, info["goal_image"])
+        # the fingertip is the end of a 0.21 m arm: |fingertip| = 0.21 when stretched out
+        _, stretched = env.unwrapped.set_state([0.7, 0.0])
+        assert np.linalg.norm(stretched["fingertip"]) == pytest.approx(0.21, abs=1e-6)
+    finally:
+        env.close()
+
+
+def test_pendulum_goal_angle_success():
+    env = make_env(PENDULUM_ID)
+    try:
+        _, info = env.reset(seed=0, options={"start": 0.0, "goal": 1.0})
+        assert info["distance"] == pytest.approx(1.0) and not info["is_success"]
+        _, info = env.unwrapped.set_state(1.1)
+        assert info["is_success"] and info["distance"] == pytest.approx(0.1)
+        _, info = env.unwrapped.set_state(1.0 - 2 * np.pi)  # angles wrap
+        assert info["distance"] == pytest.approx(0.0, abs=1e-9)
+    finally:
+        env.close()
+
+
+def test_any_rendering_gymnasium_env_gets_pixel_observations():
+    env = make_env("Pendulum-v1", image_size=32)
+    try:
+        assert isinstance(env, PixelObservation)
+        frame, info = env.reset(seed=0)
+        assert frame.shape == (32, 32, 3) and info["goal_image"] is None
+        assert info["state"].shape == (3,) and info["is_success"] is False
+    finally:
+        env.close()
+    env = make_env("vjepa_world.envs.pendulum:PendulumGoalEnv", image_size=16)  # module:ClassName
+    try:
+        assert env.reset(seed=0)[0].shape == (16, 16, 3)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("vjepa_world/ReacherGoal-v9", "did you mean"),
+        ("CartPole-v1", "Discrete action space"),
+        ("vjepa_world.envs:NoSuchEnv", "has no class"),
+        ("no_such_module_xyz:Env", "cannot import module"),
+    ],
+)
+def test_bad_environment_specs_give_one_line_errors(spec, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        make_env(spec)
+    assert "\n" not in str(caught.value)
+
+
+def test_policies_stay_in_bounds_and_ou_noise_is_correlated():
+    space = gymnasium.spaces.Box(-2.0, 1.0, (3,), np.float32)
+    for name in ("random", "ou-noise"):
+        policy = make_policy(name, space, seed=0)
+        actions = np.stack([policy(None, {}) for _ in range(2000)])  # (2000, 3)
+        assert actions.min() >= -2.0 and actions.max() <= 1.0 and actions.std() > 0.3
+        lag1 = np.mean([np.corrcoef(actions[:-1, k], actions[1:, k])[0, 1] for k in range(3)])
+        assert (lag1 > 0.7) if name == "ou-noise" else (abs(lag1) < 0.1)
+    assert np.array_equal(make_policy("zero", space)(None, {}), np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="unknown policy"):
+        make_policy("greedy", space)
+
+
+def test_collection_is_reproducible_and_shaped():
+    first = list(collect_episodes(REACHER_ID, episodes=2, steps=8, policy="ou-noise", seed=5, progress=False))
+    again = list(collect_episodes(REACHER_ID, episodes=2, steps=8, policy="ou-noise", seed=5, progress=False))
+    assert len(first) == 2
+    for a, b in zip(first, again, strict=True):
+        assert a.frames.shape == (8, 64, 64, 3) and a.actions.shape == (8, 2) and a.states.shape == (8, 6)
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.actions, b.actions)
+        assert not a.dones.any() and a.rewards.shape == (8,)
+    assert not np.array_equal(first[0].actions, first[1].actions)
+    # episode i is reproducible from make_env(spec).reset(seed=seed + i): its first frame matches
+    env = make_env(REACHER_ID)
+    try:
+        assert np.array_equal(env.reset(seed=6)[0], first[1].frames[0])
+    finally:
+        env.close()
+    # the environment truncates at 50 steps: asking for more gives 50
+    (long,) = collect_episodes(REACHER_ID, episodes=1, steps=80, progress=False)
+    assert len(long) == 50
