@@ -183,6 +183,49 @@ def _make_dataset(args: argparse.Namespace) -> None:
     )
 
 
+def _collect(args: argparse.Namespace) -> None:
+    import json
+    import time
+    from pathlib import Path
+
+    from .checkpoints import atomic_write
+    from .data.episodes import LeRobotDataset, write_lerobot_dataset
+    from .envs import collect_episodes
+
+    started = time.perf_counter()
+    episodes = collect_episodes(
+        args.env, args.episodes, args.steps, policy=args.policy, seed=args.seed, image_size=args.size
+    )
+    out = write_lerobot_dataset(args.out, episodes, progress=False)
+    dataset = LeRobotDataset(out)
+    summary = {
+        "episodes": len(dataset),
+        "frames": sum(dataset.lengths.values()),
+        "seconds": round(time.perf_counter() - started, 2),
+        "settings": {k: v for k, v in vars(args).items() if k != "run"},
+    }
+    atomic_write(Path(out) / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    print(
+        f"{summary['episodes']} episodes, {summary['frames']} frames of {args.env} ({args.policy}) -> {out} "
+        f"in {summary['seconds']:.1f} s"
+    )
+
+
+def _train_wm(args: argparse.Namespace) -> None:
+    from .checkpoints import load_encoder
+    from .train.config import WorldModelConfig, load_config
+    from .train.world_model import train_world_model
+
+    config = load_config(args.config, args.set, kind=WorldModelConfig)
+    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key) if args.encoder else None
+    summary = train_world_model(config, args.data, args.out, encoder=encoder, resume=args.resume)
+    if not summary["finished"]:
+        return
+    print(f"trained {summary['steps']} steps, final loss {summary['final_loss']:.4f} -> {args.out}")
+    for method, values in summary.get("val", {}).get("l1", {}).items():
+        print(f"held-out L1 by horizon, {method:16}: " + " ".join(f"{v:.4f}" for v in values))
+
+
 def add_encoder_args(parser: argparse.ArgumentParser) -> None:
     """--encoder, --preset, --key: where an encoder comes from (shared by several commands)."""
     parser.add_argument(
@@ -337,6 +380,50 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--size", type=int, default=64)
     dataset.add_argument("--seed", type=int, default=0)
     dataset.set_defaults(run=_make_dataset)
+
+    collect = commands.add_parser(
+        "collect",
+        help="roll a policy in an environment and write a LeRobot v2 dataset",
+        description="Run --episodes episodes of up to --steps steps of a data-collection policy (episode i "
+        "seeded --seed + i) and write them in the LeRobot v2 layout into OUT (meta/, data/, videos/), "
+        "plus OUT/summary.json.",
+    )
+    collect.add_argument(
+        "--env", default="vjepa_world/ReacherGoal-v0", help="registered gymnasium id or module:ClassName"
+    )
+    collect.add_argument("--episodes", type=int, default=200)
+    collect.add_argument("--steps", type=int, default=50, help="steps per episode (the env may stop sooner)")
+    collect.add_argument("--policy", choices=["random", "ou-noise", "zero"], default="ou-noise")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
+    collect.add_argument("--out", required=True, help="dataset directory")
+    collect.set_defaults(run=_collect)
+
+    train_wm = commands.add_parser(
+        "train-wm",
+        help="train an action-conditioned world model on a LeRobot dataset",
+        description="Train the action-conditioned predictor on a frozen encoder: --encoder, or else the "
+        "default CPU-sized encoder pretrained first on the dataset's own videos (OUT/encoder). Frames "
+        "are encoded once (OUT/features); teacher-forcing + rollout L1; writes checkpoint.pt, log.jsonl, "
+        "tensorboard/, and at the end the world model (config.json, model.safetensors, loadable with "
+        "WorldModel.from_pretrained) and summary.json with the held-out rollout error per horizon. "
+        "Runs under torchrun for several processes.",
+    )
+    train_wm.add_argument("--data", required=True, help="LeRobot v2 dataset directory (vjepa-world collect)")
+    train_wm.add_argument("--out", required=True, help="run directory")
+    train_wm.add_argument("--encoder", help="frozen encoder checkpoint (default: pretrain one on --data)")
+    train_wm.add_argument("--preset", help="architecture preset of --encoder, when it cannot be inferred")
+    train_wm.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
+    train_wm.add_argument("--config", help="YAML config with model/data/loss/encoder/optim/run sections")
+    train_wm.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable), e.g. optim.steps=500 loss.rollout_steps=3",
+    )
+    train_wm.add_argument("--resume", action="store_true", help="continue the run in OUT")
+    train_wm.set_defaults(run=_train_wm)
     return parser
 
 

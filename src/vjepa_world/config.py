@@ -159,12 +159,17 @@ def mlp_hidden_dim(dim: int, mlp_ratio: float) -> int:
     return int(dim * mlp_ratio + 1e-6)
 
 
-def from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Build a config dataclass from a dict; an unknown key is an error that lists the known ones."""
+def check_keys(cls: type, values: dict[str, Any]) -> None:
+    """An unknown key of config dataclass `cls` is an error that lists the known ones."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys {unknown}: known keys are {sorted(names)}")
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Build a config dataclass from a dict; an unknown key is an error that lists the known ones."""
+    check_keys(cls, values)
     return cls(**values)
 
 
@@ -179,6 +184,7 @@ __all__ = [
     "EncoderConfig",
     "PredictorConfig",
     "Preset",
+    "check_keys",
     "from_dict",
     "get_preset",
     "mlp_hidden_dim",

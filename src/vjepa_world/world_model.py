@@ -71,11 +71,29 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def encode(self, observations: Tensor) -> Tensor:
         """uint8 RGB frames `(B, H, W, 3)` -> latents `(B, N, D)`; `(B, T, H, W, 3)` -> `(B, T, N, D)`.
-        Float `(B, 3, H, W)` images already normalised are taken as they are."""
-        images = normalize_frames(observations) if observations.dtype == torch.uint8 else observations
+        Frames are resized to the encoder's image size. Float `(B, 3, H, W)` images already
+        normalised are taken as they are."""
+        if observations.dtype == torch.uint8:
+            images = normalize_frames(observations.to(self._device()))
+        else:
+            images = observations
         lead = images.shape[:-3]
-        tokens = self.encoder(images.flatten(0, len(lead) - 1))  # images -> one tubelet each: (B*T, N, D)
+        images = images.flatten(0, len(lead) - 1)  # (B*T, 3, H, W)
+        size = self.encoder.config.image_size
+        if tuple(images.shape[-2:]) != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+        tokens = self.encoder(images)  # images -> one tubelet each: (B*T, N, D)
         return F.layer_norm(tokens, tokens.shape[-1:]).unflatten(0, lead)
+
+    def _device(self) -> torch.device:
+        return next(self.predictor.parameters()).device
+
+    def predict_next(self, latents: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
+        """Teacher forcing: true latents `(B, T, N, D)` of steps 0..T-1 and their actions `(B, T, A)`
+        -> predicted latents of steps 1..T `(B, T, N, D)` (layer-normed), each seeing steps <= its own."""
+        batch, steps, tokens, dim = latents.shape
+        predicted = self.predictor(latents.reshape(batch, steps * tokens, dim), actions, states)
+        return F.layer_norm(predicted, (dim,)).view(batch, steps, tokens, dim)
 
     def step(
         self, latents: Tensor, actions: Tensor, states: Tensor | None = None, cache: KVCache | None = None
@@ -85,18 +103,76 @@ class WorldModel(nn.Module):
         predicted, cache = self.predictor.step(latents, actions, states, cache=cache)
         return F.layer_norm(predicted, predicted.shape[-1:]), cache
 
-    def rollout(self, latents: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
+    def observe(self, latents: Tensor, actions: Tensor, states: Tensor | None = None) -> KVCache:
+        """Run observed steps once: latents `(B, T, N, D)` with the actions taken there `(B, T, A)`
+        -> the cache a rollout continues from (planning shares it across all candidates)."""
+        cache = None
+        for t in range(latents.shape[1]):
+            _, cache = self.step(
+                latents[:, t], actions[:, t], None if states is None else states[:, t], cache
+            )
+        return cache
+
+    def rollout(
+        self,
+        latents: Tensor,
+        actions: Tensor,
+        states: Tensor | None = None,
+        *,
+        history: KVCache | None = None,
+    ) -> Tensor:
         """Start latents `(B or 1, N, D)` and action sequences `(B, H, A)` -> predicted latents of
-        steps 1..H `(B, H, N, D)`. A single start is shared by all B sequences (planning)."""
-        if actions.ndim != 3 or actions.shape[-1] != self.action_dim:
-            raise ValueError(f"actions must be (B, H, {self.action_dim}), got {tuple(actions.shape)}")
-        batch, horizon = actions.shape[:2]
+        steps 1..H `(B, H, N, D)`. A single start is shared by all B sequences (planning), and so is
+        `history`, the cache of earlier observed steps from `observe` (batch 1 or B)."""
+        batch, horizon = self._check_actions(actions)
         z = latents.expand(batch, -1, -1) if latents.shape[0] == 1 else latents
-        cache, predictions = None, []
+        cache = history
+        if history is not None and history.batch_size != batch:
+            cache = history.repeat(batch // history.batch_size)
+        elif history is not None:
+            cache = history.copy()
+        predictions = []
         for t in range(horizon):
             z, cache = self.step(z, actions[:, t], None if states is None else states[:, t], cache)
             predictions.append(z)
         return torch.stack(predictions, dim=1)
+
+    def rollout_window(
+        self, latents: Tensor, actions: Tensor, states: Tensor | None, context: int, horizon: int
+    ) -> Tensor:
+        """On true windows `(B, T, ...)`: observe steps 0..context-1, then roll out `horizon` steps
+        from step `context`, predictions fed back -> latents of steps context+1.. `(B, horizon, N, D)`."""
+        pick = lambda x, steps: None if x is None else x[:, steps]
+        past, ahead = slice(context), slice(context, context + horizon)
+        history = self.observe(latents[:, past], actions[:, past], pick(states, past))
+        return self.rollout(latents[:, context], actions[:, ahead], pick(states, ahead), history=history)
+
+    def rollout_uncached(
+        self,
+        latents: Tensor,
+        actions: Tensor,
+        history: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """`rollout` without a KV cache: every step reruns the whole block-causal sequence (history,
+        start, predictions so far). The reference the cache is checked and timed against.
+        `history` is (latents (1, T, N, D), actions (1, T, A)) of the observed steps."""
+        batch, horizon = self._check_actions(actions)
+        if history is None:  # no observed steps: (1, 0, N, D) and (1, 0, A)
+            history = (latents[:1, None][:, :0], actions[:1, :0])
+        past_latents, past_actions = history
+        sequence = [past_latents.expand(batch, -1, -1, -1), latents.expand(batch, -1, -1)[:, None]]
+        taken = past_actions.expand(batch, -1, -1)
+        for t in range(horizon):
+            taken = torch.cat([taken, actions[:, t : t + 1]], dim=1)  # (B, T + t + 1, A)
+            context = torch.cat(sequence, dim=1)  # (B, T + t + 1, N, D)
+            predicted = self.predict_next(context, taken)[:, -1]  # (B, N, D)
+            sequence.append(predicted[:, None])
+        return torch.cat(sequence[2:], dim=1)
+
+    def _check_actions(self, actions: Tensor) -> tuple[int, int]:
+        if actions.ndim != 3 or actions.shape[-1] != self.action_dim:
+            raise ValueError(f"actions must be (B, H, {self.action_dim}), got {tuple(actions.shape)}")
+        return actions.shape[0], actions.shape[1]
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Encoder and predictor in one directory (`config.json` + `model.safetensors`)."""

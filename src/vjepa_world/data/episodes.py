@@ -16,6 +16,7 @@ decoding and encoding.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -692,7 +693,9 @@ class SequenceDataset(Dataset):
       dones (T,) bool, any over them; episode and start (s) as ints.
 
     Episodes shorter than a window are skipped (listed in `skipped`, one warning); if none is long
-    enough, construction fails. `episodes` restricts to some episode indices (e.g. a split).
+    enough, construction fails. `episodes` restricts to some episode indices (e.g. a split). The
+    columns and cached features of the last `keep_episodes` episodes read stay in memory, so
+    training on features does not reread files for every window.
     """
 
     def __init__(
@@ -707,6 +710,7 @@ class SequenceDataset(Dataset):
         image_key: str | None = None,
         state_key: str | None = STATE_KEY,
         action_key: str = ACTION_KEY,
+        keep_episodes: int = 256,
     ) -> None:
         if sequence_length < 1 or frame_skip < 1:
             raise ValueError(
@@ -721,6 +725,11 @@ class SequenceDataset(Dataset):
         )
         self.sequence_length, self.frame_skip, self.image_size = sequence_length, frame_skip, image_size
         self.features = features
+        self._rows = functools.lru_cache(maxsize=keep_episodes)(self.meta.read_rows)
+        if features is not None:
+            self._features = functools.lru_cache(maxsize=keep_episodes)(
+                lambda episode: features.read(episode, slice(None))  # (T_episode, N, D)
+            )
         self.span = sequence_length * frame_skip  # rows one window covers
         chosen = self.meta.episode_indices if episodes is None else [int(e) for e in episodes]
         usable = [e for e in chosen if self.meta.length(e) >= self.span]
@@ -770,7 +779,7 @@ class SequenceDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         episode, start = self.window(index)
         steps, skip = self.sequence_length, self.frame_skip
-        rows = self.meta.read_rows(episode)
+        rows = self._rows(episode)
         group = slice(start, start + self.span)  # rows of the window, (T * k) of them
         sampled = slice(start, start + self.span, skip)  # the T sampled rows
         item = {
@@ -782,7 +791,7 @@ class SequenceDataset(Dataset):
             "start": start,
         }
         if self.features is not None:
-            item["features"] = self.features.read(episode, sampled)  # (T, N, D)
+            item["features"] = self._features(episode)[sampled]  # (T, N, D)
         else:
             frames = torch.from_numpy(self.meta.read_frames(episode, range(start, start + self.span, skip)))
             item["frames"] = frames if self.image_size is None else _resize(frames, self.image_size)

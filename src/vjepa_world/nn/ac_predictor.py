@@ -34,6 +34,20 @@ class KVCache:
         self.layers = [LayerCache() for _ in range(depth)]
         self.steps = 0
 
+    @property
+    def batch_size(self) -> int:
+        """Rows of the cached keys (0 before any step)."""
+        keys = self.layers[0].keys
+        return 0 if keys is None else keys.shape[0]
+
+    def copy(self) -> KVCache:
+        """A cache sharing these tensors, which later steps extend without touching this one."""
+        out = KVCache(len(self.layers))
+        out.steps = self.steps
+        for new, old in zip(out.layers, self.layers, strict=True):
+            new.keys, new.values = old.keys, old.values
+        return out
+
     def repeat(self, times: int) -> KVCache:
         """A cache whose batch row i is row `i // times` of this one: one observed context, shared
         by many candidate action sequences (what planning does)."""

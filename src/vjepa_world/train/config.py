@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ..config import from_dict
+from ..config import check_keys
 from ..jepa import VJEPAConfig
 
 
@@ -63,40 +63,48 @@ class PretrainConfig:
         return dataclasses.asdict(self)
 
 
-SECTIONS = {"model": VJEPAConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+def _sections(kind: type) -> dict[str, Any]:
+    """{section name: its default} of a config made of sections (PretrainConfig, WorldModelConfig)."""
+    return {f.name: f.default_factory() for f in dataclasses.fields(kind)}
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+def parse_overrides(pairs: list[str], kind: type = PretrainConfig) -> dict[str, dict[str, Any]]:
     """["optim.lr=1e-3", "model.preset=vit_small"] -> {"optim": {"lr": 0.001}, ...}; values are YAML."""
+    sections = _sections(kind)
     nested: dict[str, dict[str, Any]] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         section, dot, name = key.partition(".")
-        if not sep or not dot or section not in SECTIONS:
+        if not sep or not dot or section not in sections:
             raise ValueError(
-                f"--set expects section.key=value with a section in {sorted(SECTIONS)}, got {pair!r}"
+                f"--set expects section.key=value with a section in {sorted(sections)}, got {pair!r}"
             )
         nested.setdefault(section, {})[name] = yaml.safe_load(value)
     return nested
 
 
-def build_config(values: dict[str, Any] | None = None, overrides: list[str] | None = None) -> PretrainConfig:
+def build_config(
+    values: dict[str, Any] | None = None, overrides: list[str] | None = None, kind: type = PretrainConfig
+):
+    """A `kind` config from nested values ({section: {key: value}}) with `--set` overrides applied."""
+    sections = _sections(kind)
     values = {k: dict(v or {}) for k, v in (values or {}).items()}
-    unknown = set(values) - set(SECTIONS)
+    unknown = set(values) - set(sections)
     if unknown:
-        raise ValueError(f"unknown config sections {sorted(unknown)}: use {sorted(SECTIONS)}")
-    for section, changes in parse_overrides(overrides or []).items():
+        raise ValueError(f"unknown config sections {sorted(unknown)}: use {sorted(sections)}")
+    for section, changes in parse_overrides(overrides or [], kind).items():
         values.setdefault(section, {}).update(changes)
-    sections = {}
-    for name, cls in SECTIONS.items():
+    built = {}
+    for name, default in sections.items():
         fields = values.get(name, {})
-        tuples = {f.name for f in dataclasses.fields(cls) if "tuple" in str(f.type)}
+        check_keys(type(default), fields)
+        tuples = {f.name for f in dataclasses.fields(default) if "tuple" in str(f.type)}
         fields = {k: tuple(v) if k in tuples and v is not None else v for k, v in fields.items()}
-        sections[name] = from_dict(cls, fields)
-    return PretrainConfig(**sections)
+        built[name] = dataclasses.replace(default, **fields)
+    return kind(**built)
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> PretrainConfig:
+def load_config(path: str | Path | None, overrides: list[str] | None = None, kind: type = PretrainConfig):
     """A YAML config file (or the defaults) with `--set` overrides applied."""
     values = {}
     if path is not None:
@@ -104,4 +112,64 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
         values = yaml.safe_load(path.read_text()) or {}
-    return build_config(values, overrides)
+    return build_config(values, overrides, kind)
+
+
+# ---------------------------------------------------------------------------- world-model training
+
+
+@dataclass
+class PredictorSettings:
+    preset: str = "ac_tiny"  # an AC_PRESETS name; the widths below override it when set
+    dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    use_states: bool = False  # feed observation.state as a token (planning must then supply states)
+
+
+@dataclass
+class SequenceConfig:
+    sequence_length: int = 6  # frames per training window (T): T - 1 transitions
+    frame_skip: int = 1  # env steps between frames; the actions in between are concatenated
+    val_fraction: float = 0.1  # episodes held out (the last ones) for validation
+    eval_horizon: int = 4  # steps of the held-out rollout-error evaluation (after loss.rollout_context)
+    encode_batch: int = 64
+
+
+@dataclass
+class LossConfig:
+    teacher_forcing: float = 1.0  # weight of the one-step L1 with true latents as context
+    rollout: float = 1.0  # weight of the L1 of predictions fed back as context
+    rollout_steps: int = 2
+    rollout_context: int = 3  # observed steps before the rollout starts (what MPC keeps: velocity)
+
+
+@dataclass
+class EncoderPretraining:
+    """The encoder `train-wm` pretrains on the dataset's frames when it is given none."""
+
+    preset: str = "vit_tiny"
+    patch_size: int = 16  # 64 px frames -> 4 x 4 tokens: cheap enough to plan with on a CPU
+    num_frames: int = 4
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 5e-4
+
+
+def _wm_optim() -> OptimConfig:
+    return OptimConfig(
+        batch_size=32, steps=1500, lr=5e-4, start_lr=1e-4, warmup_steps=100, decay_steps=300, grad_clip=1.0
+    )
+
+
+@dataclass
+class WorldModelConfig:
+    model: PredictorSettings = field(default_factory=PredictorSettings)
+    data: SequenceConfig = field(default_factory=SequenceConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    encoder: EncoderPretraining = field(default_factory=EncoderPretraining)
+    optim: OptimConfig = field(default_factory=_wm_optim)
+    run: RunConfig = field(default_factory=lambda: RunConfig(checkpoint_every=250, log_every=10))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

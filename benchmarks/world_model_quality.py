@@ -1,0 +1,86 @@
+"""Does the world model use its actions? Held-out latent prediction error on ReacherGoal.
+
+1. Collect training episodes (ou-noise, seeds 0..) and held-out episodes (other seeds) on
+   vjepa_world/ReacherGoal-v0 with `vjepa-world collect`'s code.
+2. `train-wm` with its defaults: pretrain the CPU-sized encoder on the frames, encode every frame
+   once, train the action-conditioned predictor (teacher forcing + rollout L1).
+3. On every window of the held-out episodes: open-loop rollout error per horizon of the world
+   model, against copying the first frame's latents and against the same model fed the actions of
+   other windows (shuffled). The model uses the actions if the true ones give clearly lower error.
+
+    python benchmarks/world_model_quality.py                 # about 10 minutes on 2 cores
+    python benchmarks/world_model_quality.py --set optim.steps=100 --set encoder.steps=20   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from vjepa_world.data.episodes import STATE_KEY, SequenceDataset, write_lerobot_dataset
+from vjepa_world.envs import REACHER_ID, collect_episodes
+from vjepa_world.eval.world_model import rollout_errors
+from vjepa_world.train.config import WorldModelConfig, build_config
+from vjepa_world.train.world_model import encoder_fingerprint, train_world_model
+from vjepa_world.world_model import WorldModel
+
+
+def collected(out: Path, episodes: int, seed: int, policy: str) -> Path:
+    """A ReacherGoal dataset in `out`, collected once (reused when rerun)."""
+    if not (out / "meta" / "info.json").exists():
+        episodes_iter = collect_episodes(REACHER_ID, episodes, 50, policy=policy, seed=seed, progress=False)
+        write_lerobot_dataset(out, episodes_iter, progress=False)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", default="runs/world_model_quality", help="datasets and the run")
+    parser.add_argument("--episodes", type=int, default=200, help="training episodes of 50 steps")
+    parser.add_argument("--test-episodes", type=int, default=20)
+    parser.add_argument("--horizon", type=int, default=8)
+    parser.add_argument("--set", action="append", default=[], help="train-wm config overrides")
+    args = parser.parse_args()
+    work = Path(args.work)
+    started = time.perf_counter()
+
+    train_data = collected(work / "train", args.episodes, seed=0, policy="ou-noise")
+    test_data = collected(work / "test", args.test_episodes, seed=100_000, policy="ou-noise")
+    print(f"data ready in {time.perf_counter() - started:.0f} s", flush=True)
+    config = build_config({"data": {"val_fraction": 0.0}}, args.set, kind=WorldModelConfig)
+    run = work / "run"
+    if not (run / "summary.json").exists():
+        train_world_model(config, train_data, run, resume=(run / "checkpoint.pt").exists())
+    trained = time.perf_counter() - started
+    world_model = WorldModel.from_pretrained(run).eval()
+
+    from vjepa_world.data.episodes import encode_episodes
+
+    features = encode_episodes(
+        test_data, world_model.encode, run / "features", key=encoder_fingerprint(world_model.encoder)
+    )
+    state_key = STATE_KEY if config.model.use_states else None
+    windows = SequenceDataset(
+        test_data, args.horizon + 1, config.data.frame_skip, features=features, state_key=state_key
+    )
+    errors = rollout_errors(world_model, windows, args.horizon, use_states=config.model.use_states)
+
+    print(
+        f"\nReacherGoal, {errors['windows']} held-out windows, latent L1 by horizon (frame skip "
+        f"{config.data.frame_skip}); trained in {trained:.0f} s"
+    )
+    header = "".join(f"{h:>8d}" for h in range(1, args.horizon + 1))
+    print(f"{'method':18}{header}")
+    for method, values in errors["l1"].items():
+        print(f"{method:18}" + "".join(f"{v:8.4f}" for v in values))
+    model, copy, shuffled = (errors["l1"][k] for k in ("world model", "copy last", "shuffled actions"))
+    print("ratio to copy-last  " + "".join(f"{m / c:8.2f}" for m, c in zip(model, copy, strict=True)))
+    print("ratio to shuffled   " + "".join(f"{m / s:8.2f}" for m, s in zip(model, shuffled, strict=True)))
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Planning in latent space: CEM and MPPI over a world model's batched rollout, and the MPC loop.
+
+A planner is a plain function of
+- `rollout(actions (S, H, A)) -> predicted latents (S, H, N, D)`: the world model continued from
+  the current observation (its observed history shared by every sample through the KV cache);
+- `objective(predicted (S, H, N, D)) -> energies (S,)`, lower is better: `goal_energy` today, and
+  any other function of the predicted latents (a learned reward, a constraint, a sum of terms);
+- the action bounds and a `PlannerConfig`.
+
+CEM, as V-JEPA 2-AC plans: a Gaussian over action sequences; each iteration samples, keeps the
+`elites` lowest energies, and moves the mean and std toward theirs with momentum. MPPI instead
+weights every sample by softmax(-energy / temperature), with energies standardised per iteration
+so the temperature means the same in every environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+Rollout = Callable[[Tensor], Tensor]
+Objective = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class PlannerConfig:
+    method: str = "cem"  # or "mppi"
+    horizon: int = 2  # model steps planned ahead
+    samples: int = 400
+    elites: int = 10  # CEM: samples the next Gaussian is fitted to
+    iterations: int = 10
+    momentum: float = 0.15  # new mean/std = momentum * old + (1 - momentum) * the elites'
+    init_std: float = 1.0  # first std, as a fraction of half the action range
+    min_std: float = 0.02  # floor, same units: the search never collapses to one point
+    temperature: float = 0.5  # MPPI: softmax(-standardised energy / temperature)
+    energy: str = "l1"  # distance to the goal latents: l1 or l2
+    reduce: str = "final"  # energy of the final predicted step, or "sum" over the horizon
+    execute: int = 1  # MPC: model steps executed before replanning
+    warm_start: bool = True  # start from the previous plan shifted by the steps executed
+    history: int = 3  # MPC: observed steps kept as context before the current one (velocity)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in ("cem", "mppi"):
+            raise ValueError(f"planner method must be 'cem' or 'mppi', got {self.method!r}")
+        if self.energy not in ("l1", "l2") or self.reduce not in ("final", "sum"):
+            raise ValueError(f"energy must be l1|l2, reduce final|sum; got {self.energy!r}, {self.reduce!r}")
+        if not 1 <= self.elites <= self.samples or self.horizon < 1 or self.iterations < 1:
+            raise ValueError(
+                f"need 1 <= elites <= samples, horizon >= 1 and iterations >= 1, got elites {self.elites}, "
+                f"samples {self.samples}, horizon {self.horizon}, iterations {self.iterations}"
+            )
+        if not 1 <= self.execute <= self.horizon:
+            raise ValueError(f"execute must be in [1, horizon={self.horizon}], got {self.execute}")
+
+
+PLANNER_PRESETS = {
+    "vjepa2_ac": PlannerConfig(horizon=2, samples=400, elites=10, iterations=10, momentum=0.15),
+    # what a 2-core CPU plans with in about a tenth of a second per action
+    "fast": PlannerConfig(horizon=2, samples=100, elites=10, iterations=4, momentum=0.15),
+}
+
+
+def planner_config(preset: str = "vjepa2_ac", **changes) -> PlannerConfig:
+    """A preset with some fields changed (e.g. from `--set samples=200`)."""
+    if preset not in PLANNER_PRESETS:
+        raise ValueError(f"unknown planner preset {preset!r}: choose one of {', '.join(PLANNER_PRESETS)}")
+    return dataclasses.replace(PLANNER_PRESETS[preset], **changes)
+
+
+def goal_energy(goal: Tensor, energy: str = "l1", reduce: str = "final") -> Objective:
+    """Objective: mean L1 (or squared L2) distance of the predicted latents to `goal` `(N, D)`, at the
+    final step or summed over the horizon."""
+
+    def objective(predicted: Tensor) -> Tensor:  # (S, H, N, D) -> (S,)
+        difference = predicted - goal
+        distance = difference.abs() if energy == "l1" else difference.square()
+        per_step = distance.mean(dim=(2, 3))  # (S, H)
+        return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)
+
+    return objective
+
+
+@dataclass
+class Plan:
+    actions: Tensor  # (H, A) the mean of the final distribution: what MPC executes
+    energies: list[float] = field(default_factory=list)  # best energy of each iteration
+    mean_energies: list[float] = field(default_factory=list)  # mean energy of each iteration
+
+
+def plan_actions(
+    rollout: Rollout,
+    objective: Objective,
+    low: Tensor,
+    high: Tensor,
+    config: PlannerConfig,
+    init_mean: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Plan:
+    """CEM or MPPI (config.method) for an action sequence `(H, A)` within [low, high] `(A,)`."""
+    horizon, dim = config.horizon, low.shape[0]
+    low, high = low.to(torch.float32), high.to(torch.float32)
+    half_range = (high - low) / 2
+    mean = (low + high).div(2).expand(horizon, dim).clone() if init_mean is None else init_mean.clone()
+    std = (config.init_std * half_range).expand(horizon, dim).clone()
+    floor = config.min_std * half_range
+    plan = Plan(mean)
+    for _ in range(config.iterations):
+        noise = torch.randn(config.samples, horizon, dim, generator=generator)
+        samples = (mean + std * noise).clamp(low, high)  # (S, H, A)
+        samples[0] = mean  # the current mean is always a candidate
+        energies = objective(rollout(samples)).float().cpu()  # (S,)
+        plan.energies.append(float(energies.min()))
+        plan.mean_energies.append(float(energies.mean()))
+        if config.method == "cem":
+            elites = samples[energies.topk(config.elites, largest=False).indices]  # (K, H, A)
+            new_mean, new_std = elites.mean(0), elites.std(0, unbiased=False)
+        else:
+            standardised = (energies - energies.mean()) / (energies.std() + 1e-8)
+            weights = torch.softmax(-standardised / config.temperature, dim=0)[:, None, None]
+            new_mean = (weights * samples).sum(0)
+            new_std = (weights * (samples - new_mean).square()).sum(0).sqrt()
+        mean = config.momentum * mean + (1 - config.momentum) * new_mean
+        std = torch.maximum(config.momentum * std + (1 - config.momentum) * new_std, floor)
+    plan.actions = mean.clamp(low, high)
+    return plan
+
+
+# ---------------------------------------------------------------------------- the MPC loop
+
+
+@dataclass
+class EpisodeResult:
+    success: bool  # info["is_success"] at any step
+    final_distance: float | None  # info["distance"] at the end, when the env reports one
+    steps: int
+    seconds_per_action: list[float]  # planning time of each replanning, per env action
+    frames: np.ndarray  # (T + 1, H, W, 3) observations
+    goal_image: np.ndarray  # (H, W, 3)
+    energies: list[list[float]]  # per replanning: best energy per iteration
+
+
+def _bounds(env) -> tuple[Tensor, Tensor]:
+    space = env.action_space
+    return torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high, dtype=torch.float32)
+
+
+@torch.no_grad()
+def run_mpc_episode(
+    env,
+    world_model,
+    config: PlannerConfig,
+    *,
+    seed: int,
+    max_steps: int = 50,
+    objective_fn: Callable[[Tensor], Objective] | None = None,
+) -> EpisodeResult:
+    """One closed-loop episode: encode the goal image once, then repeatedly plan from the current
+    frame (with the last `config.history` observed steps as context), execute `config.execute`
+    model steps, observe. A model step of k·A actions is k environment steps (data frame skip k).
+    `objective_fn(goal_latents) -> Objective` replaces the goal energy (default `goal_energy`)."""
+    observation, info = env.reset(seed=seed)
+    if info.get("goal_image") is None:
+        raise ValueError("the environment gives no info['goal_image'] at reset: planning needs a goal")
+    low, high = _bounds(env)
+    env_dim = low.shape[0]
+    if world_model.action_dim % env_dim:
+        raise ValueError(
+            f"the world model takes {world_model.action_dim}-D actions, not a multiple of the env's {env_dim}"
+        )
+    skip = world_model.action_dim // env_dim  # env steps per model step
+    model_low, model_high = low.repeat(skip), high.repeat(skip)
+    goal = world_model.encode(torch.as_tensor(info["goal_image"])[None])[0]  # (N, D)
+    make_objective = objective_fn or (lambda g: goal_energy(g, config.energy, config.reduce))
+    objective = make_objective(goal)
+    generator = torch.Generator().manual_seed(config.seed + seed)
+    frames, goal_image = [np.asarray(observation)], np.asarray(info["goal_image"])
+    current = world_model.encode(torch.as_tensor(frames[-1])[None])  # (1, N, D)
+    past_latents, past_actions = [], []  # observed model steps: (N, D) and the (skip * A,) taken there
+    success, steps, done, seconds, energies, previous = bool(info.get("is_success")), 0, False, [], [], None
+    while not done:
+        history = None
+        if config.history and past_latents:
+            recent = slice(-config.history, None)
+            history = world_model.observe(
+                torch.stack(past_latents[recent])[None], torch.stack(past_actions[recent])[None]
+            )
+        started = time.perf_counter()
+        plan = plan_actions(
+            lambda actions, h=history, z=current: world_model.rollout(z, actions, history=h),
+            objective,
+            model_low,
+            model_high,
+            config,
+            init_mean=previous,
+            generator=generator,
+        )
+        energies.append(plan.energies)
+        executed = plan.actions[: config.execute]  # (execute, skip * A)
+        seconds.append((time.perf_counter() - started) / (len(executed) * skip))
+        for model_action in executed:
+            past_latents.append(current[0])
+            past_actions.append(model_action)
+            for action in model_action.view(skip, env_dim).numpy():
+                observation, _, terminated, truncated, info = env.step(action)
+                frames.append(np.asarray(observation))
+                success, steps = success or bool(info.get("is_success")), steps + 1
+                done = terminated or truncated or steps >= max_steps
+                if done:
+                    break
+            if done:
+                break
+            current = world_model.encode(torch.as_tensor(frames[-1])[None])
+        if config.warm_start:  # the rest of the plan, then the middle of the range
+            middle = ((model_low + model_high) / 2).expand(config.execute, -1)
+            previous = torch.cat([plan.actions[config.execute :], middle])
+    distance = info.get("distance")
+    return EpisodeResult(
+        success=success,
+        final_distance=None if distance is None else float(distance),
+        steps=steps,
+        seconds_per_action=seconds,
+        frames=np.stack(frames),
+        goal_image=goal_image,
+        energies=energies,
+    )
+
+
+def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
+    """The baseline: uniform random actions from the same reset."""
+    observation, info = env.reset(seed=seed)
+    goal_image = np.asarray(info["goal_image"]) if info.get("goal_image") is not None else None
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    frames, success, steps = [np.asarray(observation)], bool(info.get("is_success")), 0
+    while steps < max_steps:
+        observation, _, terminated, truncated, info = env.step(rng.uniform(low, high).astype(np.float32))
+        frames.append(np.asarray(observation))
+        success, steps = success or bool(info.get("is_success")), steps + 1
+        if terminated or truncated:
+            break
+    distance = info.get("distance")
+    return EpisodeResult(
+        success, None if distance is None else float(distance), steps, [], np.stack(frames), goal_image, []
+    )
+
+
+__all__ = [
+    "PLANNER_PRESETS",
+    "EpisodeResult",
+    "Objective",
+    "Plan",
+    "PlannerConfig",
+    "goal_energy",
+    "plan_actions",
+    "planner_config",
+    "run_mpc_episode",
+    "run_random_episode",
+]
