@@ -1,12 +1,13 @@
 """Does the world model use its actions? Held-out latent prediction error on ReacherGoal.
 
-1. Collect training episodes (ou-noise, seeds 0..) and held-out episodes (other seeds) on
+1. Collect training episodes (random actions, seeds 0..) and held-out episodes (other seeds) on
    vjepa_world/ReacherGoal-v0 with `vjepa-world collect`'s code.
 2. `train-wm` with its defaults: pretrain the CPU-sized encoder on the frames, encode every frame
    once, train the action-conditioned predictor (teacher forcing + rollout L1).
-3. On every window of the held-out episodes: open-loop rollout error per horizon of the world
-   model, against copying the first frame's latents and against the same model fed the actions of
-   other windows (shuffled). The model uses the actions if the true ones give clearly lower error.
+3. On every window of the held-out episodes: after observing a few steps (as MPC does), the
+   open-loop rollout error per horizon of the world model, against copying the last observed
+   latents and against the same model fed the actions of other windows (shuffled). The model
+   uses the actions if the true ones give clearly lower error.
 
     python benchmarks/world_model_quality.py                 # about 10 minutes on 2 cores
     python benchmarks/world_model_quality.py --set optim.steps=100 --set encoder.steps=20   # smoke
@@ -18,7 +19,7 @@ import argparse
 import time
 from pathlib import Path
 
-from vjepa_world.data.episodes import STATE_KEY, SequenceDataset, write_lerobot_dataset
+from vjepa_world.data.episodes import STATE_KEY, SequenceDataset, encode_episodes, write_lerobot_dataset
 from vjepa_world.envs import REACHER_ID, collect_episodes
 from vjepa_world.eval.world_model import rollout_errors
 from vjepa_world.train.config import WorldModelConfig, build_config
@@ -47,8 +48,8 @@ def main() -> None:
     work = Path(args.work)
     started = time.perf_counter()
 
-    train_data = collected(work / "train", args.episodes, seed=0, policy="ou-noise")
-    test_data = collected(work / "test", args.test_episodes, seed=100_000, policy="ou-noise")
+    train_data = collected(work / "train", args.episodes, seed=0, policy="random")
+    test_data = collected(work / "test", args.test_episodes, seed=100_000, policy="random")
     print(f"data ready in {time.perf_counter() - started:.0f} s", flush=True)
     config = build_config({"data": {"val_fraction": 0.0}}, args.set, kind=WorldModelConfig)
     run = work / "run"
@@ -57,16 +58,18 @@ def main() -> None:
     trained = time.perf_counter() - started
     world_model = WorldModel.from_pretrained(run).eval()
 
-    from vjepa_world.data.episodes import encode_episodes
-
     features = encode_episodes(
         test_data, world_model.encode, run / "features", key=encoder_fingerprint(world_model.encoder)
     )
     state_key = STATE_KEY if config.model.use_states else None
+    context = config.loss.rollout_context
+    frames = context + 1 + args.horizon
     windows = SequenceDataset(
-        test_data, args.horizon + 1, config.data.frame_skip, features=features, state_key=state_key
+        test_data, frames, config.data.frame_skip, features=features, state_key=state_key
     )
-    errors = rollout_errors(world_model, windows, args.horizon, use_states=config.model.use_states)
+    errors = rollout_errors(
+        world_model, windows, args.horizon, context=context, use_states=config.model.use_states
+    )
 
     print(
         f"\nReacherGoal, {errors['windows']} held-out windows, latent L1 by horizon (frame skip "

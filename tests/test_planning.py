@@ -1,5 +1,7 @@
 """Planners on dynamics with known optima, bounds, the MPC loop on a small env, cached rollouts."""
 
+import json
+
 import gymnasium
 import numpy as np
 import pytest
@@ -7,7 +9,9 @@ import torch
 from gymnasium import spaces
 
 from vjepa_world import VideoEncoder, WorldModel
+from vjepa_world.cli import main
 from vjepa_world.config import get_preset
+from vjepa_world.data.video import read_clip_frames
 from vjepa_world.planning import (
     PlannerConfig,
     goal_energy,
@@ -163,3 +167,26 @@ def test_bad_planner_settings_and_envs_without_goals_are_errors():
 
     with pytest.raises(ValueError, match="goal_image"):
         run_mpc_episode(NoGoal(), ScriptedWorldModel(), PlannerConfig(), seed=0)
+
+
+def test_plan_command_runs_episodes_and_writes_videos_plot_and_summary(tmp_path):
+    torch.manual_seed(0)
+    encoder = VideoEncoder(get_preset("vit_micro").encoder)  # 32 px frames, 16 tokens
+    WorldModel(encoder, action_dim=2, dim=32, depth=2, num_heads=2).save_pretrained(tmp_path / "wm")
+    out = tmp_path / "plan"
+    argv = ["plan", "--env", "vjepa_world/ReacherGoal-v0", "--world-model", str(tmp_path / "wm")]
+    settings = ["--set", "samples=16", "--set", "iterations=2", "--set", "elites=4"]
+    assert (
+        main([*argv, "--episodes", "2", "--steps", "5", "--preset", "fast", *settings, "--out", str(out)])
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("success_rate", "random_success_rate", "final_distance", "seconds_per_action", "settings"):
+        assert key in summary
+    assert summary["settings"]["samples"] == 16 and summary["max_steps"] == 5
+    assert [row["steps"] for row in summary["per_episode"]] == [5, 5]
+    assert summary["seconds_per_action"] > 0
+    assert (out / "energy_by_iteration.png").is_file()
+    frames = read_clip_frames(out / "episode_001.mp4", range(6))  # 5 steps + the start
+    assert frames.shape == (6, 64, 128, 3)  # observation | goal
+    assert main([*argv, "--out", str(out), "--set", "sample=3"]) == 2  # a typo is a one-line error

@@ -184,7 +184,9 @@ def test_bad_training_input_gives_one_line_errors(reacher_data, tmp_path, micro_
         train_world_model(config, reacher_data, tmp_path / "a", encoder=micro_encoder, progress=False)
     with pytest.raises(ValueError, match=r"no episode .* has the 30 rows"):
         config = build_config(
-            {}, [*TINY, "data.sequence_length=15", "data.frame_skip=2", "loss.rollout=0"], kind=WorldModelConfig
+            {},
+            [*TINY, "data.sequence_length=15", "data.frame_skip=2", "loss.rollout=0"],
+            kind=WorldModelConfig,
         )
         train_world_model(config, reacher_data, tmp_path / "b", encoder=micro_encoder, progress=False)
     assert main(["train-wm", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 2

@@ -226,6 +226,48 @@ def _train_wm(args: argparse.Namespace) -> None:
         print(f"held-out L1 by horizon, {method:16}: " + " ".join(f"{v:.4f}" for v in values))
 
 
+def planner_settings(preset: str, method: str | None, pairs: list[str]):
+    """A PlannerConfig from a preset, --planner and `key=value` pairs (values are YAML)."""
+    import yaml
+
+    from .config import check_keys
+    from .planning import PlannerConfig, planner_config
+
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value (e.g. samples=200), got {pair!r}")
+        changes[key.strip()] = yaml.safe_load(value)
+    check_keys(PlannerConfig, changes)
+    if method:
+        changes["method"] = method
+    return planner_config(preset, **changes)
+
+
+def _plan(args: argparse.Namespace) -> None:
+    from .eval.planning import evaluate_planning
+    from .world_model import WorldModel
+
+    config = planner_settings(args.preset, args.planner, args.set)
+    world_model = WorldModel.from_pretrained(args.world_model).eval()
+    summary = evaluate_planning(
+        args.env,
+        world_model,
+        config,
+        args.out,
+        episodes=args.episodes,
+        seed=args.seed,
+        image_size=args.size,
+        max_steps=args.steps,
+    )
+    print(
+        f"{args.env}: planning success {100 * summary['success_rate']:.0f}% vs random "
+        f"{100 * summary['random_success_rate']:.0f}% over {summary['episodes']} episodes, "
+        f"{summary['seconds_per_action']:.3f} s per action (median) -> {args.out}"
+    )
+
+
 def add_encoder_args(parser: argparse.ArgumentParser) -> None:
     """--encoder, --preset, --key: where an encoder comes from (shared by several commands)."""
     parser.add_argument(
@@ -424,6 +466,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_wm.add_argument("--resume", action="store_true", help="continue the run in OUT")
     train_wm.set_defaults(run=_train_wm)
+
+    plan = commands.add_parser(
+        "plan",
+        help="plan toward goal images with a world model (MPC), against a random policy",
+        description="Closed-loop episodes: encode the goal image, plan with CEM or MPPI over the world "
+        "model's rollouts, execute, replan. Reports success rate, final distance and planning seconds per "
+        "action against random actions from the same starts; writes OUT/episode_XXX.mp4 (observation | "
+        "goal), OUT/energy_by_iteration.png and OUT/summary.json.",
+    )
+    plan.add_argument("--env", default="vjepa_world/ReacherGoal-v0", help="registered id or module:ClassName")
+    plan.add_argument("--world-model", required=True, help="a train-wm run directory")
+    plan.add_argument("--episodes", type=int, default=10)
+    plan.add_argument("--out", required=True, help="output directory")
+    plan.add_argument("--planner", choices=["cem", "mppi"], help="default: the preset's (cem)")
+    plan.add_argument("--preset", default="vjepa2_ac", help="planner preset: vjepa2_ac (upstream) or fast")
+    plan.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a planner setting (repeatable), e.g. samples=200 horizon=3 energy=l2",
+    )
+    plan.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
+    plan.add_argument("--size", type=int, default=64, help="observation side in pixels")
+    plan.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
+    plan.set_defaults(run=_plan)
     return parser
 
 

@@ -305,3 +305,22 @@ def plot_errors_by_horizon(
     ax.grid(alpha=0.3)
     ax.legend()
     return _save_figure(fig, out_path)
+
+
+def plot_energy_by_iteration(energies: Sequence[Sequence[float]], out_path: str | os.PathLike) -> Path:
+    """Planner energy (best sample) vs iteration: the mean over every replanning, with the 10th-90th
+    percentile band; it should fall, then flatten as the search converges."""
+    if not energies:
+        raise ValueError("no planner energies to plot: run at least one planning step")
+    values = np.asarray(energies, dtype=np.float64)  # (replannings, iterations)
+    iterations = np.arange(1, values.shape[1] + 1)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(iterations, values.mean(0), marker="o", label=f"mean over {len(values)} plans")
+    low, high = np.percentile(values, [10, 90], axis=0)
+    ax.fill_between(iterations, low, high, alpha=0.25, label="10th-90th percentile")
+    ax.set_xlabel("planner iteration")
+    ax.set_ylabel("energy of the best sample")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save_figure(fig, out_path)
