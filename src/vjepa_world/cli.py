@@ -268,6 +268,32 @@ def _plan(args: argparse.Namespace) -> None:
     )
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import DemoSettings, run_demo
+
+    make = DemoSettings.smoke if args.smoke else DemoSettings
+    changes = {"env": args.env, "planner": args.preset}
+    changes.update(
+        {k: v for k, v in (("episodes", args.episodes), ("plan_episodes", args.plan_episodes)) if v}
+    )
+    settings = make(**changes)
+    settings.training += args.set
+    summary = run_demo(args.out, settings)
+    rows = [
+        (
+            "success rate",
+            f"{100 * summary['success_rate']:.0f}%",
+            f"{100 * summary['random_success_rate']:.0f}%",
+        ),
+        ("final distance", f"{summary['final_distance']:.3f}", f"{summary['random_final_distance']:.3f}"),
+        ("seconds per action", f"{summary['seconds_per_action']:.3f}", "-"),
+    ]
+    print(f"\n{'':20}{'planning':>10}{'random':>10}")
+    for name, planned, random in rows:
+        print(f"{name:20}{planned:>10}{random:>10}")
+    print(f"report: {summary['report']}")
+
+
 def add_encoder_args(parser: argparse.ArgumentParser) -> None:
     """--encoder, --preset, --key: where an encoder comes from (shared by several commands)."""
     parser.add_argument(
@@ -492,6 +518,24 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--size", type=int, default=64, help="observation side in pixels")
     plan.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
     plan.set_defaults(run=_plan)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the main job: collect data, train a world model, plan to goal images, report",
+        description="Collect random-action episodes, pretrain an encoder on their frames and train the "
+        "action-conditioned world model (train-wm), then plan toward goal images against a random policy "
+        "and write OUT/report.md. Rerunning reuses finished stages and resumes training.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    demo.add_argument("--env", default="vjepa_world/ReacherGoal-v0")
+    demo.add_argument("--episodes", type=int, help="training episodes to collect (default 200)")
+    demo.add_argument("--plan-episodes", type=int, help="planning episodes (default 20)")
+    demo.add_argument("--preset", default="fast", help="planner preset: fast (default) or vjepa2_ac")
+    demo.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="train-wm config override"
+    )
+    demo.add_argument("--smoke", action="store_true", help="a seconds-long run of every stage (for tests)")
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -1,0 +1,185 @@
+"""The main job (`vjepa-world demo`, `make demo`): a world model that plans, from nothing.
+
+1. collect random-action episodes of the environment (LeRobot layout, `OUT/data`);
+2. `train-wm` on them: pretrain the CPU-sized encoder on the frames with the V-JEPA objective,
+   freeze it, train the action-conditioned predictor (`OUT/world_model`);
+3. plan toward goal images with MPC, against random actions from the same starts (`OUT/plan`);
+4. print the results table and write `OUT/report.md` with the plots and one episode video.
+
+Every stage reuses what a previous run finished (and training resumes from its checkpoint), so
+rerunning after an interruption picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checkpoints import atomic_write
+from .data.episodes import LeRobotDataset, write_lerobot_dataset
+from .envs import REACHER_ID, collect_episodes
+from .eval.planning import evaluate_planning
+from .planning import planner_config
+from .train.config import WorldModelConfig, build_config
+from .train.world_model import train_world_model
+from .viz import plot_errors_by_horizon
+from .world_model import WorldModel
+
+SMOKE_TRAINING = [  # seconds instead of minutes: for tests and CI, not for results
+    "encoder.preset=vit_micro",
+    "encoder.steps=4",
+    "encoder.batch_size=4",
+    "model.dim=32",
+    "model.depth=2",
+    "model.num_heads=2",
+    "optim.steps=6",
+    "optim.batch_size=4",
+    "optim.warmup_steps=2",
+    "optim.decay_steps=2",
+    "data.eval_horizon=2",
+]
+
+
+@dataclass
+class DemoSettings:
+    env: str = REACHER_ID
+    episodes: int = 200  # collected for training, 50 steps each on ReacherGoal
+    steps: int = 50
+    policy: str = "random"
+    image_size: int = 64
+    training: list[str] = field(default_factory=list)  # train-wm `section.key=value` overrides
+    planner: str = "fast"  # planner preset
+    planner_changes: dict = field(default_factory=dict)
+    plan_episodes: int = 20
+    plan_steps: int | None = None  # default: the environment's time limit
+    seed: int = 0
+
+    @classmethod
+    def smoke(cls, **changes) -> DemoSettings:
+        """The whole pipeline in well under a minute."""
+        settings = cls(
+            episodes=6,
+            steps=12,
+            training=list(SMOKE_TRAINING),
+            planner_changes={"samples": 16, "elites": 4, "iterations": 2},
+            plan_episodes=2,
+            plan_steps=6,
+        )
+        for key, value in changes.items():
+            setattr(settings, key, value)
+        return settings
+
+
+def collect_stage(settings: DemoSettings, out: Path) -> Path:
+    """The training data, collected unless `out` already holds a finished dataset."""
+    if (out / "meta" / "info.json").exists():
+        return out
+    episodes = collect_episodes(
+        settings.env,
+        settings.episodes,
+        settings.steps,
+        policy=settings.policy,
+        seed=settings.seed,
+        image_size=settings.image_size,
+    )
+    return write_lerobot_dataset(out, episodes, progress=False)
+
+
+def train_stage(settings: DemoSettings, data: Path, out: Path) -> dict:
+    """The trained world model's summary: reused when finished, resumed when interrupted."""
+    if (out / "summary.json").exists():
+        return json.loads((out / "summary.json").read_text())
+    config = build_config({}, settings.training, kind=WorldModelConfig)
+    return train_world_model(config, data, out, resume=(out / "checkpoint.pt").exists())
+
+
+def write_report(out: Path, settings: DemoSettings, training: dict, planning: dict, seconds: dict) -> Path:
+    """`report.md`: the results table, the plots and the first episode's video."""
+    val = training.get("val", {}).get("l1", {})
+    lines = [
+        f"# vjepa-world demo: {settings.env}",
+        "",
+        f"{settings.episodes} random-action episodes -> V-JEPA encoder pretrained on their frames -> "
+        f"action-conditioned predictor -> MPC toward goal images ({planning['settings']['method']}, "
+        f"{planning['settings']['samples']} samples x {planning['settings']['iterations']} iterations, "
+        f"horizon {planning['settings']['horizon']}).",
+        "",
+        "| | planning | random actions |",
+        "|---|---|---|",
+        f"| success rate ({planning['episodes']} episodes) | {100 * planning['success_rate']:.0f}% "
+        f"| {100 * planning['random_success_rate']:.0f}% |",
+        f"| final distance to goal | {_fmt(planning['final_distance'])} "
+        f"| {_fmt(planning['random_final_distance'])} |",
+        f"| seconds per action (median) | {planning['seconds_per_action']:.3f} | - |",
+        "",
+        "Stage times: " + ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items()) + ".",
+        "",
+    ]
+    if val:
+        plot_errors_by_horizon(
+            list(range(1, len(val["world model"]) + 1)),
+            val,
+            out / "rollout_error.png",
+            title="held-out latent rollout error",
+        )
+        lines += ["## World model: held-out rollout error", "", "![rollout error](rollout_error.png)", ""]
+    lines += [
+        "## Training",
+        "",
+        "![training curves](world_model/training_curves.png)",
+        "",
+        "## Planning",
+        "",
+        "![energy by iteration](plan/energy_by_iteration.png)",
+        "",
+        "First episode (observation | goal): [plan/episode_000.mp4](plan/episode_000.mp4)",
+        "",
+    ]
+    path = out / "report.md"
+    atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines)))
+    return path
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def run_demo(out: str | Path, settings: DemoSettings | None = None) -> dict:
+    """Collect, train, plan, report (see the module docstring); returns the summary."""
+    settings = settings or DemoSettings()
+    out = Path(out)
+    seconds = {}
+    started = time.perf_counter()
+    data = collect_stage(settings, out / "data")
+    seconds["collect"], started = time.perf_counter() - started, time.perf_counter()
+    print(f"[1/3] data: {len(LeRobotDataset(data))} episodes in {data}", flush=True)
+    training = train_stage(settings, data, out / "world_model")
+    seconds["train"], started = time.perf_counter() - started, time.perf_counter()
+    print(f"[2/3] world model: {out / 'world_model'}", flush=True)
+    world_model = WorldModel.from_pretrained(out / "world_model").eval()
+    config = planner_config(settings.planner, **settings.planner_changes)
+    planning = evaluate_planning(
+        settings.env,
+        world_model,
+        config,
+        out / "plan",
+        episodes=settings.plan_episodes,
+        image_size=settings.image_size,
+        max_steps=settings.plan_steps,
+    )
+    seconds["plan"] = time.perf_counter() - started
+    print(f"[3/3] planning: {out / 'plan'}", flush=True)
+    report = write_report(out, settings, training, planning, seconds)
+    summary = {
+        "success_rate": planning["success_rate"],
+        "random_success_rate": planning["random_success_rate"],
+        "final_distance": planning["final_distance"],
+        "random_final_distance": planning["random_final_distance"],
+        "seconds_per_action": planning["seconds_per_action"],
+        "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "report": str(report),
+    }
+    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    return summary

@@ -1,0 +1,31 @@
+"""`vjepa-world demo --smoke`: every stage of the main job end to end, and reuse on rerun."""
+
+import json
+
+from vjepa_world.cli import main
+
+
+def test_demo_smoke_runs_every_stage_and_reuses_them_when_rerun(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--smoke", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["success_rate"] <= 1.0 and summary["seconds_per_action"] > 0
+    for name in (
+        "data/meta/info.json",
+        "world_model/model.safetensors",
+        "world_model/encoder/model.safetensors",
+        "plan/episode_000.mp4",
+        "plan/energy_by_iteration.png",
+        "rollout_error.png",
+        "report.md",
+    ):
+        assert (out / name).is_file(), name
+    report = (out / "report.md").read_text()
+    assert "| success rate (2 episodes) |" in report and "plan/episode_000.mp4" in report
+    printed = capsys.readouterr().out
+    assert "success rate" in printed and "seconds per action" in printed
+
+    weights = out / "world_model" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert main(["demo", "--smoke", "--out", str(out)]) == 0  # finished stages are reused
+    assert weights.stat().st_mtime_ns == before
