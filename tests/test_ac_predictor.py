@@ -54,6 +54,26 @@ def test_kv_cache_steps_equal_the_full_pass():
     torch.testing.assert_close(torch.cat(outputs, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+def test_a_cache_filled_by_the_full_pass_continues_like_steps():
+    model = randomized()
+    frames, actions, states = inputs(steps=4, grid=(2, 2))
+    full = model(frames, actions, states)
+    cache = KVCache(model.config.depth)
+    torch.testing.assert_close(
+        model(frames[:, :12], actions[:, :3], states[:, :3], cache=cache), full[:, :12]
+    )
+    assert cache.steps == 3
+    for kept in (3, 1):  # continue after all three steps, or after the first only
+        start = 4 * kept
+        out, _ = model.step(
+            frames[:, start : start + 4], actions[:, kept], states[:, kept], cache=cache.first(kept)
+        )
+        torch.testing.assert_close(out, full[:, start : start + 4], atol=1e-5, rtol=1e-5)
+    assert cache.steps == 3  # continuing never changes the cache it started from
+    with pytest.raises(ValueError, match="empty KVCache"):
+        model(frames, actions, states, cache=cache)
+
+
 def test_a_repeated_cache_serves_many_candidates():
     model = randomized()
     frames, actions, states = inputs(batch=1, steps=2, grid=(2, 2))

@@ -88,11 +88,14 @@ class WorldModel(nn.Module):
     def _device(self) -> torch.device:
         return next(self.predictor.parameters()).device
 
-    def predict_next(self, latents: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
+    def predict_next(
+        self, latents: Tensor, actions: Tensor, states: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
         """Teacher forcing: true latents `(B, T, N, D)` of steps 0..T-1 and their actions `(B, T, A)`
-        -> predicted latents of steps 1..T `(B, T, N, D)` (layer-normed), each seeing steps <= its own."""
+        -> predicted latents of steps 1..T `(B, T, N, D)` (layer-normed), each seeing steps <= its own.
+        An empty `cache` is filled with the T steps (see `ActionConditionedPredictor.forward`)."""
         batch, steps, tokens, dim = latents.shape
-        predicted = self.predictor(latents.reshape(batch, steps * tokens, dim), actions, states)
+        predicted = self.predictor(latents.reshape(batch, steps * tokens, dim), actions, states, cache=cache)
         return F.layer_norm(predicted, (dim,)).view(batch, steps, tokens, dim)
 
     def step(
@@ -106,11 +109,9 @@ class WorldModel(nn.Module):
     def observe(self, latents: Tensor, actions: Tensor, states: Tensor | None = None) -> KVCache:
         """Run observed steps once: latents `(B, T, N, D)` with the actions taken there `(B, T, A)`
         -> the cache a rollout continues from (planning shares it across all candidates)."""
-        cache = None
-        for t in range(latents.shape[1]):
-            _, cache = self.step(
-                latents[:, t], actions[:, t], None if states is None else states[:, t], cache
-            )
+        cache = KVCache(self.predictor.config.depth)
+        if latents.shape[1]:
+            self.predict_next(latents, actions, states, cache=cache)  # one block-causal pass
         return cache
 
     def rollout(
@@ -126,11 +127,10 @@ class WorldModel(nn.Module):
         `history`, the cache of earlier observed steps from `observe` (batch 1 or B)."""
         batch, horizon = self._check_actions(actions)
         z = latents.expand(batch, -1, -1) if latents.shape[0] == 1 else latents
-        cache = history
-        if history is not None and history.batch_size != batch:
-            cache = history.repeat(batch // history.batch_size)
-        elif history is not None:
-            cache = history.copy()
+        cache = None
+        if history is not None and history.steps:
+            rows = history.batch_size
+            cache = history.copy() if rows == batch else history.repeat(batch // rows)
         predictions = []
         for t in range(horizon):
             z, cache = self.step(z, actions[:, t], None if states is None else states[:, t], cache)

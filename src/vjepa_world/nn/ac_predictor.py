@@ -40,6 +40,18 @@ class KVCache:
         keys = self.layers[0].keys
         return 0 if keys is None else keys.shape[0]
 
+    def first(self, steps: int) -> KVCache:
+        """The cache of the first `steps` steps only (sharing these tensors)."""
+        if not 0 <= steps <= self.steps:
+            raise ValueError(f"the cache holds {self.steps} steps, cannot keep the first {steps}")
+        out = KVCache(len(self.layers))
+        out.steps = steps
+        if steps:
+            for new, old in zip(out.layers, self.layers, strict=True):
+                kept = old.keys.shape[2] // self.steps * steps  # tokens of the first `steps` steps
+                new.keys, new.values = old.keys[:, :, :kept], old.values[:, :, :kept]
+        return out
+
     def copy(self) -> KVCache:
         """A cache sharing these tensors, which later steps extend without touching this one."""
         out = KVCache(len(self.layers))
@@ -93,8 +105,11 @@ class ActionConditionedPredictor(PretrainedMixin, nn.Module):
         states: Tensor | None = None,
         extrinsics: Tensor | None = None,
         grid_hw: tuple[int, int] | None = None,
+        cache: KVCache | None = None,
     ) -> Tensor:
-        """T comes from the actions, tokens per step = N / T on a square grid unless `grid_hw`."""
+        """T comes from the actions, tokens per step = N / T on a square grid unless `grid_hw`.
+        An empty `cache` given here is filled with every layer's keys and values of the T steps, so
+        `step` can continue from them (or from `cache.first(t)`) without rerunning the sequence."""
         batch, steps = self._check(frame_tokens, actions, states, extrinsics, time_axis=True)
         per_step = frame_tokens.shape[1] // steps
         grid_hw = self._grid(per_step, grid_hw)
@@ -104,11 +119,16 @@ class ActionConditionedPredictor(PretrainedMixin, nn.Module):
         rope = self._rope(time, grid_hw, x.dtype)
         step_of_token = time.repeat_interleave(self.config.conditioning_tokens + per_step)
         block_causal = step_of_token[:, None] >= step_of_token[None, :]  # (L, L): see steps <= own
-        for block in self.predictor_blocks:
-            if self.gradient_checkpointing and torch.is_grad_enabled():
+        if cache is not None and cache.steps:
+            raise ValueError("forward fills an empty KVCache; to continue a filled one, call step")
+        layers = cache.layers if cache is not None else [None] * len(self.predictor_blocks)
+        for block, layer in zip(self.predictor_blocks, layers, strict=True):
+            if self.gradient_checkpointing and torch.is_grad_enabled() and layer is None:
                 x = checkpoint(block, x, rope, block_causal, use_reentrant=False)
             else:
-                x = block(x, rope, block_causal)
+                x = block(x, rope, block_causal, layer)
+        if cache is not None:
+            cache.steps = steps
         x = x.view(batch, steps, -1, x.shape[-1])[:, :, self.config.conditioning_tokens :]
         return self.predictor_proj(self.predictor_norm(x.flatten(1, 2)))
 

@@ -32,7 +32,7 @@ from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
 from ..data.datasets import EpochSampler
 from ..data.episodes import STATE_KEY, LeRobotDataset, SequenceDataset, encode_episodes
 from ..eval.world_model import rollout_errors
-from ..nn import VideoEncoder
+from ..nn import KVCache, VideoEncoder
 from ..viz import plot_training_curves
 from ..world_model import WorldModel
 from . import distributed
@@ -53,16 +53,22 @@ class WorldModelObjective(nn.Module):
         self.world_model, self.loss = world_model, loss
 
     def forward(self, latents: Tensor, actions: Tensor, states: Tensor | None) -> tuple[Tensor, dict]:
-        context = slice(None, -1)  # steps 0..T-2 predict steps 1..T-1
-        predicted = self.world_model.predict_next(
-            latents[:, context], actions[:, context], None if states is None else states[:, context]
+        world_model, context, horizon = self.world_model, self.loss.rollout_context, self.loss.rollout_steps
+        pick = lambda x, steps: None if x is None else x[:, steps]
+        cache = KVCache(world_model.predictor.config.depth)
+        observed = slice(None, -1)  # steps 0..T-2 predict steps 1..T-1
+        predicted = world_model.predict_next(
+            latents[:, observed], actions[:, observed], pick(states, observed), cache=cache
         )  # (B, T-1, N, D)
         teacher_forcing = (predicted - latents[:, 1:]).abs().mean()
         loss = self.loss.teacher_forcing * teacher_forcing
         metrics = {"loss/teacher_forcing": teacher_forcing.detach()}
-        context, horizon = self.loss.rollout_context, self.loss.rollout_steps
         if self.loss.rollout and horizon > 0:
-            rolled = self.world_model.rollout_window(latents, actions, states, context, horizon)
+            # the teacher-forcing pass already holds the observed context's keys and values
+            ahead = slice(context, context + horizon)
+            rolled = world_model.rollout(
+                latents[:, context], actions[:, ahead], pick(states, ahead), history=cache.first(context)
+            )  # (B, horizon, N, D)
             rollout = (rolled - latents[:, context + 1 : context + 1 + horizon]).abs().mean()
             loss = loss + self.loss.rollout * rollout
             metrics["loss/rollout"] = rollout.detach()
