@@ -176,7 +176,7 @@ def _features(height: int, width: int, state_dim: int, action_dim: int, fps: flo
     video_info = {
         "video.fps": fps,
         "video.codec": "h264",
-        "video.pix_fmt": "yuv420p",
+        "video.pix_fmt": "yuv444p",  # lossless (write_video lossless=True)
         "video.is_depth_map": False,
         "has_audio": False,
     }
@@ -291,7 +291,7 @@ def _write_episode(
     chunk = number // CHUNKS_SIZE
     _write_parquet(out / DATA_PATH.format(episode_chunk=chunk, episode_index=number), table)
     video = VIDEO_PATH.format(episode_chunk=chunk, video_key=IMAGE_KEY, episode_index=number)
-    write_video(out / video, episode.frames, fps=fps, gop=VIDEO_GOP)
+    write_video(out / video, episode.frames, fps=fps, gop=VIDEO_GOP, lossless=True)
     return table
 
 

@@ -210,8 +210,12 @@ def normalize(video: Tensor) -> Tensor:
     return ((video - mean) / std).permute(1, 0, 2, 3).contiguous()
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 30, gop: int = 16) -> Path:
-    """Encode uint8 `(T, H, W, 3)` RGB frames as an H.264 mp4 (short GOP for cheap seeks), atomically."""
+def write_video(
+    path: str | os.PathLike, frames: np.ndarray, fps: float = 30, gop: int = 16, lossless: bool = False
+) -> Path:
+    """Encode uint8 `(T, H, W, 3)` RGB frames as an H.264 mp4 (short GOP for cheap seeks), atomically.
+    `lossless`: full-resolution colour and no quantisation (yuv444p, crf 0; pixels within 2 of
+    255), for training data, where codec noise would swamp small motions; else yuv420p, crf 23."""
     from ..checkpoints import atomic_write  # late: checkpoints sits above data in the import order
 
     frames = np.asarray(frames, dtype=np.uint8)
@@ -221,9 +225,11 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 30, go
 
     def encode(tmp: Path) -> None:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=round(fps))
+            stream = container.add_stream(
+                "libx264", rate=round(fps), options={"crf": "0" if lossless else "23"}
+            )
             stream.width, stream.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
-            stream.pix_fmt = "yuv420p"
+            stream.pix_fmt = "yuv444p" if lossless else "yuv420p"
             stream.codec_context.gop_size = gop
             for frame in frames:
                 picture = av.VideoFrame.from_ndarray(frame[: stream.height, : stream.width], format="rgb24")
