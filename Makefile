@@ -26,7 +26,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 
 demo: $(VENV)/.run
-	$(PY) examples/extract_features.py
+	$(VENV)/bin/vjepa-world demo --out runs/demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

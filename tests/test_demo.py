@@ -21,7 +21,9 @@ def test_demo_smoke_runs_every_stage_and_reuses_them_when_rerun(tmp_path, capsys
     ):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
-    assert "| success rate (2 episodes) |" in report and "plan/episode_000.mp4" in report
+    assert (
+        "| success rate: at the goal at the end (2 episodes) |" in report and "plan/episode_000.mp4" in report
+    )
     printed = capsys.readouterr().out
     assert "success rate" in printed and "seconds per action" in printed
 

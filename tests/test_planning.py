@@ -129,7 +129,7 @@ def test_mpc_loop_reaches_the_goal_with_a_scripted_world_model():
     env = PointGoalEnv()
     config = planner_config("fast", energy="l2")
     results = [run_mpc_episode(env, ScriptedWorldModel(), config, seed=s, max_steps=30) for s in range(4)]
-    assert all(r.success for r in results)
+    assert all(r.success and r.reached for r in results)
     assert all(r.final_distance < 0.1 for r in results)
     assert results[0].frames.shape[1:] == (16, 16, 3) and len(results[0].energies) == results[0].steps
     random = [run_random_episode(env, seed=s, max_steps=30) for s in range(4)]
@@ -181,7 +181,8 @@ def test_plan_command_runs_episodes_and_writes_videos_plot_and_summary(tmp_path)
         == 0
     )
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("success_rate", "random_success_rate", "final_distance", "seconds_per_action", "settings"):
+    keys = ("success_rate", "random_success_rate", "reached_rate", "final_distance", "seconds_per_action")
+    for key in (*keys, "settings"):
         assert key in summary
     assert summary["settings"]["samples"] == 16 and summary["max_steps"] == 5
     assert [row["steps"] for row in summary["per_episode"]] == [5, 5]

@@ -108,8 +108,10 @@ def write_report(out: Path, settings: DemoSettings, training: dict, planning: di
         "",
         "| | planning | random actions |",
         "|---|---|---|",
-        f"| success rate ({planning['episodes']} episodes) | {100 * planning['success_rate']:.0f}% "
-        f"| {100 * planning['random_success_rate']:.0f}% |",
+        f"| success rate: at the goal at the end ({planning['episodes']} episodes) "
+        f"| {100 * planning['success_rate']:.0f}% | {100 * planning['random_success_rate']:.0f}% |",
+        f"| passed within the radius at some step | {100 * planning['reached_rate']:.0f}% "
+        f"| {100 * planning['random_reached_rate']:.0f}% |",
         f"| final distance to goal | {_fmt(planning['final_distance'])} "
         f"| {_fmt(planning['random_final_distance'])} |",
         f"| seconds per action (median) | {planning['seconds_per_action']:.3f} | - |",

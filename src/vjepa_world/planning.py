@@ -137,7 +137,8 @@ def plan_actions(
 
 @dataclass
 class EpisodeResult:
-    success: bool  # info["is_success"] at any step
+    success: bool  # info["is_success"] at the end: arrived and still there
+    reached: bool  # info["is_success"] at any step (passing through counts)
     final_distance: float | None  # info["distance"] at the end, when the env reports one
     steps: int
     seconds_per_action: list[float]  # planning time of each replanning, per env action
@@ -183,7 +184,7 @@ def run_mpc_episode(
     frames, goal_image = [np.asarray(observation)], np.asarray(info["goal_image"])
     current = world_model.encode(torch.as_tensor(frames[-1])[None])  # (1, N, D)
     past_latents, past_actions = [], []  # observed model steps: (N, D) and the (skip * A,) taken there
-    success, steps, done, seconds, energies, previous = bool(info.get("is_success")), 0, False, [], [], None
+    reached, steps, done, seconds, energies, previous = bool(info.get("is_success")), 0, False, [], [], None
     while not done:
         history = None
         if config.history and past_latents:
@@ -210,7 +211,7 @@ def run_mpc_episode(
             for action in model_action.view(skip, env_dim).numpy():
                 observation, _, terminated, truncated, info = env.step(action)
                 frames.append(np.asarray(observation))
-                success, steps = success or bool(info.get("is_success")), steps + 1
+                reached, steps = reached or bool(info.get("is_success")), steps + 1
                 done = terminated or truncated or steps >= max_steps
                 if done:
                     break
@@ -222,7 +223,8 @@ def run_mpc_episode(
             previous = torch.cat([plan.actions[config.execute :], middle])
     distance = info.get("distance")
     return EpisodeResult(
-        success=success,
+        success=bool(info.get("is_success")),
+        reached=reached,
         final_distance=None if distance is None else float(distance),
         steps=steps,
         seconds_per_action=seconds,
@@ -238,16 +240,23 @@ def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
     goal_image = np.asarray(info["goal_image"]) if info.get("goal_image") is not None else None
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
-    frames, success, steps = [np.asarray(observation)], bool(info.get("is_success")), 0
+    frames, reached, steps = [np.asarray(observation)], bool(info.get("is_success")), 0
     while steps < max_steps:
         observation, _, terminated, truncated, info = env.step(rng.uniform(low, high).astype(np.float32))
         frames.append(np.asarray(observation))
-        success, steps = success or bool(info.get("is_success")), steps + 1
+        reached, steps = reached or bool(info.get("is_success")), steps + 1
         if terminated or truncated:
             break
     distance = info.get("distance")
     return EpisodeResult(
-        success, None if distance is None else float(distance), steps, [], np.stack(frames), goal_image, []
+        bool(info.get("is_success")),
+        reached,
+        None if distance is None else float(distance),
+        steps,
+        [],
+        np.stack(frames),
+        goal_image,
+        [],
     )
 
 
