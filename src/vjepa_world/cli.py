@@ -529,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     demo.add_argument("--env", default="vjepa_world/ReacherGoal-v0")
     demo.add_argument("--episodes", type=int, help="training episodes to collect (default 200)")
-    demo.add_argument("--plan-episodes", type=int, help="planning episodes (default 20)")
+    demo.add_argument("--plan-episodes", type=int, help="planning episodes (default 10)")
     demo.add_argument("--preset", default="fast", help="planner preset: fast (default) or vjepa2_ac")
     demo.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="train-wm config override"

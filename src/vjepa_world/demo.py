@@ -52,7 +52,7 @@ class DemoSettings:
     training: list[str] = field(default_factory=list)  # train-wm `section.key=value` overrides
     planner: str = "fast"  # planner preset
     planner_changes: dict = field(default_factory=dict)
-    plan_episodes: int = 20
+    plan_episodes: int = 10
     plan_steps: int | None = None  # default: the environment's time limit
     seed: int = 0
 
