@@ -118,10 +118,10 @@ class ScriptedWorldModel:
         flat = frames[..., 0].flatten(1).argmax(1)
         return (torch.stack([flat // 16, flat % 16], dim=1).float() / 15)[:, None]
 
-    def observe(self, latents, actions):
+    def observe(self, latents, actions, states=None):
         return None
 
-    def rollout(self, latents, actions, history=None):  # (1, 1, 2), (S, H, 2) -> (S, H, 1, 2)
+    def rollout(self, latents, actions, states=None, history=None):  # (1, 1, 2), (S, H, 2) -> (S, H, 1, 2)
         return latents[:, None] + 0.1 * torch.cumsum(actions, dim=1)[:, :, None]
 
 

@@ -193,3 +193,21 @@ def test_bad_training_input_gives_one_line_errors(reacher_data, tmp_path, micro_
     world_model = WorldModel(micro_encoder, action_dim=2, dim=32, depth=2, num_heads=2)
     with pytest.raises(ValueError, match=r"actions must be \(B, H, 2\)"):
         world_model.rollout(torch.zeros(1, 16, 64), torch.zeros(3, 4, 5))
+
+
+def test_states_are_known_up_to_the_current_step_and_unknown_when_imagined(micro_encoder):
+    torch.manual_seed(2)
+    world_model = WorldModel(micro_encoder, action_dim=2, state_dim=3, dim=32, depth=2, num_heads=2).eval()
+    latents = torch.nn.functional.layer_norm(torch.randn(2, 5, 4, 64), (64,))
+    actions, states = torch.randn(2, 5, 2), torch.randn(2, 5, 3)
+    with torch.no_grad():
+        base = world_model.rollout_window(latents, actions, states, context=2, horizon=2)
+        later = states.clone()
+        later[:, 3:] += 5.0  # the states of imagined steps are never used
+        torch.testing.assert_close(world_model.rollout_window(latents, actions, later, 2, 2), base)
+        current = states.clone()
+        current[:, 2] += 5.0  # the current state is
+        assert not torch.allclose(world_model.rollout_window(latents, actions, current, 2, 2), base)
+    imagined = WorldModel.imagined_states(states[:, 2], 3)
+    assert imagined.shape == (2, 3, 3) and torch.equal(imagined[:, 0], states[:, 2])
+    assert not imagined[:, 1:].any()

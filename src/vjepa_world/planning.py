@@ -182,19 +182,28 @@ def run_mpc_episode(
     objective = make_objective(goal)
     generator = torch.Generator().manual_seed(config.seed + seed)
     frames, goal_image = [np.asarray(observation)], np.asarray(info["goal_image"])
-    current = world_model.encode(torch.as_tensor(frames[-1])[None])  # (1, N, D)
-    past_latents, past_actions = [], []  # observed model steps: (N, D) and the (skip * A,) taken there
+    use_states = getattr(world_model, "state_dim", 0) > 0  # proprioception: info["state"] is observed
+    observe_state = lambda: torch.as_tensor(info["state"], dtype=torch.float32)[None] if use_states else None
+    current, state = (
+        world_model.encode(torch.as_tensor(frames[-1])[None]),
+        observe_state(),
+    )  # (1, N, D), (1, S)
+    past = {"latents": [], "actions": [], "states": []}  # observed model steps and the actions taken there
     reached, steps, done, seconds, energies, previous = bool(info.get("is_success")), 0, False, [], [], None
     while not done:
-        history = None
-        if config.history and past_latents:
-            recent = slice(-config.history, None)
-            history = world_model.observe(
-                torch.stack(past_latents[recent])[None], torch.stack(past_actions[recent])[None]
-            )
         started = time.perf_counter()
+        history = None
+        if config.history and past["latents"]:
+            recent = {k: torch.stack(v[-config.history :])[None] if v else None for k, v in past.items()}
+            history = world_model.observe(recent["latents"], recent["actions"], recent["states"])
+        imagined = world_model.imagined_states(state, config.horizon) if use_states else None  # (1, H, S)
+
+        def rollout(actions: Tensor, h=history, z=current, s=imagined) -> Tensor:
+            states = None if s is None else s.expand(len(actions), -1, -1)
+            return world_model.rollout(z, actions, states=states, history=h)
+
         plan = plan_actions(
-            lambda actions, h=history, z=current: world_model.rollout(z, actions, history=h),
+            rollout,
             objective,
             model_low,
             model_high,
@@ -206,8 +215,10 @@ def run_mpc_episode(
         executed = plan.actions[: config.execute]  # (execute, skip * A)
         seconds.append((time.perf_counter() - started) / (len(executed) * skip))
         for model_action in executed:
-            past_latents.append(current[0])
-            past_actions.append(model_action)
+            past["latents"].append(current[0])
+            past["actions"].append(model_action)
+            if use_states:
+                past["states"].append(state[0])
             for action in model_action.view(skip, env_dim).numpy():
                 observation, _, terminated, truncated, info = env.step(action)
                 frames.append(np.asarray(observation))
@@ -217,7 +228,7 @@ def run_mpc_episode(
                     break
             if done:
                 break
-            current = world_model.encode(torch.as_tensor(frames[-1])[None])
+            current, state = world_model.encode(torch.as_tensor(frames[-1])[None]), observe_state()
         if config.warm_start:  # the rest of the plan, then the middle of the range
             middle = ((model_low + model_high) / 2).expand(config.execute, -1)
             previous = torch.cat([plan.actions[config.execute :], middle])

@@ -68,6 +68,11 @@ class WorldModel(nn.Module):
     def action_dim(self) -> int:
         return self.predictor.config.action_dim
 
+    @property
+    def state_dim(self) -> int:
+        """Width of the state token (0: the model sees frames and actions only)."""
+        return self.predictor.config.state_dim
+
     @torch.no_grad()
     def encode(self, observations: Tensor) -> Tensor:
         """uint8 RGB frames `(B, H, W, 3)` -> latents `(B, N, D)`; `(B, T, H, W, 3)` -> `(B, T, N, D)`.
@@ -137,15 +142,27 @@ class WorldModel(nn.Module):
             predictions.append(z)
         return torch.stack(predictions, dim=1)
 
+    @staticmethod
+    def imagined_states(current: Tensor | None, horizon: int) -> Tensor | None:
+        """States for a rollout: the current (observed) state `(B, S)` at the first step, zeros
+        (unknown) at the imagined ones -> `(B, horizon, S)`. Training and planning both use this."""
+        if current is None:
+            return None
+        states = current.new_zeros(current.shape[0], horizon, current.shape[-1])
+        states[:, 0] = current
+        return states
+
     def rollout_window(
         self, latents: Tensor, actions: Tensor, states: Tensor | None, context: int, horizon: int
     ) -> Tensor:
         """On true windows `(B, T, ...)`: observe steps 0..context-1, then roll out `horizon` steps
-        from step `context`, predictions fed back -> latents of steps context+1.. `(B, horizon, N, D)`."""
+        from step `context`, predictions fed back -> latents of steps context+1.. `(B, horizon, N, D)`.
+        States, when given, are known up to step `context` and unknown (zeros) after it."""
         pick = lambda x, steps: None if x is None else x[:, steps]
         past, ahead = slice(context), slice(context, context + horizon)
         history = self.observe(latents[:, past], actions[:, past], pick(states, past))
-        return self.rollout(latents[:, context], actions[:, ahead], pick(states, ahead), history=history)
+        imagined = self.imagined_states(pick(states, context), horizon)
+        return self.rollout(latents[:, context], actions[:, ahead], imagined, history=history)
 
     def rollout_uncached(
         self,

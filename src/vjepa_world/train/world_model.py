@@ -66,8 +66,9 @@ class WorldModelObjective(nn.Module):
         if self.loss.rollout and horizon > 0:
             # the teacher-forcing pass already holds the observed context's keys and values
             ahead = slice(context, context + horizon)
+            imagined = world_model.imagined_states(pick(states, context), horizon)  # unknown after `context`
             rolled = world_model.rollout(
-                latents[:, context], actions[:, ahead], pick(states, ahead), history=cache.first(context)
+                latents[:, context], actions[:, ahead], imagined, history=cache.first(context)
             )  # (B, horizon, N, D)
             rollout = (rolled - latents[:, context + 1 : context + 1 + horizon]).abs().mean()
             loss = loss + self.loss.rollout * rollout
