@@ -155,7 +155,7 @@ def test_one_rollout_step_after_the_context_is_the_teacher_forced_prediction(mic
     rollout = (rolled[:, 0] - latents[:, 3]).abs().mean()
     teacher = (teacher_forced - latents[:, 1:]).abs().mean()
     assert float(metrics["loss/rollout"]) == pytest.approx(float(rollout), abs=1e-6)
-    assert float(loss) == pytest.approx(float(rollout + teacher), abs=1e-6)
+    assert loss.item() == pytest.approx((rollout + teacher).item(), abs=1e-6)
     copy = (latents[:, 1:] - latents[:, :-1]).abs().mean()
     assert float(metrics["copy_last"]) == pytest.approx(float(copy), abs=1e-6)
 

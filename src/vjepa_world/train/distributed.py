@@ -58,6 +58,13 @@ def wrap(model: nn.Module, trainable: list[nn.Module], process: Process, fsdp: b
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
 
+def autocast(process: Process, precision: str):
+    """bf16 autocast on the process's device for precision "bfloat16"; a no-op for "float32"."""
+    if precision == "bfloat16":
+        return torch.autocast(process.device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def no_sync(net: nn.Module, skip: bool):
     """Skip the gradient all-reduce for accumulation micro-batches (DDP and FSDP alike)."""
     if not skip:

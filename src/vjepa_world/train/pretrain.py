@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from ..viz import plot_training_curves
 from . import distributed
 from .config import PretrainConfig
 from .logs import MetricsLog
-from .schedules import linear, warmup_stable_decay
+from .schedules import linear, set_learning_rate
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -159,11 +158,7 @@ def pretrain(
         torch.empty(1, 3, encoder_config.num_frames, encoder_config.image_size, encoder_config.image_size)
     )
     trainable = [p for p in model.parameters() if p.requires_grad]
-    autocast = (
-        torch.autocast(process.device.type, dtype=torch.bfloat16)
-        if run.precision == "bfloat16"
-        else nullcontext()
-    )
+    autocast = distributed.autocast(process, run.precision)
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
     metrics_log = MetricsLog(out, enabled=process.is_main, start_step=step)
@@ -179,17 +174,7 @@ def pretrain(
     values: dict[str, float] = {}
     while step < end:
         tick = time.perf_counter()
-        lr = warmup_stable_decay(
-            step,
-            steps=optim.steps,
-            lr=optim.lr,
-            start_lr=optim.start_lr,
-            final_lr=optim.final_lr,
-            warmup_steps=optim.warmup_steps,
-            decay_steps=optim.decay_steps,
-        )
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_learning_rate(optimizer, optim, step)
         sums: dict[str, float] = {}
         for micro in range(optim.grad_accum):
             batch = next(batches)

@@ -17,6 +17,23 @@ def warmup_stable_decay(
     return lr
 
 
+def set_learning_rate(optimizer, optim, step: int) -> float:
+    """Set every group's lr to the warmup-stable-decay value of `step` under `optim` (an
+    OptimConfig) and return it."""
+    lr = warmup_stable_decay(
+        step,
+        steps=optim.steps,
+        lr=optim.lr,
+        start_lr=optim.start_lr,
+        final_lr=optim.final_lr,
+        warmup_steps=optim.warmup_steps,
+        decay_steps=optim.decay_steps,
+    )
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 def linear(step: int, steps: int, start: float, end: float) -> float:
     """start at step 0, end at the last step."""
     return start + (end - start) * min(step / max(steps - 1, 1), 1.0)

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -39,7 +38,7 @@ from . import distributed
 from .config import EncoderPretraining, LossConfig, PretrainConfig, WorldModelConfig, build_config
 from .logs import MetricsLog
 from .pretrain import param_groups, pretrain
-from .schedules import warmup_stable_decay
+from .schedules import set_learning_rate
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -178,6 +177,11 @@ def train_world_model(
         )
     if run.precision not in ("float32", "bfloat16"):
         raise ValueError(f"run.precision must be float32 or bfloat16, got {run.precision!r}")
+    if run.fsdp:
+        raise ValueError(
+            "train-wm runs DDP only (the predictor, even the released 300 M one, fits on a device; the "
+            "encoder is frozen and only encodes once): drop run.fsdp"
+        )
     needed = config.loss.rollout_context + 1 + config.loss.rollout_steps if config.loss.rollout else 2
     if settings.sequence_length < needed:
         raise ValueError(
@@ -196,19 +200,20 @@ def train_world_model(
 
     encoder = encoder.to(process.device)
     encoding = WorldModel(encoder, action_dim=1)  # only its encode(): the predictor is built below
+    key = encoder_fingerprint(encoder)
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
         encode_episodes(
             data,
             encoding.encode,
             out / "features",
-            key=encoder_fingerprint(encoder),
+            key=key,
             batch_size=settings.encode_batch,
             progress=progress,
         )
     distributed.barrier(process)
     features = encode_episodes(  # every episode is cached now: this only builds the handle
-        data, encoding.encode, out / "features", key=encoder_fingerprint(encoder), progress=False
+        data, encoding.encode, out / "features", key=key, progress=False
     )
     state_key = STATE_KEY if config.model.use_states else None
     window = dict(frame_skip=settings.frame_skip, features=features, state_key=state_key)
@@ -244,11 +249,7 @@ def train_world_model(
         len(train_set), run.seed, process.rank, process.world_size, start=step * per_rank, batch_size=per_rank
     )
     keys = iter(sampler)
-    autocast = (
-        torch.autocast(process.device.type, dtype=torch.bfloat16)
-        if run.precision == "bfloat16"
-        else nullcontext()
-    )
+    autocast = distributed.autocast(process, run.precision)
     metrics_log = MetricsLog(out, enabled=process.is_main, start_step=step)
     end = optim.steps if stop_after is None else min(optim.steps, stop_after)
     bar = tqdm(total=optim.steps, initial=step, desc="train-wm", unit="step", disable=not progress)
@@ -257,17 +258,7 @@ def train_world_model(
     values: dict[str, float] = {}
     while step < end:
         tick = time.perf_counter()
-        lr = warmup_stable_decay(
-            step,
-            steps=optim.steps,
-            lr=optim.lr,
-            start_lr=optim.start_lr,
-            final_lr=optim.final_lr,
-            warmup_steps=optim.warmup_steps,
-            decay_steps=optim.decay_steps,
-        )
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_learning_rate(optimizer, optim, step)
         batch_keys = [next(keys) for _ in range(per_rank)]
         batch = _batch(train_set, batch_keys, process.device, config.model.use_states)
         with autocast:
