@@ -184,10 +184,8 @@ def run_mpc_episode(
     frames, goal_image = [np.asarray(observation)], np.asarray(info["goal_image"])
     use_states = getattr(world_model, "state_dim", 0) > 0  # proprioception: info["state"] is observed
     observe_state = lambda: torch.as_tensor(info["state"], dtype=torch.float32)[None] if use_states else None
-    current, state = (
-        world_model.encode(torch.as_tensor(frames[-1])[None]),
-        observe_state(),
-    )  # (1, N, D), (1, S)
+    current = world_model.encode(torch.as_tensor(frames[-1])[None])  # (1, N, D)
+    state = observe_state()  # (1, S) or None
     past = {"latents": [], "actions": [], "states": []}  # observed model steps and the actions taken there
     reached, steps, done, seconds, energies, previous = bool(info.get("is_success")), 0, False, [], [], None
     while not done:
