@@ -2,8 +2,11 @@
 
 Observation: an RGB frame (H, W, 3) uint8, H = W = `image_size`, from a fixed top-down camera
 (world x to the right, y up, the arm's reach fills the frame). The red target sphere of Reacher-v5
-is hidden (alpha 0): the goal exists only as an image. Action: Box(-1, 1, (2,)) joint torques
-(gear 200, as Reacher-v5), each held for `frame_skip` = 2 physics steps of 0.01 s (50 steps/s).
+is hidden (alpha 0): the goal exists only as an image. The links and fingertip are drawn
+`arm_width` (3) times thicker than modelled, about 4 px at 64 px instead of 1 (they have no
+contacts and their inertia is fixed when the model compiles, so the physics are Reacher-v5's).
+Action: Box(-1, 1, (2,)) joint torques (gear 200, as Reacher-v5), each held for `frame_skip` = 2
+physics steps of 0.01 s (50 steps/s).
 
 Reset samples a start and a goal joint configuration, both at rest: shoulder uniform in
 [-pi, pi), elbow uniform in its joint range [-3, 3]; the goal is resampled while the start already
@@ -39,6 +42,7 @@ from gymnasium import spaces
 STATE_DIM = 6
 SUCCESS_RADIUS = 0.05  # metres between fingertip and goal fingertip
 CAMERA_DISTANCE = 0.6  # metres above the arena: with MuJoCo's 45 degree fov the frame spans +-0.25 m
+ARM_WIDTH = 3.0  # drawn thickness of the links and fingertip, times Reacher-v5's (1 cm radius: ~1 px)
 
 _PROBE = """
 import mujoco
@@ -123,6 +127,7 @@ class ReacherGoalEnv(gymnasium.Env):
         render_mode: str | None = None,
         success_radius: float = SUCCESS_RADIUS,
         camera_distance: float = CAMERA_DISTANCE,
+        arm_width: float = ARM_WIDTH,
     ) -> None:
         if image_size < 8 or frame_skip < 1:
             raise ValueError(f"image_size must be >= 8 and frame_skip >= 1, got {image_size}, {frame_skip}")
@@ -131,6 +136,8 @@ class ReacherGoalEnv(gymnasium.Env):
         mujoco = _mujoco()
         self.model = mujoco.MjModel.from_xml_path(str(reacher_xml()))
         self.model.geom_rgba[self.model.geom("target").id, 3] = 0.0  # hide the target: goals are images
+        for name in ("link0", "link1", "fingertip"):  # drawn only: no contacts, inertia fixed at compile
+            self.model.geom_size[self.model.geom(name).id, 0] *= arm_width
         self.data = mujoco.MjData(self.model)
         self.image_size, self.frame_skip, self.render_mode = image_size, frame_skip, render_mode
         self.success_radius = success_radius
