@@ -461,7 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     collect.add_argument("--episodes", type=int, default=200)
     collect.add_argument("--steps", type=int, default=50, help="steps per episode (the env may stop sooner)")
-    collect.add_argument("--policy", choices=["random", "ou-noise", "zero"], default="ou-noise")
+    collect.add_argument(
+        "--policy",
+        choices=["random", "ou-noise", "zero"],
+        default="random",
+        help="default random (see README)",
+    )
     collect.add_argument("--seed", type=int, default=0)
     collect.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     collect.add_argument("--out", required=True, help="dataset directory")

@@ -44,6 +44,19 @@ def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def check_run(out: Path, resume: bool, precision: str) -> Path:
+    """The run's checkpoint path, after refusing to overwrite a run without --resume and unknown
+    precisions (shared by pretraining and world-model training)."""
+    checkpoint = out / CHECKPOINT
+    if checkpoint.exists() and not resume:
+        raise ValueError(
+            f"{out} already holds a run ({CHECKPOINT}): pass --resume to continue it or use another --out"
+        )
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"run.precision must be float32 or bfloat16, got {precision!r}")
+    return checkpoint
+
+
 def step_generator(seed: int, step: int, micro: int) -> torch.Generator:
     """The mask generator of one micro-batch: a hash of (seed, step, micro), the same on every rank."""
     state = np.random.SeedSequence([seed, step, micro]).generate_state(1, dtype=np.uint64)[0]
@@ -88,13 +101,7 @@ def pretrain(
     optim, run = config.optim, config.run
     process = distributed.setup(run.device)
     out = Path(out)
-    checkpoint = out / CHECKPOINT
-    if checkpoint.exists() and not resume:
-        raise ValueError(
-            f"{out} already holds a run ({CHECKPOINT}): pass --resume to continue it or use another --out"
-        )
-    if run.precision not in ("float32", "bfloat16"):
-        raise ValueError(f"run.precision must be float32 or bfloat16, got {run.precision!r}")
+    checkpoint = check_run(out, resume, run.precision)
     per_rank, remainder = divmod(optim.batch_size, process.world_size * optim.grad_accum)
     if remainder or per_rank == 0:
         raise ValueError(

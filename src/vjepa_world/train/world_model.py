@@ -37,11 +37,10 @@ from ..world_model import WorldModel
 from . import distributed
 from .config import EncoderPretraining, LossConfig, PretrainConfig, WorldModelConfig, build_config
 from .logs import MetricsLog
-from .pretrain import param_groups, pretrain
+from .pretrain import CHECKPOINT, check_run, param_groups, pretrain
 from .schedules import set_learning_rate
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
 
 
 class WorldModelObjective(nn.Module):
@@ -170,13 +169,7 @@ def train_world_model(
     `stop_after` ends the run early after that many steps (as a kill would, but cleanly)."""
     optim, run, settings = config.optim, config.run, config.data
     data, out = Path(data), Path(out)
-    checkpoint = out / CHECKPOINT
-    if checkpoint.exists() and not resume:
-        raise ValueError(
-            f"{out} already holds a run ({CHECKPOINT}): pass --resume to continue it or use another --out"
-        )
-    if run.precision not in ("float32", "bfloat16"):
-        raise ValueError(f"run.precision must be float32 or bfloat16, got {run.precision!r}")
+    checkpoint = check_run(out, resume, run.precision)
     if run.fsdp:
         raise ValueError(
             "train-wm runs DDP only (the predictor, even the released 300 M one, fits on a device; the "
