@@ -306,6 +306,11 @@ def add_encoder_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
 
 
+def add_set_arg(parser: argparse.ArgumentParser, help: str, metavar: str = "SECTION.KEY=VALUE") -> None:
+    """--set (repeatable): overrides of a command's settings (shared by several commands)."""
+    parser.add_argument("--set", action="append", default=[], metavar=metavar, help=f"{help} (repeatable)")
+
+
 def add_clip_args(parser: argparse.ArgumentParser) -> None:
     """--frames, --frame-step, --size: how clips are cut from videos."""
     parser.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
@@ -350,13 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, help="folder of videos/images, a path[,label] CSV, or a file"
     )
     pretrain.add_argument("--out", required=True, help="run directory")
-    pretrain.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value (repeatable)",
-    )
+    add_set_arg(pretrain, "override a config value")
     pretrain.add_argument(
         "--resume", action="store_true", help="continue the run in OUT from its last checkpoint"
     )
@@ -488,13 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_wm.add_argument("--preset", help="architecture preset of --encoder, when it cannot be inferred")
     train_wm.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
     train_wm.add_argument("--config", help="YAML config with model/data/loss/encoder/optim/run sections")
-    train_wm.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value (repeatable), e.g. optim.steps=500 loss.rollout_steps=3",
-    )
+    add_set_arg(train_wm, "override a config value, e.g. optim.steps=500 loss.rollout_steps=3")
     train_wm.add_argument("--resume", action="store_true", help="continue the run in OUT")
     train_wm.set_defaults(run=_train_wm)
 
@@ -512,13 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", required=True, help="output directory")
     plan.add_argument("--planner", choices=["cem", "mppi"], help="default: the preset's (cem)")
     plan.add_argument("--preset", default="vjepa2_ac", help="planner preset: vjepa2_ac (upstream) or fast")
-    plan.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a planner setting (repeatable), e.g. samples=200 horizon=3 energy=l2",
-    )
+    add_set_arg(plan, "override a planner setting, e.g. samples=200 horizon=3 energy=l2", "KEY=VALUE")
     plan.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
     plan.add_argument("--size", type=int, default=64, help="observation side in pixels")
     plan.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
@@ -536,9 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--episodes", type=int, help="training episodes to collect (default 200)")
     demo.add_argument("--plan-episodes", type=int, help="planning episodes (default 10)")
     demo.add_argument("--preset", default="fast", help="planner preset: fast (default) or vjepa2_ac")
-    demo.add_argument(
-        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="train-wm config override"
-    )
+    add_set_arg(demo, "override a train-wm config value")
     demo.add_argument("--smoke", action="store_true", help="a seconds-long run of every stage (for tests)")
     demo.set_defaults(run=_demo)
     return parser

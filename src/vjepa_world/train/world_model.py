@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
 from ..data.datasets import EpochSampler
-from ..data.episodes import STATE_KEY, LeRobotDataset, SequenceDataset, encode_episodes
+from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
 from ..eval.world_model import rollout_errors
 from ..nn import KVCache, VideoEncoder
 from ..viz import plot_training_curves
@@ -205,9 +205,8 @@ def train_world_model(
             progress=progress,
         )
     distributed.barrier(process)
-    features = encode_episodes(  # every episode is cached now: this only builds the handle
-        data, encoding.encode, out / "features", key=key, progress=False
-    )
+    features = FeatureCache(out / "features", key)  # complete now: the main process encoded
+
     state_key = STATE_KEY if config.model.use_states else None
     window = dict(frame_skip=settings.frame_skip, features=features, state_key=state_key)
     train_set = SequenceDataset(data, settings.sequence_length, episodes=train_episodes, **window)
