@@ -72,6 +72,28 @@ def test_reaching_the_goal_pose_succeeds_and_looks_like_the_goal_image():
         env.close()
 
 
+def test_reacher_simulate_plays_what_step_would_and_leaves_the_state_alone():
+    env = make_env(REACHER_ID)
+    try:
+        env.reset(seed=3)
+        for action in ([1.0, -1.0], [0.5, 0.5]):  # start moving: simulate must carry the velocity
+            env.step(np.array(action, np.float32))
+        before = env.unwrapped.data.qpos.copy(), env.unwrapped.data.qvel.copy()
+        actions = np.random.default_rng(0).uniform(-1, 1, (3, 4, 2))
+        frames, fingertips = env.unwrapped.simulate(actions)
+        assert frames.shape == (3, 4, 64, 64, 3) and fingertips.shape == (3, 4, 2)
+        assert np.array_equal(env.unwrapped.data.qpos, before[0])
+        assert np.array_equal(env.unwrapped.data.qvel, before[1])
+        for h, action in enumerate(actions[1]):  # sample 1, stepped for real
+            frame, _, _, _, info = env.step(action.astype(np.float32))
+            assert np.array_equal(frame, frames[1, h])
+            np.testing.assert_allclose(info["fingertip"], fingertips[1, h], atol=1e-6)
+        with pytest.raises(ValueError, match="samples, horizon, 2"):
+            env.unwrapped.simulate(actions[0])
+    finally:
+        env.close()
+
+
 def test_pendulum_goal_angle_success():
     env = make_env(PENDULUM_ID)
     try:
