@@ -6,11 +6,11 @@ error is zero and only the energy differs:
 - fingertip: distance of the simulated fingertip to the goal fingertip (true state, not images);
 - pixels:    L1 between the simulated frames and the goal image;
 - latents:   L1 between the encoder's latents of the simulated frames and of the goal image (the
-             energy `vjepa-world plan` minimises, with the encoder of --world-model).
+             energy `vjepa-world plan` minimises, with the encoder of each --world-model).
 A random policy on the same seeds is the floor. When the latent energy fails with perfect dynamics,
 no predictor trained on that encoder can plan better: the encoder is the limit.
 
-    python benchmarks/planning_ceiling.py --episodes 10 --world-model runs/demo/world_model
+    python benchmarks/planning_ceiling.py --world-model runs/demo/world_model [--world-model RUN2 ...]
 """
 
 from __future__ import annotations
@@ -65,7 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--world-model", help="a train-wm run: adds the latent-energy row")
+    parser.add_argument(
+        "--world-model",
+        action="append",
+        default=[],
+        help="a train-wm run: adds its latent-energy row (repeatable)",
+    )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--horizon", type=int, help="planning horizon (default: the preset's)")
@@ -73,24 +78,25 @@ def main() -> None:
     args = parser.parse_args()
     changes = {"horizon": args.horizon} if args.horizon else {}
     config = planner_config(args.preset, **changes)
-    world_model = WorldModel.from_pretrained(args.world_model).eval() if args.world_model else None
-    energies = ["fingertip", "pixels"] + (["latents"] if world_model else [])
+    models = {run: WorldModel.from_pretrained(run).eval() for run in args.world_model}
+    energies = ["fingertip", "pixels"] + [f"latents {run}" for run in models]
     env = make_env("vjepa_world/ReacherGoal-v0")
     limit = env.spec.max_episode_steps
     print(
         f"ReacherGoal, {args.episodes} episodes of {limit} steps; CEM {config.samples} samples x "
         f"{config.iterations} iterations, horizon {config.horizon}, the true simulator as the model"
     )
-    print(f"\n{'energy':12} {'success':>8} {'final distance':>15} {'s/action':>9}")
+    width = max(len(energy) for energy in energies)
+    print(f"\n{'energy':{width}} {'success':>8} {'final distance':>15} {'s/action':>9}")
     seeds = range(args.seed, args.seed + args.episodes)
     for energy in energies:
-        featurize = features(energy, world_model)
+        featurize = features(energy, models.get(energy.removeprefix("latents ")))
         results = [planned_episode(env, featurize, config, seed, limit) for seed in seeds]
         success, distance, seconds = (np.mean(column) for column in zip(*results, strict=True))
-        print(f"{energy:12} {success:8.0%} {distance:15.3f} {seconds:9.3f}", flush=True)
+        print(f"{energy:{width}} {success:8.0%} {distance:15.3f} {seconds:9.3f}", flush=True)
     randoms = [run_random_episode(env, seed=seed, max_steps=limit) for seed in seeds]
     success, distance = np.mean([r.success for r in randoms]), np.mean([r.final_distance for r in randoms])
-    print(f"{'random':12} {success:8.0%} {distance:15.3f} {'-':>9}")
+    print(f"{'random':{width}} {success:8.0%} {distance:15.3f} {'-':>9}")
     env.close()
 
 
