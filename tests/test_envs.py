@@ -30,6 +30,7 @@ def test_reset_and_step_follow_the_contract(goal_env):
     frame, info = env.reset(seed=3)
     assert frame.shape == (48, 48, 3) and frame.dtype == np.uint8
     assert info["goal_image"].shape == (48, 48, 3) and info["goal_image"].dtype == np.uint8
+    assert frame.flags.writeable and info["goal_image"].flags.writeable  # torch.as_tensor takes them as is
     assert info["state"].shape == (state_dim,) and not info["is_success"]  # no episode starts solved
     assert frame.std() > 5  # something is drawn: headless rendering works
     assert not np.array_equal(frame, info["goal_image"])

@@ -32,11 +32,12 @@ from .reacher import select_gl_backend
 
 
 def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8 by area averaging (box filter); as is if already that size."""
+    """(H, W, 3) uint8 -> (size, size, 3) uint8 by area averaging (box filter); as is if already that size.
+    The result is a writable array (PIL's own view is read-only, which torch warns about)."""
     frame = np.asarray(frame, dtype=np.uint8)
     if frame.shape[:2] == (size, size):
         return frame
-    return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BOX))
+    return np.array(Image.fromarray(frame).resize((size, size), Image.Resampling.BOX))
 
 
 def is_frame_space(space: spaces.Space) -> bool:
