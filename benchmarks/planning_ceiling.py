@@ -23,7 +23,7 @@ import torch
 
 from vjepa_world import WorldModel
 from vjepa_world.envs import make_env
-from vjepa_world.planning import goal_energy, plan_actions, planner_config, run_random_episode
+from vjepa_world.planning import goal_energy, plan_actions, planner_config, run_random_episode, warm_start
 
 
 def features(energy: str, world_model: WorldModel | None):
@@ -57,7 +57,7 @@ def planned_episode(env, featurize, config, seed: int, max_steps: int) -> tuple[
         )
         seconds.append(time.perf_counter() - started)
         _, _, _, _, info = env.step(plan.actions[0].numpy())
-        previous = torch.cat([plan.actions[1:], ((low + high) / 2)[None]])
+        previous = warm_start(plan.actions, 1, low, high)
     return bool(info["is_success"]), float(info["distance"]), float(np.median(seconds))
 
 

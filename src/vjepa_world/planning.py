@@ -132,6 +132,13 @@ def plan_actions(
     return plan
 
 
+def warm_start(actions: Tensor, executed: int, low: Tensor, high: Tensor) -> Tensor:
+    """The next plan's starting mean: the rest of `actions` `(H, A)` after the `executed` steps,
+    then the middle of the range."""
+    middle = ((low + high) / 2).expand(executed, -1)
+    return torch.cat([actions[executed:], middle])
+
+
 # ---------------------------------------------------------------------------- the MPC loop
 
 
@@ -227,9 +234,8 @@ def run_mpc_episode(
             if done:
                 break
             current, state = world_model.encode(torch.as_tensor(frames[-1])[None]), observe_state()
-        if config.warm_start:  # the rest of the plan, then the middle of the range
-            middle = ((model_low + model_high) / 2).expand(config.execute, -1)
-            previous = torch.cat([plan.actions[config.execute :], middle])
+        if config.warm_start:
+            previous = warm_start(plan.actions, config.execute, model_low, model_high)
     distance = info.get("distance")
     return EpisodeResult(
         success=bool(info.get("is_success")),
@@ -280,4 +286,5 @@ __all__ = [
     "planner_config",
     "run_mpc_episode",
     "run_random_episode",
+    "warm_start",
 ]
