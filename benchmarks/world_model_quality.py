@@ -3,19 +3,21 @@
 1. Collect training episodes (random actions, seeds 0..) and held-out episodes (other seeds) on
    vjepa_world/ReacherGoal-v0 with `vjepa-world collect`'s code.
 2. `train-wm` with its defaults: pretrain the CPU-sized encoder on the frames, encode every frame
-   once, train the action-conditioned predictor (teacher forcing + rollout L1).
+   once, train the action-conditioned predictor (teacher forcing + rollout L1) on steps of 4
+   environment steps with the state token, as V-JEPA 2-AC does (4 fps, proprioception).
 3. On every window of the held-out episodes: after observing a few steps (as MPC does), the
    open-loop rollout error per horizon of the world model, against copying the last observed
    latents and against the same model fed the actions of other windows (shuffled). The model
    uses the actions if the true ones give clearly lower error.
 
-    python benchmarks/world_model_quality.py                 # about 10 minutes on 2 cores
+    python benchmarks/world_model_quality.py                 # about 11 minutes on 2 cores
     python benchmarks/world_model_quality.py --set optim.steps=100 --set encoder.steps=20   # smoke
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -42,18 +44,20 @@ def main() -> None:
     )
     parser.add_argument("--work", default="runs/world_model_quality", help="datasets and the run")
     parser.add_argument("--episodes", type=int, default=200, help="training episodes of 50 steps")
-    parser.add_argument("--test-episodes", type=int, default=20)
-    parser.add_argument("--horizon", type=int, default=8)
+    parser.add_argument("--test-episodes", type=int, default=40)
+    parser.add_argument("--horizon", type=int, default=4, help="model steps (each data.frame_skip env steps)")
     parser.add_argument("--set", action="append", default=[], help="train-wm config overrides")
     args = parser.parse_args()
     work = Path(args.work)
     started = time.perf_counter()
 
-    train_data = collected(work / "train", args.episodes, seed=0, policy="random")
-    test_data = collected(work / "test", args.test_episodes, seed=100_000, policy="random")
+    train_data = collected(work / f"train-{args.episodes}", args.episodes, seed=0, policy="random")
+    test_episodes = args.test_episodes
+    test_data = collected(work / f"test-{test_episodes}", test_episodes, seed=100_000, policy="random")
     print(f"data ready in {time.perf_counter() - started:.0f} s", flush=True)
     config = build_config({"data": {"val_fraction": 0.0}}, args.set, kind=WorldModelConfig)
-    run = work / "run"
+    digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    run = work / f"run-{digest}"  # one run per train-wm configuration: other settings train anew
     if not (run / "summary.json").exists():
         train_world_model(config, train_data, run, resume=(run / "checkpoint.pt").exists())
     trained = json.loads((run / "summary.json").read_text())["seconds"]  # training only, as first run

@@ -1,4 +1,6 @@
 import importlib.util
+import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,15 @@ from vjepa_world.data.video import write_video
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def torchrun(processes: int) -> list[str]:
+    """The torchrun command line for `processes` local processes, rendezvous on a free port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = [sys.executable, "-m", "torch.distributed.run"]
+    return [*launcher, f"--nproc_per_node={processes}", f"--master_port={port}"]
 
 
 def randomize_(module: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:

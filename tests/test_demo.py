@@ -10,6 +10,9 @@ def test_demo_smoke_runs_every_stage_and_reuses_them_when_rerun(tmp_path, capsys
     assert main(["demo", "--smoke", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert 0.0 <= summary["success_rate"] <= 1.0 and summary["seconds_per_action"] > 0
+    # the default world model steps 4 env steps at a time and sees the state: MPC still stops at 6
+    plan = json.loads((out / "plan" / "summary.json").read_text())
+    assert [row["steps"] for row in plan["per_episode"]] == [6, 6]
     for name in (
         "data/meta/info.json",
         "world_model/model.safetensors",

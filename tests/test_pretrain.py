@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import moving_square_frames, packaged_footage
+from conftest import moving_square_frames, packaged_footage, torchrun
 from vjepa_world import VideoEncoder
 from vjepa_world.cli import main
 from vjepa_world.data.video import write_video
@@ -134,17 +134,7 @@ def run_step(tmp_path, processes: int) -> dict:
     if processes == 1:
         command = [sys.executable, script, str(out)]
     else:
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(processes),
-            "--master_port",
-            "29517",
-            script,
-            str(out),
-        ]
+        command = [*torchrun(processes), script, str(out)]
     subprocess.run(command, check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
     return torch.load(out, weights_only=True)
 
@@ -210,17 +200,8 @@ def test_fsdp_two_gloo_processes_train_like_one(tmp_path, clips):
         env=env,
         capture_output=True,
     )
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29519",
-    ]
     subprocess.run(
-        [*torchrun, *cli, *settings, "--set", "run.fsdp=true", "--out", str(tmp_path / "two")],
+        [*torchrun(2), *cli, *settings, "--set", "run.fsdp=true", "--out", str(tmp_path / "two")],
         check=True,
         env=env,
         capture_output=True,

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import torchrun
 from vjepa_world import VideoEncoder, WorldModel
 from vjepa_world.cli import main
 from vjepa_world.config import get_preset
@@ -30,6 +32,7 @@ TINY = [  # a predictor and schedule that train in seconds
     "run.checkpoint_every=3",
     "run.log_every=1",
     "data.eval_horizon=3",
+    "data.frame_skip=1",  # the fixture's 10-step episodes; the default 4 runs in the command-line test
 ]
 
 
@@ -37,6 +40,15 @@ TINY = [  # a predictor and schedule that train in seconds
 def reacher_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("reacher")
     argv = ["collect", "--env", REACHER_ID, "--episodes", "5", "--steps", "10", "--size", "32"]
+    assert main([*argv, "--policy", "random", "--seed", "3", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def long_reacher_data(tmp_path_factory):
+    """Episodes long enough for the default frame skip 4: (3 observed + 1 + 3 predicted) x 4 rows."""
+    out = tmp_path_factory.mktemp("reacher_long")
+    argv = ["collect", "--env", REACHER_ID, "--episodes", "5", "--steps", "28", "--size", "32"]
     assert main([*argv, "--policy", "random", "--seed", "3", "--out", str(out)]) == 0
     return out
 
@@ -62,11 +74,14 @@ def test_collect_writes_a_dataset_that_reads_back_the_episodes(reacher_data):
         assert error.max() <= 3, f"episode {index}: frame error up to {error.max()} of 255 (lossless codec)"
 
 
-def test_train_wm_without_an_encoder_pretrains_one_and_writes_a_loadable_world_model(reacher_data, tmp_path):
+def test_train_wm_without_an_encoder_pretrains_one_and_writes_a_loadable_world_model(
+    long_reacher_data, tmp_path
+):
     out = tmp_path / "run"
     encoder_settings = ["encoder.preset=vit_micro", "encoder.steps=3", "encoder.batch_size=4"]
-    sets = [arg for value in [*TINY, *encoder_settings] for arg in ("--set", value)]
-    assert main(["train-wm", "--data", str(reacher_data), "--out", str(out), *sets]) == 0
+    default_data = [value for value in TINY if not value.startswith("data.frame_skip")]
+    sets = [arg for value in [*default_data, *encoder_settings] for arg in ("--set", value)]
+    assert main(["train-wm", "--data", str(long_reacher_data), "--out", str(out), *sets]) == 0
     for name in (
         "encoder/summary.json",
         "config.json",
@@ -81,16 +96,19 @@ def test_train_wm_without_an_encoder_pretrains_one_and_writes_a_loadable_world_m
     assert set(summary["val"]["l1"]) == {"world model", "copy last", "shuffled actions"}
     assert all(len(v) == 3 for v in summary["val"]["l1"].values())
     world_model = WorldModel.from_pretrained(out)
-    assert world_model.encoder.config.dim == 64 and world_model.action_dim == 2
-    frames = torch.from_numpy(LeRobotDataset(reacher_data).read_frames(0, [0, 1]))  # (2, 32, 32, 3)
+    # defaults: a model step is 4 env steps (their 2-D torques concatenated) and sees the 6-D state
+    assert world_model.encoder.config.dim == 64 and (world_model.action_dim, world_model.state_dim) == (8, 6)
+    frames = torch.from_numpy(LeRobotDataset(long_reacher_data).read_frames(0, [0, 1]))  # (2, 32, 32, 3)
     latents = world_model.encode(frames)  # (2, N, 64): 32 px / patch 16 -> 4 tokens
     assert latents.shape == (2, 4, 64)
-    assert world_model.rollout(latents[:1], torch.zeros(5, 4, 2)).shape == (5, 4, 4, 64)
+    states = world_model.imagined_states(torch.zeros(5, 6), 4)  # (5, 4, 6)
+    assert world_model.rollout(latents[:1], torch.zeros(5, 4, 8), states).shape == (5, 4, 4, 64)
     # a second run on the same encoder reuses the cached features: nothing is encoded again
     cached = sorted(p.name for p in (out / "features").rglob("*.safetensors"))
     assert len(cached) == 5
     with pytest.raises(ValueError, match="--resume"):
-        train_world_model(build_config({}, TINY, kind=WorldModelConfig), reacher_data, out, progress=False)
+        config = build_config({}, TINY, kind=WorldModelConfig)
+        train_world_model(config, long_reacher_data, out, progress=False)
 
 
 def test_killed_and_resumed_training_matches_an_uninterrupted_run(reacher_data, tmp_path, micro_encoder):
@@ -123,18 +141,15 @@ def test_two_gloo_processes_train_like_one(reacher_data, tmp_path, micro_encoder
         str(tmp_path / "encoder"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = lambda prefix, out: subprocess.run(
-        [*prefix, *args, *sets, "--out", str(tmp_path / out)],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
+
+    def run(prefix: list[str], out: str) -> None:
+        done = subprocess.run(
+            [*prefix, *args, *sets, "--out", str(tmp_path / out)], env=env, capture_output=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+
     run([sys.executable], "one")
-    run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29527"],
-        "two",
-    )
+    run(torchrun(2), "two")
     one, two = read_log(tmp_path / "one"), read_log(tmp_path / "two")
     assert [row["step"] for row in two] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(one, two, strict=True):  # the same global batches, split over two processes
@@ -190,6 +205,16 @@ def test_bad_training_input_gives_one_line_errors(reacher_data, tmp_path, micro_
         )
         train_world_model(config, reacher_data, tmp_path / "b", encoder=micro_encoder, progress=False)
     assert main(["train-wm", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 2
+    stateless = tmp_path / "stateless"  # a dataset without observation.state, as some LeRobot ones are
+    shutil.copytree(reacher_data, stateless)
+    info = json.loads((stateless / "meta" / "info.json").read_text())
+    del info["features"]["observation.state"]
+    (stateless / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"no 'observation.state' feature .* model.use_states=false"):
+        config = build_config({}, TINY, kind=WorldModelConfig)
+        train_world_model(config, stateless, tmp_path / "d", encoder=micro_encoder, progress=False)
+    config = build_config({}, [*TINY, "model.use_states=false"], kind=WorldModelConfig)
+    train_world_model(config, stateless, tmp_path / "d", encoder=micro_encoder, progress=False)
     world_model = WorldModel(micro_encoder, action_dim=2, dim=32, depth=2, num_heads=2)
     with pytest.raises(ValueError, match=r"actions must be \(B, H, 2\)"):
         world_model.rollout(torch.zeros(1, 16, 64), torch.zeros(3, 4, 5))

@@ -61,7 +61,7 @@ class DemoSettings:
         """The whole pipeline in well under a minute."""
         settings = cls(
             episodes=6,
-            steps=12,
+            steps=24,  # one training window at the default frame skip 4 (6 frames x 4 steps)
             training=list(SMOKE_TRAINING),
             planner_changes={"samples": 16, "elites": 4, "iterations": 2},
             plan_episodes=2,

@@ -124,13 +124,17 @@ class PredictorSettings:
     dim: int | None = None
     depth: int | None = None
     num_heads: int | None = None
-    use_states: bool = False  # feed observation.state as a token (planning must then supply states)
+    # V-JEPA 2-AC's recipe: observation.state as a token at every observed step (planning then reads
+    # info["state"]). Without it the model must infer velocity from latents and barely uses actions.
+    use_states: bool = True
 
 
 @dataclass
 class SequenceConfig:
     sequence_length: int = 6  # frames per training window (T): T - 1 transitions
-    frame_skip: int = 1  # env steps between frames; the actions in between are concatenated
+    # env steps between frames, the actions in between concatenated: at 4 a 50 Hz env's actions move
+    # the arm pixels per model step instead of a fraction of one (V-JEPA 2-AC runs at 4 fps)
+    frame_skip: int = 4
     val_fraction: float = 0.1  # episodes held out (the last ones) for validation
     eval_horizon: int = 4  # steps of the held-out rollout-error evaluation (after loss.rollout_context)
     encode_batch: int = 64
@@ -151,7 +155,7 @@ class EncoderPretraining:
     preset: str = "vit_tiny"
     patch_size: int = 16  # 64 px frames -> 4 x 4 tokens: cheap enough to plan with on a CPU
     num_frames: int = 4
-    steps: int = 300
+    steps: int = 1000  # ~6 min here; at 300 the latents track the pose too loosely to see actions
     batch_size: int = 16
     lr: float = 5e-4
 

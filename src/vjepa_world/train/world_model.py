@@ -181,6 +181,12 @@ def train_world_model(
             f"data.sequence_length {settings.sequence_length} is too short: the rollout loss needs "
             f"loss.rollout_context + 1 + loss.rollout_steps = {needed} frames"
         )
+    state_key = STATE_KEY if config.model.use_states else None
+    if state_key and state_key not in LeRobotDataset(data, state_key=None).features:
+        raise ValueError(
+            f"{data} has no {state_key!r} feature for the state token: train without one "
+            "(--set model.use_states=false)"
+        )
     train_episodes, val_episodes = split_episodes(data, settings.val_fraction)
     if encoder is None:
         encoder = pretrain_encoder(data, out / "encoder", config.encoder, run.seed, progress)
@@ -207,7 +213,6 @@ def train_world_model(
     distributed.barrier(process)
     features = FeatureCache(out / "features", key)  # complete now: the main process encoded
 
-    state_key = STATE_KEY if config.model.use_states else None
     window = dict(frame_skip=settings.frame_skip, features=features, state_key=state_key)
     train_set = SequenceDataset(data, settings.sequence_length, episodes=train_episodes, **window)
     first = train_set[0]
