@@ -10,7 +10,7 @@
    latents and against the same model fed the actions of other windows (shuffled). The model
    uses the actions if the true ones give clearly lower error.
 
-    python benchmarks/world_model_quality.py                 # about 11 minutes on 2 cores
+    python benchmarks/world_model_quality.py                 # about 15 minutes on 2 cores
     python benchmarks/world_model_quality.py --set optim.steps=100 --set encoder.steps=20   # smoke
 """
 

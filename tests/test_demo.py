@@ -2,6 +2,7 @@
 
 import json
 
+from vjepa_world import WorldModel
 from vjepa_world.cli import main
 
 
@@ -11,6 +12,8 @@ def test_demo_smoke_runs_every_stage_and_reuses_them_when_rerun(tmp_path, capsys
     summary = json.loads((out / "summary.json").read_text())
     assert 0.0 <= summary["success_rate"] <= 1.0 and summary["seconds_per_action"] > 0
     # the default world model steps 4 env steps at a time and sees the state: MPC still stops at 6
+    world_model = WorldModel.from_pretrained(out / "world_model")
+    assert (world_model.action_dim, world_model.state_dim) == (8, 6)
     plan = json.loads((out / "plan" / "summary.json").read_text())
     assert [row["steps"] for row in plan["per_episode"]] == [6, 6]
     for name in (

@@ -36,21 +36,22 @@ TINY = [  # a predictor and schedule that train in seconds
 ]
 
 
-@pytest.fixture(scope="module")
-def reacher_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reacher")
-    argv = ["collect", "--env", REACHER_ID, "--episodes", "5", "--steps", "10", "--size", "32"]
+def collect_reacher(out, steps: int):
+    """`vjepa-world collect`: 5 random-action ReacherGoal episodes of `steps` steps at 32 px."""
+    argv = ["collect", "--env", REACHER_ID, "--episodes", "5", "--steps", str(steps), "--size", "32"]
     assert main([*argv, "--policy", "random", "--seed", "3", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def reacher_data(tmp_path_factory):
+    return collect_reacher(tmp_path_factory.mktemp("reacher"), steps=10)
 
 
 @pytest.fixture(scope="module")
 def long_reacher_data(tmp_path_factory):
     """Episodes long enough for the default frame skip 4: (3 observed + 1 + 3 predicted) x 4 rows."""
-    out = tmp_path_factory.mktemp("reacher_long")
-    argv = ["collect", "--env", REACHER_ID, "--episodes", "5", "--steps", "28", "--size", "32"]
-    assert main([*argv, "--policy", "random", "--seed", "3", "--out", str(out)]) == 0
-    return out
+    return collect_reacher(tmp_path_factory.mktemp("reacher_long"), steps=28)
 
 
 @pytest.fixture()
