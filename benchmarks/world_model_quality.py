@@ -52,8 +52,9 @@ def main() -> None:
     started = time.perf_counter()
 
     train_data = collected(work / f"train-{args.episodes}", args.episodes, seed=0, policy="random")
-    test_episodes = args.test_episodes
-    test_data = collected(work / f"test-{test_episodes}", test_episodes, seed=100_000, policy="random")
+    test_data = collected(
+        work / f"test-{args.test_episodes}", args.test_episodes, seed=100_000, policy="random"
+    )
     print(f"data ready in {time.perf_counter() - started:.0f} s", flush=True)
     config = build_config({"data": {"val_fraction": 0.0}}, args.set, kind=WorldModelConfig)
     digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]

@@ -216,6 +216,7 @@ def test_bad_training_input_gives_one_line_errors(reacher_data, tmp_path, micro_
         train_world_model(config, stateless, tmp_path / "d", encoder=micro_encoder, progress=False)
     config = build_config({}, [*TINY, "model.use_states=false"], kind=WorldModelConfig)
     train_world_model(config, stateless, tmp_path / "d", encoder=micro_encoder, progress=False)
+    assert WorldModel.from_pretrained(tmp_path / "d").state_dim == 0  # the frame-only model
     world_model = WorldModel(micro_encoder, action_dim=2, dim=32, depth=2, num_heads=2)
     with pytest.raises(ValueError, match=r"actions must be \(B, H, 2\)"):
         world_model.rollout(torch.zeros(1, 16, 64), torch.zeros(3, 4, 5))
