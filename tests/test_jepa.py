@@ -4,7 +4,8 @@ import torch.nn.functional as F
 
 from conftest import randomize_
 from vjepa_world import VideoEncoder
-from vjepa_world.jepa import VJEPAConfig, VJEPAModel, effective_rank
+from vjepa_world.jepa import VJEPAConfig, VJEPAModel
+from vjepa_world.nn.regularizers import effective_rank
 
 CONFIG = {
     "preset": "vit_micro",

@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--steps", type=int, default=50, help="steps per episode (the env may stop sooner)")
     collect.add_argument(
         "--policy",
-        choices=["random", "ou-noise", "zero"],
+        choices=["random", "hold", "ou-noise", "zero"],
         default="random",
         help="default random (see README)",
     )

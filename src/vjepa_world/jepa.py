@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from .config import EncoderConfig, PredictorConfig, get_preset
 from .masks import RELEASED_MASKS, FutureMask, Grid, Masks, MaskSpec, mask_from_dict
 from .nn import MaskedPredictor, VideoEncoder
+from .nn.regularizers import effective_rank
 from .nn.tokens import gather_tokens
 from .nn.vit import as_video
 
@@ -88,14 +89,6 @@ def _heads(dim: int, config: EncoderConfig | PredictorConfig) -> int:
     if dim % head_dim:
         raise ValueError(f"width {dim} is not a multiple of the preset's head width {head_dim}")
     return dim // head_dim
-
-
-def effective_rank(features: Tensor, max_rows: int = 512) -> Tensor:
-    """exp(entropy) of the normalised singular values of `(n, D)` features: ~1 when collapsed."""
-    rows = features.detach().float()[:max_rows]
-    values = torch.linalg.svdvals(rows - rows.mean(0))
-    p = values / values.sum().clamp_min(1e-12)
-    return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
 
 
 class VJEPAModel(nn.Module):

@@ -26,6 +26,7 @@ from torch import Tensor
 
 Rollout = Callable[[Tensor], Tensor]
 Objective = Callable[[Tensor], Tensor]
+OBJECTIVES = ("auto", "latent", "state")
 
 
 @dataclass
@@ -39,16 +40,24 @@ class PlannerConfig:
     init_std: float = 1.0  # first std, as a fraction of half the action range
     min_std: float = 0.02  # floor, same units: the search never collapses to one point
     temperature: float = 0.5  # MPPI: softmax(-standardised energy / temperature)
-    energy: str = "l1"  # distance to the goal latents: l1 or l2
-    reduce: str = "final"  # energy of the final predicted step, or "sum" over the horizon
+    # what is compared with the goal: "latent" (the latents), "state" (the states a world model's
+    # state head decodes from them), or "auto": state when the model has a state head, else latent
+    objective: str = "auto"
+    energy: str = "l1"  # distance to the goal latents: l1 or l2 (the state objective is always l2)
+    reduce: str = "sum"  # energy summed over the horizon (get there and stay), or of the "final" step only
     execute: int = 1  # MPC: model steps executed before replanning
+    # MPC: plan one environment action per model step, held for its frame_skip environment steps
+    # (a search space frame_skip times smaller); False plans every environment step's action
+    hold_actions: bool = False
     warm_start: bool = True  # start from the previous plan shifted by the steps executed
-    history: int = 3  # MPC: observed steps kept as context before the current one (velocity)
+    history: int | None = None  # MPC: observed steps kept as context (None: what the model trained with)
     seed: int = 0
 
     def __post_init__(self):
         if self.method not in ("cem", "mppi"):
             raise ValueError(f"planner method must be 'cem' or 'mppi', got {self.method!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.energy not in ("l1", "l2") or self.reduce not in ("final", "sum"):
             raise ValueError(f"energy must be l1|l2, reduce final|sum; got {self.energy!r}, {self.reduce!r}")
         if not 1 <= self.elites <= self.samples or self.horizon < 1 or self.iterations < 1:
@@ -61,13 +70,22 @@ class PlannerConfig:
 
 
 PLANNER_PRESETS = {
-    "vjepa2_ac": PlannerConfig(horizon=2, samples=400, elites=10, iterations=10, momentum=0.15),
+    # what `plan` and `demo` use: 3 model steps ahead, the energy summed over them (measured in
+    # docs/results.md: with a final-step energy even the true simulator and distance reach far less)
+    "default": PlannerConfig(horizon=3, samples=128, elites=12, iterations=6, momentum=0.15),
+    "vjepa2_ac": PlannerConfig(
+        horizon=2, samples=400, elites=10, iterations=10, momentum=0.15, objective="latent", reduce="final"
+    ),
+    # LeWorldModel's CEM: 5 model steps ahead, 300 samples, the best 30, 30 iterations, MSE at the end
+    "lewm": PlannerConfig(
+        horizon=5, samples=300, elites=30, iterations=30, momentum=0.0, objective="latent", energy="l2", reduce="final"
+    ),
     # what a 2-core CPU plans with in about a tenth of a second per action
     "fast": PlannerConfig(horizon=2, samples=100, elites=10, iterations=4, momentum=0.15),
 }
 
 
-def planner_config(preset: str = "vjepa2_ac", **changes) -> PlannerConfig:
+def planner_config(preset: str = "default", **changes) -> PlannerConfig:
     """A preset with some fields changed (e.g. from `--set samples=200`)."""
     if preset not in PLANNER_PRESETS:
         raise ValueError(f"unknown planner preset {preset!r}: choose one of {', '.join(PLANNER_PRESETS)}")
@@ -85,6 +103,28 @@ def goal_energy(goal: Tensor, energy: str = "l1", reduce: str = "final") -> Obje
         return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)
 
     return objective
+
+
+def state_energy(world_model, goal: Tensor, reduce: str = "sum") -> Objective:
+    """Objective: squared distance between the standardised states the world model's state head
+    decodes from the predicted latents and from the goal latents `(N, D)`."""
+    target = world_model.decode_state(goal)  # (S_dim,)
+
+    def objective(predicted: Tensor) -> Tensor:  # (S, H, N, D) -> (S,)
+        per_step = (world_model.decode_state(predicted) - target).square().mean(-1)  # (S, H)
+        return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)
+
+    return objective
+
+
+def make_objective(world_model, goal: Tensor, config: PlannerConfig) -> Objective:
+    """The configured objective toward the goal latents `(N, D)` (see `PlannerConfig.objective`)."""
+    has_head = getattr(world_model, "state_head", None) is not None
+    if config.objective == "state" and not has_head:
+        raise ValueError("objective=state needs a world model with a state head (trained on observation.state)")
+    if config.objective == "state" or (config.objective == "auto" and has_head):
+        return state_energy(world_model, goal, config.reduce)
+    return goal_energy(goal, config.energy, config.reduce)
 
 
 @dataclass
@@ -152,6 +192,7 @@ class EpisodeResult:
     frames: np.ndarray  # (T + 1, H, W, 3) observations
     goal_image: np.ndarray  # (H, W, 3)
     energies: list[list[float]]  # per replanning: best energy per iteration
+    distances: list[float] = field(default_factory=list)  # info["distance"] at reset and after every step
 
 
 def _bounds(env) -> tuple[Tensor, Tensor]:
@@ -170,23 +211,37 @@ def run_mpc_episode(
     objective_fn: Callable[[Tensor], Objective] | None = None,
 ) -> EpisodeResult:
     """One closed-loop episode: encode the goal image once, then repeatedly plan from the current
-    frame (with the last `config.history` observed steps as context), execute `config.execute`
-    model steps, observe. A model step of k·A actions is k environment steps (data frame skip k).
-    `objective_fn(goal_latents) -> Objective` replaces the goal energy (default `goal_energy`)."""
+    frame (with the last `config.history` observed steps as context, by default as many as the
+    model was trained with), execute `config.execute` model steps, observe. A model step is
+    `world_model.frame_skip` environment steps, its actions concatenated.
+    `objective_fn(goal_latents) -> Objective` replaces the configured one (`make_objective`)."""
     observation, info = env.reset(seed=seed)
     if info.get("goal_image") is None:
         raise ValueError("the environment gives no info['goal_image'] at reset: planning needs a goal")
     low, high = _bounds(env)
     env_dim = low.shape[0]
-    if world_model.action_dim % env_dim:
+    skip = getattr(world_model, "frame_skip", world_model.action_dim // env_dim)  # env steps per model step
+    if world_model.action_dim != skip * env_dim:
         raise ValueError(
-            f"the world model takes {world_model.action_dim}-D actions, not a multiple of the env's {env_dim}"
+            f"the world model takes {world_model.action_dim}-D actions with frame skip {skip}, but this "
+            f"environment's actions are {env_dim}-D: plan in the environment it was trained on"
         )
-    skip = world_model.action_dim // env_dim  # env steps per model step
-    model_low, model_high = low.repeat(skip), high.repeat(skip)
+    trained_history = getattr(world_model, "history", config.history or 0)
+    history = trained_history if config.history is None else config.history
+    if history > trained_history:
+        raise ValueError(
+            f"planner history {history} is longer than the {trained_history} observed steps the world model "
+            "was trained with: drop history= to use the model's"
+        )
+    per_step = 1 if config.hold_actions else skip  # distinct env actions planned per model step
+    model_low, model_high = low.repeat(per_step), high.repeat(per_step)
+
+    def model_actions(planned: Tensor) -> Tensor:
+        """Planned `(..., H, per_step * A)` -> the model's `(..., H, skip * A)` (a held action repeated)."""
+        return planned.repeat(*([1] * (planned.ndim - 1)), skip // per_step)
+
     goal = world_model.encode(torch.as_tensor(info["goal_image"])[None])[0]  # (N, D)
-    make_objective = objective_fn or (lambda g: goal_energy(g, config.energy, config.reduce))
-    objective = make_objective(goal)
+    objective = objective_fn(goal) if objective_fn else make_objective(world_model, goal, config)
     generator = torch.Generator().manual_seed(config.seed + seed)
     frames, goal_image = [np.asarray(observation)], np.asarray(info["goal_image"])
     use_states = getattr(world_model, "state_dim", 0) > 0  # proprioception: info["state"] is observed
@@ -195,17 +250,18 @@ def run_mpc_episode(
     state = observe_state()  # (1, S) or None
     past = {"latents": [], "actions": [], "states": []}  # observed model steps and the actions taken there
     reached, steps, done, seconds, energies, previous = bool(info.get("is_success")), 0, False, [], [], None
+    distances = [info["distance"]] if "distance" in info else []
     while not done:
         started = time.perf_counter()
-        history = None
-        if config.history and past["latents"]:
-            recent = {k: torch.stack(v[-config.history :])[None] if v else None for k, v in past.items()}
-            history = world_model.observe(recent["latents"], recent["actions"], recent["states"])
+        context = None  # the KV cache of the last `history` observed steps
+        if history and past["latents"]:
+            recent = {k: torch.stack(v[-history:])[None] if v else None for k, v in past.items()}
+            context = world_model.observe(recent["latents"], recent["actions"], recent["states"])
         imagined = world_model.imagined_states(state, config.horizon) if use_states else None  # (1, H, S)
 
-        def rollout(actions: Tensor, h=history, z=current, s=imagined) -> Tensor:
+        def rollout(actions: Tensor, h=context, z=current, s=imagined) -> Tensor:
             states = None if s is None else s.expand(len(actions), -1, -1)
-            return world_model.rollout(z, actions, states=states, history=h)
+            return world_model.rollout(z, model_actions(actions), states=states, history=h)
 
         plan = plan_actions(
             rollout,
@@ -217,7 +273,7 @@ def run_mpc_episode(
             generator=generator,
         )
         energies.append(plan.energies)
-        executed = plan.actions[: config.execute]  # (execute, skip * A)
+        executed = model_actions(plan.actions[: config.execute])  # (execute, skip * A)
         seconds.append((time.perf_counter() - started) / (len(executed) * skip))
         for model_action in executed:
             past["latents"].append(current[0])
@@ -227,6 +283,7 @@ def run_mpc_episode(
             for action in model_action.view(skip, env_dim).numpy():
                 observation, _, terminated, truncated, info = env.step(action)
                 frames.append(np.asarray(observation))
+                distances += [info["distance"]] if "distance" in info else []
                 reached, steps = reached or bool(info.get("is_success")), steps + 1
                 done = terminated or truncated or steps >= max_steps
                 if done:
@@ -246,6 +303,7 @@ def run_mpc_episode(
         frames=np.stack(frames),
         goal_image=goal_image,
         energies=energies,
+        distances=[float(d) for d in distances],
     )
 
 
@@ -256,9 +314,11 @@ def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
     frames, reached, steps = [np.asarray(observation)], bool(info.get("is_success")), 0
+    distances = [info["distance"]] if "distance" in info else []
     while steps < max_steps:
         observation, _, terminated, truncated, info = env.step(rng.uniform(low, high).astype(np.float32))
         frames.append(np.asarray(observation))
+        distances += [info["distance"]] if "distance" in info else []
         reached, steps = reached or bool(info.get("is_success")), steps + 1
         if terminated or truncated:
             break
@@ -272,6 +332,7 @@ def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
         np.stack(frames),
         goal_image,
         [],
+        [float(d) for d in distances],
     )
 
 
@@ -282,6 +343,8 @@ __all__ = [
     "Plan",
     "PlannerConfig",
     "goal_energy",
+    "make_objective",
+    "state_energy",
     "plan_actions",
     "planner_config",
     "run_mpc_episode",

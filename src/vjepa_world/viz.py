@@ -324,3 +324,32 @@ def plot_energy_by_iteration(energies: Sequence[Sequence[float]], out_path: str 
     ax.grid(alpha=0.3)
     ax.legend()
     return _save_figure(fig, out_path)
+
+
+def plot_distance_over_time(
+    planned: Sequence[Sequence[float]],
+    random: Sequence[Sequence[float]],
+    out_path: str | os.PathLike,
+    radius: float | None = None,
+) -> Path:
+    """Distance to the goal vs environment step: every planned episode (thin) and the mean, against
+    random actions from the same starts, with the success radius."""
+    if not planned:
+        raise ValueError("no episode distances to plot (the environment reports no info['distance'])")
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for label, runs, colour in (("planning", planned, "tab:blue"), ("random actions", random, "tab:gray")):
+        if not runs:
+            continue
+        length = min(len(r) for r in runs)
+        values = np.asarray([r[:length] for r in runs], dtype=np.float64)  # (episodes, steps + 1)
+        for row in values:
+            ax.plot(row, color=colour, alpha=0.15, linewidth=0.8)
+        ax.plot(values.mean(0), color=colour, linewidth=2.5, label=f"{label} (mean of {len(values)})")
+    if radius is not None:
+        ax.axhline(radius, color="tab:green", linestyle="--", label="success radius")
+    ax.set_xlabel("environment step")
+    ax.set_ylabel("distance to the goal")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save_figure(fig, out_path)

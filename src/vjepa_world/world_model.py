@@ -1,37 +1,58 @@
-"""WorldModel (alias ActionConditionedVJEPA): a frozen V-JEPA encoder plus an action-conditioned
+"""WorldModel (alias ActionConditionedVJEPA): a V-JEPA encoder plus an action-conditioned
 predictor, the latent dynamics that planning and imagination run on.
 
-`encode` turns RGB observations into layer-normed latents (each frame repeated to a tubelet, as
-V-JEPA 2-AC does); `step` advances latents by one action; `rollout` predicts a whole action
-sequence, batched over candidates, feeding the (layer-normed) predictions back as V-JEPA 2-AC
-does in its rollout loss and planner.
+Two kinds of latent:
+- "tokens" (V-JEPA 2-AC): the encoder's layer-normed token grid `(N, D)` per frame, encoder frozen;
+- "vector" (LeWorldModel): a `LatentProjector` maps the grid to one vector `(1, d)` per frame, and
+  the encoder is trained through the dynamics (`encoder_training` "finetune" from a V-JEPA
+  encoder, or "joint" from scratch) with an anti-collapse term instead of an EMA teacher.
+
+`encode` turns RGB observations into latents (each frame repeated to a tubelet, as V-JEPA 2-AC
+does); `step` advances latents by one action; `rollout` predicts a whole action sequence, batched
+over candidates, feeding the predictions back as V-JEPA 2-AC does in its rollout loss and planner.
+The model carries what it was trained with: `frame_skip` (environment steps per model step, whose
+actions it takes concatenated) and `history` (observed steps of context), which planning uses.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .checkpoints import preset_config
+from .checkpoints import atomic_write, preset_config
 from .data.video import normalize_frames
 from .jepa import VJEPAModel
 from .nn import ActionConditionedPredictor, KVCache, VideoEncoder
+from .nn.heads import StateHead, StateHeadConfig
+from .nn.projector import LatentProjector, ProjectorConfig
+
+ENCODER_TRAINING = ("frozen", "finetune", "joint")
+SETTINGS_FILE = "world_model.json"  # latent kind, training mode, frame skip, history, head configs
+HEADS_FILE = "heads.safetensors"  # the projector's and the state head's weights (prefixed by name)
+HEADS = ("projector", "state_head")
 
 
 class WorldModel(nn.Module):
-    """`encoder` (frozen) + `predictor`. Without a predictor, one is built from the `preset`
-    (default the CPU-sized `ac_tiny`) for this encoder's width and the given action/state sizes."""
+    """`encoder` + optional `projector` + `predictor`. Without a predictor, one is built from the
+    `preset` (default the CPU-sized `ac_tiny`) for the latent width and the action/state sizes."""
 
     def __init__(
         self,
         encoder: VideoEncoder | VJEPAModel,
         predictor: ActionConditionedPredictor | None = None,
         *,
+        projector: LatentProjector | None = None,
+        state_head: StateHead | None = None,
+        encoder_training: str = "frozen",
+        frame_skip: int = 1,
+        history: int = 3,
         action_dim: int | None = None,
         state_dim: int = 0,
         preset: str = "ac_tiny",
@@ -40,29 +61,47 @@ class WorldModel(nn.Module):
         super().__init__()
         if isinstance(encoder, VJEPAModel):
             encoder = encoder.target_encoder  # what V-JEPA 2-AC freezes
+        if encoder_training not in ENCODER_TRAINING:
+            raise ValueError(
+                f"encoder_training must be one of {', '.join(ENCODER_TRAINING)}, got {encoder_training!r}"
+            )
+        if frame_skip < 1 or history < 0:
+            raise ValueError(f"need frame_skip >= 1 and history >= 0, got {frame_skip} and {history}")
+        latent_dim = projector.config.latent_dim if projector is not None else encoder.config.dim
         if predictor is None:
             if action_dim is None:
                 raise ValueError("pass a predictor, or action_dim=... to build one")
             config = dataclasses.replace(
                 preset_config(preset, "ac_predictor"),
-                encoder_dim=encoder.config.dim,
+                encoder_dim=latent_dim,
                 action_dim=action_dim,
                 state_dim=state_dim,
                 **predictor_config,
             )
             predictor = ActionConditionedPredictor(config)
-        if predictor.config.encoder_dim != encoder.config.dim:
+        if predictor.config.encoder_dim != latent_dim:
             raise ValueError(
                 f"the predictor expects {predictor.config.encoder_dim}-wide latents but the encoder "
-                f"gives {encoder.config.dim}: build the predictor for this encoder"
+                f"gives {latent_dim}: build the predictor for this encoder"
             )
-        self.encoder = encoder.requires_grad_(False).eval()
+        self.encoder_training, self.frame_skip, self.history = encoder_training, frame_skip, history
+        self.encoder = encoder.requires_grad_(encoder_training != "frozen")
+        if encoder_training == "frozen":
+            self.encoder.eval()
+        self.projector = projector
+        self.state_head = state_head
         self.predictor = predictor
 
     def train(self, mode: bool = True) -> WorldModel:
         super().train(mode)
-        self.encoder.eval()  # frozen: never in training mode
+        if self.encoder_training == "frozen":
+            self.encoder.eval()  # frozen: never in training mode
         return self
+
+    @property
+    def latent(self) -> str:
+        """ "tokens" (the encoder's grid, layer-normed) or "vector" (one projected vector per frame)."""
+        return "tokens" if self.projector is None else "vector"
 
     @property
     def action_dim(self) -> int:
@@ -73,11 +112,10 @@ class WorldModel(nn.Module):
         """Width of the state token (0: the model sees frames and actions only)."""
         return self.predictor.config.state_dim
 
-    @torch.no_grad()
-    def encode(self, observations: Tensor) -> Tensor:
-        """uint8 RGB frames `(B, H, W, 3)` -> latents `(B, N, D)`; `(B, T, H, W, 3)` -> `(B, T, N, D)`.
-        Frames are resized to the encoder's image size. Float `(B, 3, H, W)` images already
-        normalised are taken as they are."""
+    def embed(self, observations: Tensor) -> Tensor:
+        """`encode` with gradients (training through the encoder): uint8 RGB frames `(B, H, W, 3)`
+        -> latents `(B, N, D)`; `(B, T, H, W, 3)` -> `(B, T, N, D)`. Frames are resized to the
+        encoder's image size; float `(B, 3, H, W)` images already normalised are taken as they are."""
         if observations.dtype == torch.uint8:
             images = normalize_frames(observations.to(self._device()))
         else:
@@ -88,7 +126,25 @@ class WorldModel(nn.Module):
         if tuple(images.shape[-2:]) != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
         tokens = self.encoder(images)  # images -> one tubelet each: (B*T, N, D)
-        return F.layer_norm(tokens, tokens.shape[-1:]).unflatten(0, lead)
+        latents = self._normalize(tokens) if self.projector is None else self.projector(tokens)
+        return latents.unflatten(0, lead)
+
+    @torch.no_grad()
+    def encode(self, observations: Tensor) -> Tensor:
+        """Latents of observations, as `embed` but without gradients."""
+        return self.embed(observations)
+
+    def _normalize(self, latents: Tensor) -> Tensor:
+        """V-JEPA 2-AC layer-norms token latents (targets and predictions); vectors stay as they are
+        (their scale is the anti-collapse term's to set)."""
+        return F.layer_norm(latents, latents.shape[-1:]) if self.projector is None else latents
+
+    def decode_state(self, latents: Tensor) -> Tensor:
+        """Latents `(..., N, D)` -> the standardised proprioceptive state `(..., S)` they show
+        (needs a state head: train-wm adds one when the dataset has `observation.state`)."""
+        if self.state_head is None:
+            raise ValueError("this world model has no state head: train it on data with observation.state")
+        return self.state_head(latents)
 
     def _device(self) -> torch.device:
         return next(self.predictor.parameters()).device
@@ -97,11 +153,11 @@ class WorldModel(nn.Module):
         self, latents: Tensor, actions: Tensor, states: Tensor | None = None, cache: KVCache | None = None
     ) -> Tensor:
         """Teacher forcing: true latents `(B, T, N, D)` of steps 0..T-1 and their actions `(B, T, A)`
-        -> predicted latents of steps 1..T `(B, T, N, D)` (layer-normed), each seeing steps <= its own.
+        -> predicted latents of steps 1..T `(B, T, N, D)`, each seeing steps <= its own.
         An empty `cache` is filled with the T steps (see `ActionConditionedPredictor.forward`)."""
         batch, steps, tokens, dim = latents.shape
         predicted = self.predictor(latents.reshape(batch, steps * tokens, dim), actions, states, cache=cache)
-        return F.layer_norm(predicted, (dim,)).view(batch, steps, tokens, dim)
+        return self._normalize(predicted).view(batch, steps, tokens, dim)
 
     def step(
         self, latents: Tensor, actions: Tensor, states: Tensor | None = None, cache: KVCache | None = None
@@ -109,7 +165,7 @@ class WorldModel(nn.Module):
         """latents `(B, N, D)` of the current step and its action `(B, A)` -> next latents `(B, N, D)`
         (layer-normed) and the cache holding every step so far."""
         predicted, cache = self.predictor.step(latents, actions, states, cache=cache)
-        return F.layer_norm(predicted, predicted.shape[-1:]), cache
+        return self._normalize(predicted), cache
 
     def observe(self, latents: Tensor, actions: Tensor, states: Tensor | None = None) -> KVCache:
         """Run observed steps once: latents `(B, T, N, D)` with the actions taken there `(B, T, A)`
@@ -191,15 +247,66 @@ class WorldModel(nn.Module):
             raise ValueError(f"actions must be (B, H, {self.action_dim}), got {tuple(actions.shape)}")
         return actions.shape[0], actions.shape[1]
 
+    def settings(self) -> dict:
+        """What the model was trained with, saved beside its weights and used by planning."""
+        heads = {name: getattr(self, name) for name in HEADS}
+        return {
+            "latent": self.latent,
+            "encoder_training": self.encoder_training,
+            "frame_skip": self.frame_skip,
+            "history": self.history,
+            **{
+                name: None if head is None else dataclasses.asdict(head.config)
+                for name, head in heads.items()
+            },
+        }
+
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Encoder and predictor in one directory (`config.json` + `model.safetensors`)."""
+        """Encoder and predictor in one directory (`config.json` + `model.safetensors`), plus
+        `world_model.json` (the settings) and `heads.safetensors` (projector, state head)."""
+        directory = Path(directory)
         self.predictor.save_pretrained(directory, encoder=self.encoder)
-        return Path(directory)
+        weights = {
+            f"{name}.{key}": value.detach().cpu().clone().contiguous()
+            for name in HEADS
+            if getattr(self, name) is not None
+            for key, value in getattr(self, name).state_dict().items()
+        }
+        if weights:
+            atomic_write(directory / HEADS_FILE, lambda tmp: save_file(weights, str(tmp)))
+        text = json.dumps(self.settings(), indent=2) + "\n"
+        atomic_write(directory / SETTINGS_FILE, lambda tmp: tmp.write_text(text))
+        return directory
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> WorldModel:
+        """A directory written by `save_pretrained` (or one holding only an encoder and an AC
+        predictor: then a frozen token model with frame skip 1)."""
+        directory = Path(directory)
+        settings = {}
+        if (directory / SETTINGS_FILE).is_file():
+            settings = json.loads((directory / SETTINGS_FILE).read_text())
+        heads = {}
+        builders = {
+            "projector": (LatentProjector, ProjectorConfig),
+            "state_head": (StateHead, StateHeadConfig),
+        }
+        for name, (module, config) in builders.items():
+            if settings.get(name):
+                heads[name] = module(config(**settings[name]))
+        if heads:
+            weights = load_file(str(directory / HEADS_FILE))
+            for name, head in heads.items():
+                head.load_state_dict(
+                    {k.removeprefix(f"{name}."): v for k, v in weights.items() if k.startswith(f"{name}.")}
+                )
         return cls(
-            VideoEncoder.from_pretrained(directory), ActionConditionedPredictor.from_pretrained(directory)
+            VideoEncoder.from_pretrained(directory),
+            ActionConditionedPredictor.from_pretrained(directory),
+            **heads,
+            encoder_training=settings.get("encoder_training", "frozen"),
+            frame_skip=settings.get("frame_skip", 1),
+            history=settings.get("history", 3),
         )
 
 

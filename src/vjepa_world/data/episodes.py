@@ -768,6 +768,11 @@ class SequenceDataset(Dataset):
     def __len__(self) -> int:
         return int(self._ends[-1])
 
+    @property
+    def episodes(self) -> list[int]:
+        """The episode indices that hold at least one window."""
+        return self._episodes.tolist()
+
     def window(self, index: int) -> tuple[int, int]:
         """(episode index, start row) of window `index`."""
         if not 0 <= index < len(self):

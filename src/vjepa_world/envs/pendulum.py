@@ -5,12 +5,14 @@ Observation: an RGB frame (H, W, 3) uint8 of gymnasium's Pendulum drawing (pygam
 only the state). Action: Box(-1, 1, (1,)), the torque as a fraction of Pendulum's max_torque (2).
 One step is 0.05 s (20 steps/s).
 
-Angles follow Pendulum: 0 is upright, counter-clockwise positive. Reset samples a start angle and a
-goal angle uniformly in [-pi, pi), both at rest (the goal resampled while the start already
-succeeds); `reset(options={"start": a, "goal": a})` fixes either. The torque limit holds the
-pendulum still only near upright or hanging, so most goals are passed through rather than held:
-success is per step. The reset info holds `goal_image`, the pendulum drawn at the goal. Every
-info holds:
+Angles follow Pendulum: 0 is upright, counter-clockwise positive. Reset samples a start angle
+uniformly in [-pi, pi), at rest, and a goal angle the torque can hold still (`goals="holdable"`,
+the default): gravity's torque at angle a is 5 sin(a) N m against a 2 N m limit, so only angles with
+|sin a| <= HOLDABLE_SIN (0.3, leaving a third of the torque to correct errors) can be held: within
+about 0.3 rad of upright or of hanging. `goals="uniform"` samples goals over the whole circle as
+earlier versions did; most of those can only be passed through, so success at the end is luck.
+The goal is resampled while the start already succeeds; `reset(options={"start": a, "goal": a})`
+fixes either. The reset info holds `goal_image`, the pendulum drawn at the goal. Every info holds:
 
     state           [cos a, sin a, angular velocity] float32 (STATE_DIM = 3, Pendulum's observation)
     angle           a wrapped to [-pi, pi); goal_angle
@@ -37,6 +39,8 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws offscreen: no 
 
 STATE_DIM = 3
 SUCCESS_ANGLE = 0.2  # radians
+HOLDABLE_SIN = 0.3  # |sin(goal)| at most this: gravity's torque (5 sin a) within 75% of the 2 N m limit
+GOALS = ("holdable", "uniform")
 
 
 def wrap_angle(angle: float) -> float:
@@ -61,9 +65,13 @@ class PendulumGoalEnv(gymnasium.Env):
         render_mode: str | None = None,
         success_angle: float = SUCCESS_ANGLE,
         render_scale: int = 4,
+        goals: str = "holdable",
     ) -> None:
         if image_size < 8 or render_scale < 1:
             raise ValueError(f"need image_size >= 8 and render_scale >= 1, got {image_size}, {render_scale}")
+        if goals not in GOALS:
+            raise ValueError(f"goals must be one of {', '.join(GOALS)}, got {goals!r}")
+        self.goals = goals
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self._pendulum = PendulumEnv(render_mode="rgb_array")
@@ -103,9 +111,9 @@ class PendulumGoalEnv(gymnasium.Env):
         options = options or {}
         sample = lambda: float(self.np_random.uniform(-np.pi, np.pi))
         start = float(options["start"]) if "start" in options else sample()
-        goal = float(options["goal"]) if "goal" in options else sample()
+        goal = float(options["goal"]) if "goal" in options else self._sample_goal()
         while "goal" not in options and abs(wrap_angle(goal - start)) < self.success_angle:
-            goal = sample()
+            goal = self._sample_goal()
         self._goal = goal
         self._place(goal)
         goal_image = self._render()
@@ -113,6 +121,14 @@ class PendulumGoalEnv(gymnasium.Env):
         info = self._info()
         info["goal_image"] = goal_image
         return self._render(), info
+
+    def _sample_goal(self) -> float:
+        """A goal angle: uniform over the circle, or over the holdable arcs around upright and hanging."""
+        if self.goals == "uniform":
+            return float(self.np_random.uniform(-np.pi, np.pi))
+        arc = float(np.arcsin(HOLDABLE_SIN))  # half-width of each holdable arc
+        centre = 0.0 if self.np_random.random() < 0.5 else np.pi
+        return wrap_angle(centre + self.np_random.uniform(-arc, arc))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply a torque in [-1, 1] (times max_torque) for 0.05 s; reward = -angle difference to the goal."""

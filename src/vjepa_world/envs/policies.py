@@ -1,6 +1,9 @@
 """Data-collection policies `policy(observation, info) -> action`, made by `make_policy(name, space, seed)`.
 
 - "random": independent uniform actions over the Box.
+- "hold": a uniform random action held for a random number of steps (geometric, mean
+  `HOLD_STEPS`), then a new one: the body moves in sustained pushes instead of jittering in place,
+  so episodes reach farther from their start (see `benchmarks/` and tests for the coverage).
 - "ou-noise": Ornstein-Uhlenbeck noise, x <- x + theta (0 - x) + sigma N(0, 1) with theta 0.15 and
   sigma 0.3, where [-1, 1] spans the action range; it starts from its stationary distribution
   (std ~0.57) and actions are clipped to the Box. Consecutive actions are correlated (lag-1
@@ -19,7 +22,23 @@ import numpy as np
 from gymnasium import spaces
 
 Policy = Callable[[Any, dict], np.ndarray]
-POLICIES = ("random", "ou-noise", "zero")
+POLICIES = ("random", "hold", "ou-noise", "zero")
+HOLD_STEPS = 5  # mean steps an action of the "hold" policy persists
+
+
+class HeldRandom:
+    """Uniform random actions, each held for a geometric number of steps with mean `mean_steps`."""
+
+    def __init__(
+        self, low: np.ndarray, high: np.ndarray, rng: np.random.Generator, mean_steps: float = HOLD_STEPS
+    ):
+        self.low, self.high, self.rng, self.switch = low, high, rng, 1.0 / mean_steps
+        self.action = rng.uniform(low, high)
+
+    def __call__(self, observation: Any, info: dict) -> np.ndarray:
+        if self.rng.random() < self.switch:
+            self.action = self.rng.uniform(self.low, self.high)
+        return self.action.astype(np.float32)
 
 
 class OUNoise:
@@ -38,7 +57,7 @@ class OUNoise:
 
 
 def make_policy(name: str, action_space: spaces.Space, seed: int | None = None) -> Policy:
-    """A data-collection policy by name ("random", "ou-noise", "zero") for a bounded Box action space."""
+    """A data-collection policy by name ("random", "hold", "ou-noise", "zero") for a bounded Box action space."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
     if not isinstance(action_space, spaces.Box):
@@ -49,6 +68,8 @@ def make_policy(name: str, action_space: spaces.Space, seed: int | None = None) 
     rng = np.random.default_rng(seed)
     if name == "random":
         return lambda observation, info: rng.uniform(low, high).astype(np.float32)
+    if name == "hold":
+        return HeldRandom(low, high, rng)
     if name == "zero":
         zero = np.clip(0.0, low, high).astype(np.float32)
         return lambda observation, info: zero.copy()

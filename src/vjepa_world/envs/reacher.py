@@ -227,26 +227,34 @@ class ReacherGoalEnv(gymnasium.Env):
         self._place(np.asarray(qpos, float).reshape(2), velocity)
         return self._render(), self._info()
 
-    def simulate(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def simulate(
+        self, actions: np.ndarray, every: int = 1, render: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray]:
         """The true simulator as a world model: from the current state, play each action sequence
-        `(S, H, 2)` and return its frames `(S, H, image, image, 3)` and fingertips `(S, H, 2)`; the
-        environment's own state is untouched (planning with it gives the ceiling a learned model
-        could reach)."""
+        `(S, H, 2)` and return, after every `every`-th step, its frames `(S, H // every, image,
+        image, 3)` (None unless `render`) and fingertips `(S, H // every, 2)`; the environment's own
+        state is untouched (planning with it gives the ceiling a learned model could reach)."""
         actions = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
-        if actions.ndim != 3 or actions.shape[-1] != 2:
-            raise ValueError(f"actions must be (samples, horizon, 2), got shape {actions.shape}")
+        if actions.ndim != 3 or actions.shape[-1] != 2 or actions.shape[1] % every:
+            raise ValueError(
+                f"actions must be (samples, horizon (a multiple of {every}), 2), got {actions.shape}"
+            )
         mujoco = _mujoco()
         scratch = mujoco.MjData(self.model)
-        samples, horizon = actions.shape[:2]
-        frames = np.empty((samples, horizon, self.image_size, self.image_size, 3), np.uint8)
+        samples, horizon = actions.shape[0], actions.shape[1] // every
+        frames = (
+            np.empty((samples, horizon, self.image_size, self.image_size, 3), np.uint8) if render else None
+        )
         fingertips = np.empty((samples, horizon, 2))
         for s in range(samples):
             scratch.qpos[:], scratch.qvel[:] = self.data.qpos, self.data.qvel
             for h in range(horizon):
-                scratch.ctrl[:] = actions[s, h]
-                mujoco.mj_step(self.model, scratch, nstep=self.frame_skip)
-                self._renderer.update_scene(scratch, self._camera)
-                frames[s, h] = self._renderer.render()
+                for action in actions[s, h * every : (h + 1) * every]:
+                    scratch.ctrl[:] = action
+                    mujoco.mj_step(self.model, scratch, nstep=self.frame_skip)
+                if render:
+                    self._renderer.update_scene(scratch, self._camera)
+                    frames[s, h] = self._renderer.render()
                 fingertips[s, h] = scratch.xpos[self._fingertip_id, :2]
         return frames, fingertips
 

@@ -2,7 +2,8 @@
 
 Episode i resets the environment with seed `seed + i` for both the planner and the random
 baseline, so both face the same start and goal. Writes into `out`: `episode_XXX.mp4` (observation
-beside the goal image), `energy_by_iteration.png` and `summary.json`. An episode succeeds when
+beside the goal image, upscaled to a visible size), `energy_by_iteration.png`,
+`distance_over_time.png` (when the environment reports `info["distance"]`) and `summary.json`. An episode succeeds when
 `info["is_success"]` holds at its end (arrived and stayed); `reached_rate` also counts episodes
 that passed within the radius at some step, which random flailing often does.
 """
@@ -22,13 +23,16 @@ from ..checkpoints import atomic_write
 from ..data.video import write_video
 from ..envs import make_env
 from ..planning import EpisodeResult, PlannerConfig, run_mpc_episode, run_random_episode
-from ..viz import plot_energy_by_iteration
+from ..viz import plot_distance_over_time, plot_energy_by_iteration
 
 
-def side_by_side(result: EpisodeResult) -> np.ndarray:
-    """Frames `(T, H, 2W, 3)`: each observation with the goal image to its right."""
+def side_by_side(result: EpisodeResult, min_height: int = 256) -> np.ndarray:
+    """Frames `(T, s*H, 2*s*W, 3)`: each observation with the goal image to its right, upscaled by
+    a whole factor s (nearest neighbour, so pixels stay sharp) to at least `min_height` rows."""
     goal = np.broadcast_to(result.goal_image, result.frames.shape)
-    return np.concatenate([result.frames, goal], axis=2)
+    frames = np.concatenate([result.frames, goal], axis=2)
+    scale = max(1, -(-min_height // frames.shape[1]))
+    return frames.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -71,6 +75,16 @@ def evaluate_planning(
     finally:
         env.close()
     plot_energy_by_iteration([e for r in planned for e in r.energies], out / "energy_by_iteration.png")
+    if planned[0].distances:
+        radius = getattr(env.unwrapped, "success_radius", None) or getattr(
+            env.unwrapped, "success_angle", None
+        )
+        plot_distance_over_time(
+            [r.distances for r in planned],
+            [r.distances for r in random],
+            out / "distance_over_time.png",
+            radius,
+        )
     seconds = [s for r in planned for s in r.seconds_per_action]
     summary = {
         "env": env_spec,

@@ -120,6 +120,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, kin
 
 @dataclass
 class PredictorSettings:
+    # frozen: V-JEPA 2-AC (the encoder's layer-normed tokens are the latents, features cached);
+    # finetune: the V-JEPA-pretrained encoder trained further through the dynamics loss;
+    # joint: encoder and predictor from scratch, end to end (LeWorldModel). Both trained modes plan
+    # on one `latent_dim` vector per frame (a projector on the tokens) kept from collapse by
+    # loss.regularizer.
+    encoder_training: str = "frozen"
+    latent_dim: int = 64
     preset: str = "ac_tiny"  # an AC_PRESETS name; the widths below override it when set
     dim: int | None = None
     depth: int | None = None
@@ -146,6 +153,14 @@ class LossConfig:
     rollout: float = 1.0  # weight of the L1 of predictions fed back as context
     rollout_steps: int = 2
     rollout_context: int = 3  # observed steps before the rollout starts (what MPC keeps: velocity)
+    distance: str = "l1"  # prediction error: l1 (V-JEPA 2-AC) or mse (LeWorldModel)
+    # anti-collapse term on the latents of a trained encoder (finetune, joint), with no EMA teacher;
+    # a frozen encoder's latents cannot collapse, so setting a weight there is refused
+    # weight of the state head's error (decoding observation.state from each frame's latents), the
+    # goal energy planning uses by default; 0: no head. Needs model.use_states (the states loaded).
+    state_decoding: float = 1.0
+    regularizer: str = "sigreg"  # or vicreg
+    regularizer_weight: float | None = None  # None: 0.1 for trained encoders
 
 
 @dataclass
@@ -154,6 +169,8 @@ class EncoderPretraining:
 
     preset: str = "vit_tiny"
     patch_size: int = 16  # 64 px frames -> 4 x 4 tokens: cheap enough to plan with on a CPU
+    depth: int | None = None  # the preset's unless set
+    dim: int | None = None  # the preset's unless set (heads follow, keeping the head width)
     num_frames: int = 4
     steps: int = 1000  # ~6 min here; at 300 the latents track the pose too loosely to see actions
     batch_size: int = 16

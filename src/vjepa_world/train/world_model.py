@@ -1,17 +1,21 @@
-"""World-model training (`vjepa-world train-wm`): the action-conditioned predictor on a frozen encoder.
+"""World-model training (`vjepa-world train-wm`), in one of three `model.encoder_training` modes.
 
 1. Encoder: the one given, or else the default CPU-sized encoder pretrained here with the V-JEPA
-   objective on the dataset's own videos (`OUT/encoder/`, resumed if interrupted).
-2. Features: every frame encoded once (layer-normed latents, `OUT/features/`), reused by every
-   epoch and by reruns with the same encoder.
-3. Predictor: teacher-forcing L1 (true latents as context) plus rollout L1 (its own predictions fed
-   back, `loss.rollout_steps` steps), AdamW with warmup-stable-decay. As in pretraining, the data
+   objective on the dataset's own videos (`OUT/encoder/`, resumed if interrupted); in "joint" mode
+   a fresh one of the same architecture.
+2. Inputs, each decoded or encoded once and reused by every epoch and by reruns: "frozen" caches
+   every frame's layer-normed tokens (`OUT/features/`); the trained modes cache the decoded
+   frames (`OUT/frames/`) and encode them in every step, with gradients.
+3. Loss: teacher-forcing error (true latents as context) plus rollout error (predictions fed back,
+   `loss.rollout_steps` steps); the trained modes add the anti-collapse term on the latents of
+   each time step over the batch (SIGReg by default). AdamW with warmup-stable-decay. The data
    order is a function of (seed, step), so a run killed and resumed from `checkpoint.pt` has the
    losses of an uninterrupted one.
 
 The last episodes (`data.val_fraction`) are held out: at the end, the rollout error per horizon
 on them, against copying the last latents and against the same model fed shuffled actions, goes
-into `summary.json`. The run folder then loads with `WorldModel.from_pretrained(OUT)`.
+into `summary.json`, with a warning when the actions barely matter. The run folder then loads
+with `WorldModel.from_pretrained(OUT)`, which carries the frame skip, history and latent kind.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -31,9 +36,13 @@ from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
 from ..data.datasets import EpochSampler
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
 from ..eval.world_model import rollout_errors
+from ..jepa import VJEPAConfig
 from ..nn import KVCache, VideoEncoder
+from ..nn.heads import StateHead, StateHeadConfig
+from ..nn.projector import LatentProjector, ProjectorConfig
+from ..nn.regularizers import REGULARIZERS, dimension_std, effective_rank, regularizer
 from ..viz import plot_training_curves
-from ..world_model import WorldModel
+from ..world_model import ENCODER_TRAINING, WorldModel
 from . import distributed
 from .config import EncoderPretraining, LossConfig, PretrainConfig, WorldModelConfig, build_config
 from .logs import MetricsLog
@@ -44,21 +53,31 @@ log = logging.getLogger(__name__)
 
 
 class WorldModelObjective(nn.Module):
-    """loss, metrics = objective(latents (B, T, N, D), actions (B, T, A), states (B, T, S) or None)."""
+    """loss, metrics = objective(inputs, actions (B, T, A), states (B, T, S) or None), where inputs
+    are cached latents `(B, T, N, D)` for a frozen encoder, else uint8 frames `(B, T, H, W, 3)`."""
 
     def __init__(self, world_model: WorldModel, loss: LossConfig):
         super().__init__()
         self.world_model, self.loss = world_model, loss
+        self.generator = torch.Generator()  # SIGReg's directions: reseeded every step (exact resume)
 
-    def forward(self, latents: Tensor, actions: Tensor, states: Tensor | None) -> tuple[Tensor, dict]:
+    def error(self, predicted: Tensor, target: Tensor) -> Tensor:
+        difference = predicted - target
+        return (difference.abs() if self.loss.distance == "l1" else difference.square()).mean()
+
+    def forward(
+        self, inputs: Tensor, actions: Tensor, states: Tensor | None, step: int = 0
+    ) -> tuple[Tensor, dict]:
         world_model, context, horizon = self.world_model, self.loss.rollout_context, self.loss.rollout_steps
+        trained = world_model.encoder_training != "frozen"
+        latents = world_model.embed(inputs) if trained else inputs  # (B, T, N, D)
         pick = lambda x, steps: None if x is None else x[:, steps]
         cache = KVCache(world_model.predictor.config.depth)
         observed = slice(None, -1)  # steps 0..T-2 predict steps 1..T-1
         predicted = world_model.predict_next(
             latents[:, observed], actions[:, observed], pick(states, observed), cache=cache
         )  # (B, T-1, N, D)
-        teacher_forcing = (predicted - latents[:, 1:]).abs().mean()
+        teacher_forcing = self.error(predicted, latents[:, 1:])
         loss = self.loss.teacher_forcing * teacher_forcing
         metrics = {"loss/teacher_forcing": teacher_forcing.detach()}
         if self.loss.rollout and horizon > 0:
@@ -68,21 +87,57 @@ class WorldModelObjective(nn.Module):
             rolled = world_model.rollout(
                 latents[:, context], actions[:, ahead], imagined, history=cache.first(context)
             )  # (B, horizon, N, D)
-            rollout = (rolled - latents[:, context + 1 : context + 1 + horizon]).abs().mean()
+            rollout = self.error(rolled, latents[:, context + 1 : context + 1 + horizon])
             loss = loss + self.loss.rollout * rollout
             metrics["loss/rollout"] = rollout.detach()
-        metrics["copy_last"] = (latents[:, 1:] - latents[:, :-1]).abs().mean()  # the bar to beat
+        if world_model.state_head is not None and self.loss.state_decoding:
+            decoded = world_model.decode_state(latents)  # (B, T, S) standardised
+            state_error = (decoded - world_model.state_head.standardize(states)).square().mean()
+            loss = loss + self.loss.state_decoding * state_error
+            metrics["loss/state_decoding"] = state_error.detach()
+        if trained:  # anti-collapse: each time step's latents over the batch, as LeWorldModel
+            self.generator.manual_seed(step)
+            per_step = [
+                regularizer(self.loss.regularizer, latents[:, t].flatten(1), self.generator)
+                for t in range(latents.shape[1])
+            ]
+            term = torch.stack(per_step).mean()
+            loss = loss + self.loss.regularizer_weight * term
+            flat = latents.detach().flatten(0, 1).flatten(1)  # (B*T, N*D)
+            std = dimension_std(flat)
+            metrics |= {
+                f"loss/{self.loss.regularizer}": term.detach(),
+                "latent_rank": effective_rank(flat),
+                "latent_std/mean": std.mean(),
+                "latent_std/min": std.min(),
+            }
+        metrics["copy_last"] = self.error(latents[:, :-1], latents[:, 1:]).detach()  # the bar to beat
         metrics["loss"] = loss.detach()
         return loss, metrics
 
 
-def encoder_fingerprint(encoder: VideoEncoder) -> str:
-    """A short hash of an encoder's config and weights: the feature cache's key."""
+def encoder_fingerprint(encoder: VideoEncoder, projector: LatentProjector | None = None) -> str:
+    """A short hash of an encoder's (and projector's) config and weights: the feature cache's key."""
     digest = hashlib.sha1(json.dumps(dataclasses.asdict(encoder.config), sort_keys=True).encode())
-    for name, tensor in encoder.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    modules = [encoder] if projector is None else [encoder, projector]
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return f"{type(encoder).__name__}-{digest.hexdigest()[:16]}"
+
+
+def encoder_architecture(settings: EncoderPretraining, image_size: int) -> VJEPAConfig:
+    """The V-JEPA model config of the default encoder: what is pretrained, or trained from scratch."""
+    return VJEPAConfig(
+        preset=settings.preset,
+        patch_size=settings.patch_size,
+        encoder_depth=settings.depth,
+        encoder_dim=settings.dim,
+        num_frames=settings.num_frames,
+        image_size=image_size,
+        temporal_mask_ratio=0.5,
+    )
 
 
 def pretrain_encoder(
@@ -93,15 +148,10 @@ def pretrain_encoder(
     dataset = LeRobotDataset(dataset_dir, state_key=None)
     videos = [dataset.video_path(e) for e in dataset.episode_indices]
     if not (out / "summary.json").exists():
+        model = encoder_architecture(settings, _video_size(dataset, videos[0]))
         config: PretrainConfig = build_config(
             {
-                "model": {
-                    "preset": settings.preset,
-                    "patch_size": settings.patch_size,
-                    "num_frames": settings.num_frames,
-                    "image_size": _video_size(dataset, videos[0]),
-                    "temporal_mask_ratio": 0.5,
-                },
+                "model": {k: v for k, v in dataclasses.asdict(model).items() if v is not None},
                 "data": {"frame_step": 1, "clips_per_video": 4, "crop_scale": [0.7, 1.0], "num_workers": 0},
                 "optim": {
                     "steps": settings.steps,
@@ -136,23 +186,137 @@ def split_episodes(dataset_dir: Path, val_fraction: float) -> tuple[list[int], l
     return episodes[: len(episodes) - held_out], episodes[len(episodes) - held_out :]
 
 
-def _batch(dataset: SequenceDataset, keys: list[int], device: torch.device, use_states: bool):
-    """Stack windows `keys` (sampler keys, taken modulo the dataset size) on `device`."""
+FRAME_SHAPE_KEY = "frames"  # the frame cache: decoded uint8 frames (T, H*W, 3) in the feature-cache format
+
+
+def _flat_frames(frames: Tensor) -> Tensor:
+    """uint8 frames `(B, H, W, 3)` -> `(B, H*W, 3)`: what the frame cache stores."""
+    return frames.flatten(1, 2)
+
+
+def _batch(
+    dataset: SequenceDataset, keys: list[int], device: torch.device, use_states: bool, side: int | None
+):
+    """Stack windows `keys` (sampler keys, taken modulo the dataset size) on `device`: cached latents
+    `(B, T, N, D)`, or with `side` the cached frames `(B, T, side, side, 3)`."""
     items = [dataset[key % len(dataset)] for key in keys]
-    latents = torch.stack([item["features"] for item in items]).to(device)  # (B, T, N, D)
+    inputs = torch.stack([item["features"] for item in items]).to(device)  # (B, T, N, D)
+    if side is not None:
+        inputs = inputs.unflatten(2, (side, side))  # (B, T, H, W, 3) uint8
     actions = torch.stack([item["actions"] for item in items]).to(device)  # (B, T, A)
     states = torch.stack([item["states"] for item in items]).to(device) if use_states else None
-    return latents, actions, states
+    return inputs, actions, states
+
+
+def _state_sample(windows: SequenceDataset, episodes: int = 64) -> Tensor:
+    """The raw states `(n, S)` of up to `episodes` training episodes: the state head's statistics."""
+    rows = [windows.meta.read_rows(int(e))["states"] for e in windows.episodes[:episodes]]
+    return torch.from_numpy(np.concatenate(rows)).float()
+
+
+def _trained_modules(world_model: WorldModel) -> list[nn.Module]:
+    """What the optimiser updates (and a checkpoint holds): the predictor, plus the encoder and the
+    projector when they are trained."""
+    modules = [world_model.predictor]
+    if world_model.encoder_training != "frozen":
+        modules += [world_model.encoder, world_model.projector]
+    return modules + ([world_model.state_head] if world_model.state_head is not None else [])
 
 
 def _save_state(path: Path, world_model: WorldModel, optimizer, step: int, config: WorldModelConfig):
     state = {
-        "predictor": world_model.predictor.state_dict(),
+        "modules": [module.state_dict() for module in _trained_modules(world_model)],
         "optimizer": optimizer.state_dict(),
         "step": step,
         "config": json.dumps(config.to_dict()),
     }
     atomic_torch_save(state, path)
+
+
+def check_config(config: WorldModelConfig) -> None:
+    """One-line errors for settings that contradict the training mode (nothing is silently ignored)."""
+    mode, loss = config.model.encoder_training, config.loss
+    if mode not in ENCODER_TRAINING:
+        raise ValueError(f"model.encoder_training must be one of {', '.join(ENCODER_TRAINING)}, got {mode!r}")
+    if loss.distance not in ("l1", "mse"):
+        raise ValueError(f"loss.distance must be l1 or mse, got {loss.distance!r}")
+    if loss.regularizer not in REGULARIZERS:
+        raise ValueError(
+            f"loss.regularizer must be one of {', '.join(REGULARIZERS)}, got {loss.regularizer!r}"
+        )
+    defaults = WorldModelConfig()
+    if mode == "frozen":
+        if loss.regularizer_weight is not None:
+            raise ValueError(
+                "loss.regularizer_weight acts on trained encoders only (a frozen encoder's latents cannot "
+                "collapse): set model.encoder_training=finetune or joint, or drop it"
+            )
+        if config.model.latent_dim != defaults.model.latent_dim:
+            raise ValueError(
+                "model.latent_dim sizes the projector of trained encoders; a frozen one plans on its tokens"
+            )
+    if mode == "joint":
+        changed = [
+            k
+            for k in ("steps", "batch_size", "lr")
+            if getattr(config.encoder, k) != getattr(defaults.encoder, k)
+        ]
+        if changed:
+            raise ValueError(
+                f"encoder.{changed[0]} sets V-JEPA pretraining, which joint training skips (it trains the "
+                "encoder from scratch with optim.*): drop it or use model.encoder_training=finetune"
+            )
+
+
+def build_world_model(
+    config: WorldModelConfig, encoder: VideoEncoder, action_dim: int, state_dim: int, image_size: int
+) -> WorldModel:
+    """A fresh world model for this encoder in the configured mode (projector, state head and
+    predictor at init)."""
+    mode = config.model.encoder_training
+    tokens = (image_size // encoder.config.patch_size) ** 2
+    projector = state_head = None
+    if mode != "frozen":
+        projector = LatentProjector(
+            ProjectorConfig(tokens=tokens, encoder_dim=encoder.config.dim, latent_dim=config.model.latent_dim)
+        )
+    if state_dim and config.loss.state_decoding:
+        latent_tokens, latent_dim = (
+            (tokens, encoder.config.dim) if projector is None else (1, config.model.latent_dim)
+        )
+        state_head = StateHead(
+            StateHeadConfig(tokens=latent_tokens, latent_dim=latent_dim, state_dim=state_dim)
+        )
+    widths = {k: v for k in ("dim", "depth", "num_heads") if (v := getattr(config.model, k)) is not None}
+    return WorldModel(
+        encoder,
+        projector=projector,
+        state_head=state_head,
+        encoder_training=mode,
+        frame_skip=config.data.frame_skip,
+        history=config.loss.rollout_context,
+        action_dim=action_dim,
+        state_dim=state_dim,
+        preset=config.model.preset,
+        **widths,
+    )
+
+
+def action_blind_warning(val: dict, margin: float = 0.03) -> str | None:
+    """A one-line warning when the held-out error with shuffled actions is within `margin` of the
+    true actions' at every horizon: the model then plans on momentum, not on its actions."""
+    l1 = val.get("l1", {})
+    true, shuffled = l1.get("world model"), l1.get("shuffled actions")
+    if not true or not shuffled:
+        return None
+    gaps = [s / t - 1 for t, s in zip(true, shuffled, strict=True) if t > 0]
+    if gaps and max(gaps) < margin:
+        return (
+            f"the world model barely uses its actions: shuffled actions raise its held-out error by at most "
+            f"{100 * max(gaps):.1f}%; try data with more motion (collect --policy hold), a longer "
+            "data.frame_skip, or model.encoder_training=joint"
+        )
+    return None
 
 
 def train_world_model(
@@ -167,13 +331,16 @@ def train_world_model(
 ) -> dict:
     """Train a WorldModel on the LeRobot dataset `data`, writing into `out` (see the module docstring).
     `stop_after` ends the run early after that many steps (as a kill would, but cleanly)."""
-    optim, run, settings = config.optim, config.run, config.data
+    check_config(config)
+    optim, run, settings, mode = config.optim, config.run, config.data, config.model.encoder_training
+    if mode != "frozen" and config.loss.regularizer_weight is None:
+        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, regularizer_weight=0.1))
     data, out = Path(data), Path(out)
     checkpoint = check_run(out, resume, run.precision)
     if run.fsdp:
         raise ValueError(
             "train-wm runs DDP only (the predictor, even the released 300 M one, fits on a device; the "
-            "encoder is frozen and only encodes once): drop run.fsdp"
+            "encoder is small or frozen): drop run.fsdp"
         )
     needed = config.loss.rollout_context + 1 + config.loss.rollout_steps if config.loss.rollout else 2
     if settings.sequence_length < needed:
@@ -187,8 +354,15 @@ def train_world_model(
             f"{data} has no {state_key!r} feature for the state token: train without one "
             "(--set model.use_states=false)"
         )
+    if mode == "joint" and encoder is not None:
+        raise ValueError("joint training starts the encoder from scratch: drop --encoder, or use finetune")
+    meta = LeRobotDataset(data, state_key=None)
+    side = _video_size(meta, meta.video_path(meta.episode_indices[0]))
     train_episodes, val_episodes = split_episodes(data, settings.val_fraction)
-    if encoder is None:
+    if encoder is None and mode == "joint":
+        torch.manual_seed(run.seed)
+        encoder = VideoEncoder(encoder_architecture(config.encoder, side).model_configs()[0])
+    elif encoder is None:
         encoder = pretrain_encoder(data, out / "encoder", config.encoder, run.seed, progress)
     process = distributed.setup(run.device)  # after pretraining, which leaves the process group
     per_rank, remainder = divmod(optim.batch_size, process.world_size)
@@ -198,47 +372,45 @@ def train_world_model(
         )
 
     encoder = encoder.to(process.device)
-    encoding = WorldModel(encoder, action_dim=1)  # only its encode(): the predictor is built below
-    key = encoder_fingerprint(encoder)
+    if mode == "frozen":  # every frame's tokens, encoded once
+        cache_dir, key = out / "features", encoder_fingerprint(encoder)
+        encode_fn = WorldModel(
+            encoder, action_dim=1
+        ).encode  # only its encode(): the predictor is built below
+    else:  # every frame decoded once; the encoder sees them in every step
+        cache_dir, key, encode_fn = out / "frames", f"{FRAME_SHAPE_KEY}-{side}", _flat_frames
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
         encode_episodes(
-            data,
-            encoding.encode,
-            out / "features",
-            key=key,
-            batch_size=settings.encode_batch,
-            progress=progress,
+            data, encode_fn, cache_dir, key=key, batch_size=settings.encode_batch, progress=progress
         )
     distributed.barrier(process)
-    features = FeatureCache(out / "features", key)  # complete now: the main process encoded
+    inputs = FeatureCache(cache_dir, key)  # complete now: the main process wrote it
 
-    window = dict(frame_skip=settings.frame_skip, features=features, state_key=state_key)
-    train_set = SequenceDataset(data, settings.sequence_length, episodes=train_episodes, **window)
+    window = dict(frame_skip=settings.frame_skip, state_key=state_key, keep_episodes=len(train_episodes))
+    train_set = SequenceDataset(
+        data, settings.sequence_length, episodes=train_episodes, features=inputs, **window
+    )
     first = train_set[0]
 
     torch.manual_seed(run.seed)
-    widths = {k: v for k in ("dim", "depth", "num_heads") if (v := getattr(config.model, k)) is not None}
-    world_model = WorldModel(
-        encoder,
-        action_dim=first["actions"].shape[-1],
-        state_dim=first["states"].shape[-1] if config.model.use_states else 0,
-        preset=config.model.preset,
-        **widths,
-    )
+    state_dim = first["states"].shape[-1] if config.model.use_states else 0
+    world_model = build_world_model(config, encoder, first["actions"].shape[-1], state_dim, side)
+    if world_model.state_head is not None:
+        world_model.state_head.set_statistics(_state_sample(train_set))
+    trained = _trained_modules(world_model)
     step, state = 0, None
     if resume and checkpoint.exists():
         state = read_checkpoint_file(checkpoint)
-        world_model.predictor.load_state_dict(state["predictor"])
+        for module, weights in zip(trained, state["modules"], strict=True):
+            module.load_state_dict(weights)
         step = state["step"]
         log.info("resuming %s at step %d", out, step)
     world_model.to(process.device)
     world_model.predictor.gradient_checkpointing = run.activation_checkpointing
     objective = WorldModelObjective(world_model, config.loss)
-    net = distributed.wrap(objective, [world_model.predictor], process, run.fsdp)
-    optimizer = torch.optim.AdamW(
-        param_groups([world_model.predictor], optim.weight_decay), betas=optim.betas, eps=optim.eps
-    )
+    net = distributed.wrap(objective, trained, process, run.fsdp)
+    optimizer = torch.optim.AdamW(param_groups(trained, optim.weight_decay), betas=optim.betas, eps=optim.eps)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
 
@@ -249,20 +421,22 @@ def train_world_model(
     autocast = distributed.autocast(process, run.precision)
     metrics_log = MetricsLog(out, enabled=process.is_main, start_step=step)
     end = optim.steps if stop_after is None else min(optim.steps, stop_after)
-    bar = tqdm(total=optim.steps, initial=step, desc="train-wm", unit="step", disable=not progress)
+    bar = tqdm(total=optim.steps, initial=step, desc=f"train-wm ({mode})", unit="step", disable=not progress)
     bar.disable = bar.disable or not process.is_main
     started = time.perf_counter()
     values: dict[str, float] = {}
+    pixels = None if mode == "frozen" else side
+    world_model.train()
     while step < end:
         tick = time.perf_counter()
         lr = set_learning_rate(optimizer, optim, step)
         batch_keys = [next(keys) for _ in range(per_rank)]
-        batch = _batch(train_set, batch_keys, process.device, config.model.use_states)
+        batch = _batch(train_set, batch_keys, process.device, config.model.use_states, pixels)
         with autocast:
-            loss, metrics = net(*batch)
+            loss, metrics = net(*batch, step=step)
         loss.backward()
         if optim.grad_clip:
-            parameters = world_model.predictor.parameters()
+            parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
             metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(parameters, optim.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -284,22 +458,54 @@ def train_world_model(
         "steps": step,
         "finished": step >= optim.steps,
         "final_loss": values.get("loss"),
+        "encoder_training": mode,
+        "latent": world_model.latent,
         "train_episodes": len(train_episodes),
         "val_episodes": len(val_episodes),
         "action_dim": world_model.action_dim,
+        "frame_skip": world_model.frame_skip,
+        "history": world_model.history,
         "seconds": round(time.perf_counter() - started, 2),
         "processes": process.world_size,
     }
     if summary["finished"] and process.is_main:
         world_model.eval()
         if val_episodes:
-            context, horizon = config.loss.rollout_context, settings.eval_horizon
-            val_set = SequenceDataset(data, context + 1 + horizon, episodes=val_episodes, **window)
-            summary["val"] = rollout_errors(
-                world_model, val_set, horizon, context=context, use_states=config.model.use_states
-            )
+            summary["val"] = _held_out_errors(world_model, config, data, out, val_episodes, window, progress)
+            warning = action_blind_warning(summary["val"])
+            if warning:
+                log.warning(warning)
+                summary["warning"] = warning
         world_model.save_pretrained(out)
         plot_training_curves(out, out / "training_curves.png")
         atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     distributed.teardown()
     return summary
+
+
+def _held_out_errors(
+    world_model: WorldModel,
+    config: WorldModelConfig,
+    data: Path,
+    out: Path,
+    episodes: list[int],
+    window: dict,
+    progress: bool,
+) -> dict:
+    """Rollout errors on the held-out episodes' latents (encoded by the trained model if it trained one)."""
+    key = encoder_fingerprint(world_model.encoder, world_model.projector)
+    if world_model.encoder_training == "frozen":
+        features = FeatureCache(out / "features", key)
+    else:
+        features = encode_episodes(
+            data,
+            world_model.encode,
+            out / "features",
+            key=key,
+            batch_size=config.data.encode_batch,
+            progress=progress,
+        )
+    context, horizon = config.loss.rollout_context, config.data.eval_horizon
+    window = window | {"features": features, "keep_episodes": len(episodes)}
+    val_set = SequenceDataset(data, context + 1 + horizon, episodes=episodes, **window)
+    return rollout_errors(world_model, val_set, horizon, context=context, use_states=config.model.use_states)
