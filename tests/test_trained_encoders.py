@@ -1,0 +1,120 @@
+"""train-wm's encoder modes: frozen stays bit-identical, finetune and joint train the encoder end to
+end with an anti-collapse term, the saved model carries its settings, and planning checks them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from test_train_wm import TINY, collect_reacher
+from vjepa_world import VideoEncoder, WorldModel
+from vjepa_world.config import get_preset
+from vjepa_world.envs import REACHER_ID, make_env
+from vjepa_world.planning import planner_config, run_mpc_episode
+from vjepa_world.train.config import WorldModelConfig, build_config
+from vjepa_world.train.logs import read_log
+from vjepa_world.train.world_model import action_blind_warning, train_world_model
+
+JOINT = [*TINY, "model.encoder_training=joint", "encoder.preset=vit_micro", "model.latent_dim=8"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return collect_reacher(tmp_path_factory.mktemp("reacher"), steps=10)
+
+
+def _train(settings, data, out, **kwargs):
+    return train_world_model(
+        build_config({}, settings, kind=WorldModelConfig), data, out, progress=False, **kwargs
+    )
+
+
+def test_joint_training_trains_end_to_end_and_the_saved_model_reloads_with_identical_rollouts(data, tmp_path):
+    summary = _train(JOINT, data, tmp_path / "joint")
+    assert summary["finished"] and summary["encoder_training"] == "joint" and summary["latent"] == "vector"
+    rows = read_log(tmp_path / "joint")
+    for key in ("loss/sigreg", "loss/state_decoding", "latent_rank", "latent_std/mean", "latent_std/min"):
+        assert all(np.isfinite(row[key]) for row in rows), key
+    assert rows[0]["latent_rank"] > 1.0
+    settings = json.loads((tmp_path / "joint" / "world_model.json").read_text())
+    assert (
+        settings["encoder_training"] == "joint" and settings["frame_skip"] == 1 and settings["history"] == 3
+    )
+    loaded = WorldModel.from_pretrained(tmp_path / "joint").eval()
+    assert loaded.latent == "vector" and loaded.state_head is not None
+    frames = torch.randint(0, 255, (2, 32, 32, 3), dtype=torch.uint8)
+    latents = loaded.encode(frames)
+    assert latents.shape == (2, 1, 8)
+    actions, states = torch.rand(3, 4, 2) * 2 - 1, torch.zeros(3, 4, 6)
+    again = WorldModel.from_pretrained(tmp_path / "joint").eval()
+    torch.testing.assert_close(
+        loaded.rollout(latents[:1], actions, states),
+        again.rollout(latents[:1], actions, states),
+        atol=0,
+        rtol=0,
+    )
+    assert loaded.decode_state(latents).shape == (2, 6)
+
+
+def test_joint_training_resumes_exactly(data, tmp_path):
+    _train(JOINT, data, tmp_path / "whole")
+    _train(JOINT, data, tmp_path / "part", stop_after=3)
+    _train(JOINT, data, tmp_path / "part", resume=True)
+    for a, b in zip(read_log(tmp_path / "whole"), read_log(tmp_path / "part"), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+
+
+def test_frozen_encoder_is_bit_identical_after_training_and_finetune_changes_it(data, tmp_path):
+    torch.manual_seed(0)
+    encoder = VideoEncoder(get_preset("vit_micro").encoder).eval()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    _train(TINY, data, tmp_path / "frozen", encoder=encoder)
+    frozen = WorldModel.from_pretrained(tmp_path / "frozen")
+    for key, value in before.items():
+        assert torch.equal(frozen.encoder.state_dict()[key], value), key
+        assert torch.equal(encoder.state_dict()[key], value), key
+    assert frozen.latent == "tokens" and frozen.encoder_training == "frozen"
+    _train([*TINY, "model.encoder_training=finetune"], data, tmp_path / "finetune", encoder=encoder)
+    tuned = WorldModel.from_pretrained(tmp_path / "finetune")
+    changed = [k for k, v in before.items() if not torch.equal(tuned.encoder.state_dict()[k], v)]
+    assert tuned.encoder_training == "finetune" and len(changed) > len(before) // 2
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (["loss.regularizer_weight=0.5"], "regularizer_weight acts on trained encoders"),
+        (["model.encoder_training=joint", "encoder.steps=50"], "joint training skips"),
+        (["model.encoder_training=pretrained"], "encoder_training must be one of"),
+        (["loss.distance=huber"], "loss.distance"),
+        (["model.encoder_training=joint", "loss.regularizer=barlow"], "loss.regularizer"),
+    ],
+)
+def test_settings_that_would_not_act_are_refused(data, tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        _train([*TINY, *settings], data, tmp_path / "run")
+
+
+def test_planning_uses_the_saved_frame_skip_and_refuses_a_mismatch(tmp_path):
+    torch.manual_seed(0)
+    encoder = VideoEncoder(get_preset("vit_micro").encoder)
+    env = make_env(REACHER_ID, image_size=32)
+    config = planner_config("default", samples=8, elites=2, iterations=1)
+    model = WorldModel(encoder, action_dim=6, frame_skip=3, history=2, dim=32, depth=2, num_heads=2).eval()
+    result = run_mpc_episode(env, model, config, seed=0, max_steps=7)
+    assert result.steps == 7 and len(result.distances) == 8  # 3 model steps of 3, cut at 7; reset included
+    with pytest.raises(ValueError, match="frame skip 2"):
+        mismatched = WorldModel(encoder, action_dim=6, frame_skip=2, dim=32, depth=2, num_heads=2).eval()
+        run_mpc_episode(env, mismatched, config, seed=0, max_steps=4)
+    with pytest.raises(ValueError, match="history 3 is longer"):
+        run_mpc_episode(env, model, planner_config("default", history=3), seed=0, max_steps=4)
+    env.close()
+
+
+def test_a_model_blind_to_its_actions_is_flagged():
+    blind = {"l1": {"world model": [0.10, 0.20], "shuffled actions": [0.101, 0.203]}}
+    seeing = {"l1": {"world model": [0.10, 0.20], "shuffled actions": [0.12, 0.26]}}
+    warning = action_blind_warning(blind)
+    assert warning and "1.5%" in warning and "frame_skip" in warning
+    assert action_blind_warning(seeing) is None
