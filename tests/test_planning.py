@@ -189,5 +189,5 @@ def test_plan_command_runs_episodes_and_writes_videos_plot_and_summary(tmp_path)
     assert summary["seconds_per_action"] > 0
     assert (out / "energy_by_iteration.png").is_file()
     frames = read_clip_frames(out / "episode_001.mp4", range(6))  # 5 steps + the start
-    assert frames.shape == (6, 64, 128, 3)  # observation | goal
+    assert frames.shape == (6, 256, 512, 3)  # observation | goal, upscaled 4x
     assert main([*argv, "--out", str(out), "--set", "sample=3"]) == 2  # a typo is a one-line error

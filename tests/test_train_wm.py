@@ -21,7 +21,8 @@ from vjepa_world.train.config import LossConfig, WorldModelConfig, build_config
 from vjepa_world.train.logs import read_log
 from vjepa_world.train.world_model import WorldModelObjective, train_world_model
 
-TINY = [  # a predictor and schedule that train in seconds
+TINY = [  # a predictor and schedule that train in seconds, on a given frozen encoder (V-JEPA 2-AC)
+    "model.encoder_training=frozen",
     "model.dim=32",
     "model.depth=2",
     "model.num_heads=2",
@@ -50,8 +51,8 @@ def reacher_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def long_reacher_data(tmp_path_factory):
-    """Episodes long enough for the default frame skip 4: (3 observed + 1 + 3 predicted) x 4 rows."""
-    return collect_reacher(tmp_path_factory.mktemp("reacher_long"), steps=28)
+    """Episodes long enough for the default frame skip 5: (3 observed + 1 + 3 predicted) x 5 rows."""
+    return collect_reacher(tmp_path_factory.mktemp("reacher_long"), steps=35)
 
 
 @pytest.fixture()
@@ -79,7 +80,8 @@ def test_train_wm_without_an_encoder_pretrains_one_and_writes_a_loadable_world_m
     long_reacher_data, tmp_path
 ):
     out = tmp_path / "run"
-    encoder_settings = ["encoder.preset=vit_micro", "encoder.steps=3", "encoder.batch_size=4"]
+    encoder_settings = ["encoder.preset=vit_micro", "encoder.depth=2", "encoder.dim=64", "encoder.steps=3"]
+    encoder_settings.append("encoder.batch_size=4")
     default_data = [value for value in TINY if not value.startswith("data.frame_skip")]
     sets = [arg for value in [*default_data, *encoder_settings] for arg in ("--set", value)]
     assert main(["train-wm", "--data", str(long_reacher_data), "--out", str(out), *sets]) == 0
@@ -97,13 +99,14 @@ def test_train_wm_without_an_encoder_pretrains_one_and_writes_a_loadable_world_m
     assert set(summary["val"]["l1"]) == {"world model", "copy last", "shuffled actions"}
     assert all(len(v) == 3 for v in summary["val"]["l1"].values())
     world_model = WorldModel.from_pretrained(out)
-    # defaults: a model step is 4 env steps (their 2-D torques concatenated) and sees the 6-D state
-    assert world_model.encoder.config.dim == 64 and (world_model.action_dim, world_model.state_dim) == (8, 6)
+    # defaults: a model step is 5 env steps (their 2-D torques concatenated) and sees the 6-D state
+    assert world_model.encoder.config.dim == 64 and (world_model.action_dim, world_model.state_dim) == (10, 6)
+    assert (world_model.frame_skip, world_model.history) == (5, 3)
     frames = torch.from_numpy(LeRobotDataset(long_reacher_data).read_frames(0, [0, 1]))  # (2, 32, 32, 3)
     latents = world_model.encode(frames)  # (2, N, 64): 32 px / patch 16 -> 4 tokens
     assert latents.shape == (2, 4, 64)
     states = world_model.imagined_states(torch.zeros(5, 6), 4)  # (5, 4, 6)
-    assert world_model.rollout(latents[:1], torch.zeros(5, 4, 8), states).shape == (5, 4, 4, 64)
+    assert world_model.rollout(latents[:1], torch.zeros(5, 4, 10), states).shape == (5, 4, 4, 64)
     # a second run on the same encoder reuses the cached features: nothing is encoded again
     cached = sorted(p.name for p in (out / "features").rglob("*.safetensors"))
     assert len(cached) == 5

@@ -224,6 +224,8 @@ def _train_wm(args: argparse.Namespace) -> None:
     print(f"trained {summary['steps']} steps, final loss {summary['final_loss']:.4f} -> {args.out}")
     for method, values in summary.get("val", {}).get("l1", {}).items():
         print(f"held-out L1 by horizon, {method:16}: " + " ".join(f"{v:.4f}" for v in values))
+    if summary.get("warning"):
+        print(f"warning: {summary['warning']}")
 
 
 def planner_settings(preset: str, method: str | None, pairs: list[str]):
@@ -474,16 +476,20 @@ def build_parser() -> argparse.ArgumentParser:
     train_wm = commands.add_parser(
         "train-wm",
         help="train an action-conditioned world model on a LeRobot dataset",
-        description="Train the action-conditioned predictor on a frozen encoder: --encoder, or else the "
-        "default CPU-sized encoder pretrained first on the dataset's own videos (OUT/encoder). Frames "
-        "are encoded once (OUT/features); teacher-forcing + rollout L1; writes checkpoint.pt, log.jsonl, "
-        "tensorboard/, and at the end the world model (config.json, model.safetensors, loadable with "
-        "WorldModel.from_pretrained) and summary.json with the held-out rollout error per horizon. "
-        "Runs under torchrun for several processes.",
+        description="Train an action-conditioned world model. model.encoder_training: joint (default: "
+        "encoder, projector to one latent vector per frame, state head and predictor from scratch, end to "
+        "end, with SIGReg), finetune (the --encoder, or one V-JEPA-pretrained on the dataset, trained "
+        "further) or frozen (V-JEPA 2-AC: the predictor on the encoder's cached tokens). Teacher-forcing "
+        "+ rollout loss; writes checkpoint.pt, log.jsonl, tensorboard/, and at the end the world model "
+        "(loadable with WorldModel.from_pretrained, carrying its frame skip and history) and summary.json "
+        "with the held-out rollout error per horizon. Runs under torchrun for several processes.",
     )
     train_wm.add_argument("--data", required=True, help="LeRobot v2 dataset directory (vjepa-world collect)")
     train_wm.add_argument("--out", required=True, help="run directory")
-    train_wm.add_argument("--encoder", help="frozen encoder checkpoint (default: pretrain one on --data)")
+    train_wm.add_argument(
+        "--encoder",
+        help="encoder checkpoint for model.encoder_training=frozen or finetune (default: pretrain one)",
+    )
     train_wm.add_argument("--preset", help="architecture preset of --encoder, when it cannot be inferred")
     train_wm.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
     train_wm.add_argument("--config", help="YAML config with model/data/loss/encoder/optim/run sections")
@@ -504,7 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--episodes", type=int, default=10)
     plan.add_argument("--out", required=True, help="output directory")
     plan.add_argument("--planner", choices=["cem", "mppi"], help="default: the preset's (cem)")
-    plan.add_argument("--preset", default="vjepa2_ac", help="planner preset: vjepa2_ac (upstream) or fast")
+    plan.add_argument(
+        "--preset", default="default", help="planner preset: default, vjepa2_ac (upstream), lewm or fast"
+    )
     add_set_arg(plan, "override a planner setting, e.g. samples=200 horizon=3 energy=l2", "KEY=VALUE")
     plan.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
     plan.add_argument("--size", type=int, default=64, help="observation side in pixels")
@@ -522,7 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--env", default="vjepa_world/ReacherGoal-v0")
     demo.add_argument("--episodes", type=int, help="training episodes to collect (default 200)")
     demo.add_argument("--plan-episodes", type=int, help="planning episodes (default 10)")
-    demo.add_argument("--preset", default="fast", help="planner preset: fast (default) or vjepa2_ac")
+    demo.add_argument(
+        "--preset", default="default", help="planner preset: default, vjepa2_ac (upstream), lewm or fast"
+    )
     add_set_arg(demo, "override a train-wm config value")
     demo.add_argument("--smoke", action="store_true", help="a seconds-long run of every stage (for tests)")
     demo.set_defaults(run=_demo)

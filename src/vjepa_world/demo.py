@@ -1,8 +1,8 @@
 """The main job (`vjepa-world demo`, `make demo`): a world model that plans, from nothing.
 
 1. collect random-action episodes of the environment (LeRobot layout, `OUT/data`);
-2. `train-wm` on them: pretrain the CPU-sized encoder on the frames with the V-JEPA objective,
-   freeze it, train the action-conditioned predictor (`OUT/world_model`);
+2. `train-wm` on them with its defaults: encoder, projector, state head and action-conditioned
+   predictor trained jointly from pixels with SIGReg (`OUT/world_model`);
 3. plan toward goal images with MPC, against random actions from the same starts (`OUT/plan`);
 4. print the results table and write `OUT/report.md` with the plots and one episode video.
 
@@ -29,8 +29,8 @@ from .world_model import WorldModel
 
 SMOKE_TRAINING = [  # seconds instead of minutes: for tests and CI, not for results
     "encoder.preset=vit_micro",
-    "encoder.steps=4",
-    "encoder.batch_size=4",
+    "encoder.depth=2",
+    "encoder.dim=64",
     "model.dim=32",
     "model.depth=2",
     "model.num_heads=2",
@@ -45,14 +45,14 @@ SMOKE_TRAINING = [  # seconds instead of minutes: for tests and CI, not for resu
 @dataclass
 class DemoSettings:
     env: str = REACHER_ID
-    episodes: int = 200  # collected for training, 50 steps each on ReacherGoal
+    episodes: int = 400  # collected for training, 50 steps each on ReacherGoal (20,000 frames)
     steps: int = 50
     policy: str = "random"
     image_size: int = 64
     training: list[str] = field(default_factory=list)  # train-wm `section.key=value` overrides
-    planner: str = "fast"  # planner preset
+    planner: str = "default"  # planner preset
     planner_changes: dict = field(default_factory=dict)
-    plan_episodes: int = 10
+    plan_episodes: int = 50
     plan_steps: int | None = None  # default: the environment's time limit
     seed: int = 0
 
@@ -61,11 +61,11 @@ class DemoSettings:
         """The whole pipeline in well under a minute."""
         settings = cls(
             episodes=6,
-            steps=24,  # one training window at the default frame skip 4 (6 frames x 4 steps)
+            steps=30,  # one training window at the default frame skip 5 (6 frames x 5 steps)
             training=list(SMOKE_TRAINING),
             planner_changes={"samples": 16, "elites": 4, "iterations": 2},
             plan_episodes=2,
-            plan_steps=6,
+            plan_steps=7,
         )
         for key, value in changes.items():
             setattr(settings, key, value)
@@ -101,8 +101,9 @@ def write_report(out: Path, settings: DemoSettings, training: dict, planning: di
     lines = [
         f"# vjepa-world demo: {settings.env}",
         "",
-        f"{settings.episodes} random-action episodes -> V-JEPA encoder pretrained on their frames -> "
-        f"action-conditioned predictor -> MPC toward goal images ({planning['settings']['method']}, "
+        f"{settings.episodes} {settings.policy}-action episodes -> world model trained end to end from "
+        f"pixels ({training.get('encoder_training', '?')} encoder, {training.get('latent', '?')} latents, "
+        f"frame skip {training.get('frame_skip', '?')}) -> MPC toward goal images ({planning['settings']['method']}, "
         f"{planning['settings']['samples']} samples x {planning['settings']['iterations']} iterations, "
         f"horizon {planning['settings']['horizon']}).",
         "",
@@ -133,6 +134,8 @@ def write_report(out: Path, settings: DemoSettings, training: dict, planning: di
         "![training curves](world_model/training_curves.png)",
         "",
         "## Planning",
+        "",
+        "![distance to the goal over time](plan/distance_over_time.png)",
         "",
         "![energy by iteration](plan/energy_by_iteration.png)",
         "",

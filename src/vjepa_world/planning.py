@@ -78,7 +78,14 @@ PLANNER_PRESETS = {
     ),
     # LeWorldModel's CEM: 5 model steps ahead, 300 samples, the best 30, 30 iterations, MSE at the end
     "lewm": PlannerConfig(
-        horizon=5, samples=300, elites=30, iterations=30, momentum=0.0, objective="latent", energy="l2", reduce="final"
+        horizon=5,
+        samples=300,
+        elites=30,
+        iterations=30,
+        momentum=0.0,
+        objective="latent",
+        energy="l2",
+        reduce="final",
     ),
     # what a 2-core CPU plans with in about a tenth of a second per action
     "fast": PlannerConfig(horizon=2, samples=100, elites=10, iterations=4, momentum=0.15),
@@ -121,7 +128,9 @@ def make_objective(world_model, goal: Tensor, config: PlannerConfig) -> Objectiv
     """The configured objective toward the goal latents `(N, D)` (see `PlannerConfig.objective`)."""
     has_head = getattr(world_model, "state_head", None) is not None
     if config.objective == "state" and not has_head:
-        raise ValueError("objective=state needs a world model with a state head (trained on observation.state)")
+        raise ValueError(
+            "objective=state needs a world model with a state head (trained on observation.state)"
+        )
     if config.objective == "state" or (config.objective == "auto" and has_head):
         return state_energy(world_model, goal, config.reduce)
     return goal_energy(goal, config.energy, config.reduce)

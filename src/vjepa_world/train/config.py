@@ -125,7 +125,7 @@ class PredictorSettings:
     # joint: encoder and predictor from scratch, end to end (LeWorldModel). Both trained modes plan
     # on one `latent_dim` vector per frame (a projector on the tokens) kept from collapse by
     # loss.regularizer.
-    encoder_training: str = "frozen"
+    encoder_training: str = "joint"
     latent_dim: int = 64
     preset: str = "ac_tiny"  # an AC_PRESETS name; the widths below override it when set
     dim: int | None = None
@@ -139,9 +139,9 @@ class PredictorSettings:
 @dataclass
 class SequenceConfig:
     sequence_length: int = 6  # frames per training window (T): T - 1 transitions
-    # env steps between frames, the actions in between concatenated: at 4 a 50 Hz env's actions move
-    # the arm pixels per model step instead of a fraction of one (V-JEPA 2-AC runs at 4 fps)
-    frame_skip: int = 4
+    # env steps between frames, the actions in between concatenated: at 5 a 50 Hz env's actions move
+    # the arm pixels per model step instead of a fraction of one (LeWorldModel and DINO-WM use 5)
+    frame_skip: int = 5
     val_fraction: float = 0.1  # episodes held out (the last ones) for validation
     eval_horizon: int = 4  # steps of the held-out rollout-error evaluation (after loss.rollout_context)
     encode_batch: int = 64
@@ -153,7 +153,8 @@ class LossConfig:
     rollout: float = 1.0  # weight of the L1 of predictions fed back as context
     rollout_steps: int = 2
     rollout_context: int = 3  # observed steps before the rollout starts (what MPC keeps: velocity)
-    distance: str = "l1"  # prediction error: l1 (V-JEPA 2-AC) or mse (LeWorldModel)
+    # prediction error, l1 or mse; None: l1 on frozen tokens (V-JEPA 2-AC), mse on trained latents (LeWM)
+    distance: str | None = None
     # anti-collapse term on the latents of a trained encoder (finetune, joint), with no EMA teacher;
     # a frozen encoder's latents cannot collapse, so setting a weight there is refused
     # weight of the state head's error (decoding observation.state from each frame's latents), the
@@ -169,8 +170,8 @@ class EncoderPretraining:
 
     preset: str = "vit_tiny"
     patch_size: int = 16  # 64 px frames -> 4 x 4 tokens: cheap enough to plan with on a CPU
-    depth: int | None = None  # the preset's unless set
-    dim: int | None = None  # the preset's unless set (heads follow, keeping the head width)
+    depth: int | None = 4  # None: the preset's (vit_tiny: 12); 4 x 128 trains end to end in minutes here
+    dim: int | None = 128  # None: the preset's (192); heads follow, keeping the head width
     num_frames: int = 4
     steps: int = 1000  # ~6 min here; at 300 the latents track the pose too loosely to see actions
     batch_size: int = 16

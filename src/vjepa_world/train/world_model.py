@@ -58,7 +58,7 @@ class WorldModelObjective(nn.Module):
 
     def __init__(self, world_model: WorldModel, loss: LossConfig):
         super().__init__()
-        self.world_model, self.loss = world_model, loss
+        self.world_model, self.loss = world_model, _resolved_loss(loss, world_model.encoder_training)
         self.generator = torch.Generator()  # SIGReg's directions: reseeded every step (exact resume)
 
     def error(self, predicted: Tensor, target: Tensor) -> Tensor:
@@ -238,7 +238,7 @@ def check_config(config: WorldModelConfig) -> None:
     mode, loss = config.model.encoder_training, config.loss
     if mode not in ENCODER_TRAINING:
         raise ValueError(f"model.encoder_training must be one of {', '.join(ENCODER_TRAINING)}, got {mode!r}")
-    if loss.distance not in ("l1", "mse"):
+    if loss.distance not in (None, "l1", "mse"):
         raise ValueError(f"loss.distance must be l1 or mse, got {loss.distance!r}")
     if loss.regularizer not in REGULARIZERS:
         raise ValueError(
@@ -266,6 +266,18 @@ def check_config(config: WorldModelConfig) -> None:
                 f"encoder.{changed[0]} sets V-JEPA pretraining, which joint training skips (it trains the "
                 "encoder from scratch with optim.*): drop it or use model.encoder_training=finetune"
             )
+
+
+def _resolved_loss(loss: LossConfig, mode: str) -> LossConfig:
+    """The mode-dependent defaults filled in: distance l1 (frozen) or mse, and the regulariser's weight."""
+    trained = mode != "frozen"
+    return dataclasses.replace(
+        loss,
+        distance=loss.distance or ("mse" if trained else "l1"),
+        regularizer_weight=loss.regularizer_weight
+        if loss.regularizer_weight is not None
+        else (0.1 if trained else 0.0),
+    )
 
 
 def build_world_model(
@@ -333,8 +345,6 @@ def train_world_model(
     `stop_after` ends the run early after that many steps (as a kill would, but cleanly)."""
     check_config(config)
     optim, run, settings, mode = config.optim, config.run, config.data, config.model.encoder_training
-    if mode != "frozen" and config.loss.regularizer_weight is None:
-        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, regularizer_weight=0.1))
     data, out = Path(data), Path(out)
     checkpoint = check_run(out, resume, run.precision)
     if run.fsdp:
