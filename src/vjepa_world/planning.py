@@ -26,7 +26,7 @@ from torch import Tensor
 
 Rollout = Callable[[Tensor], Tensor]
 Objective = Callable[[Tensor], Tensor]
-OBJECTIVES = ("auto", "latent", "state")
+OBJECTIVES = ("latent", "state")
 
 
 @dataclass
@@ -40,10 +40,10 @@ class PlannerConfig:
     init_std: float = 1.0  # first std, as a fraction of half the action range
     min_std: float = 0.02  # floor, same units: the search never collapses to one point
     temperature: float = 0.5  # MPPI: softmax(-standardised energy / temperature)
-    # what is compared with the goal: "latent" (the latents), "state" (the states a world model's
-    # state head decodes from them), or "auto": state when the model has a state head, else latent
-    objective: str = "auto"
-    energy: str = "l1"  # distance to the goal latents: l1 or l2 (the state objective is always l2)
+    # what is compared with the goal: "latent" (the latents) or "state" (the states a world model's
+    # state head decodes from them: needs a model trained on observation.state)
+    objective: str = "latent"
+    energy: str = "l2"  # distance to the goal latents: l2 (squared, LeWorldModel) or l1 (V-JEPA 2-AC)
     reduce: str = "sum"  # energy summed over the horizon (get there and stay), or of the "final" step only
     execute: int = 1  # MPC: model steps executed before replanning
     # MPC: plan one environment action per model step, held for its frame_skip environment steps
@@ -74,7 +74,7 @@ PLANNER_PRESETS = {
     # docs/results.md: with a final-step energy even the true simulator and distance reach far less)
     "default": PlannerConfig(horizon=3, samples=128, elites=12, iterations=6, momentum=0.15),
     "vjepa2_ac": PlannerConfig(
-        horizon=2, samples=400, elites=10, iterations=10, momentum=0.15, objective="latent", reduce="final"
+        horizon=2, samples=400, elites=10, iterations=10, momentum=0.15, energy="l1", reduce="final"
     ),
     # LeWorldModel's CEM: 5 model steps ahead, 300 samples, the best 30, 30 iterations, MSE at the end
     "lewm": PlannerConfig(
@@ -88,7 +88,7 @@ PLANNER_PRESETS = {
         reduce="final",
     ),
     # what a 2-core CPU plans with in about a tenth of a second per action
-    "fast": PlannerConfig(horizon=2, samples=100, elites=10, iterations=4, momentum=0.15),
+    "fast": PlannerConfig(horizon=2, samples=100, elites=10, iterations=4, momentum=0.15, energy="l1"),
 }
 
 
