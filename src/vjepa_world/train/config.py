@@ -180,7 +180,7 @@ class EncoderPretraining:
 
 def _wm_optim() -> OptimConfig:
     return OptimConfig(
-        batch_size=32, steps=1500, lr=5e-4, start_lr=1e-4, warmup_steps=100, decay_steps=300, grad_clip=1.0
+        batch_size=32, steps=1000, lr=5e-4, start_lr=1e-4, warmup_steps=100, decay_steps=300, grad_clip=1.0
     )
 
 
