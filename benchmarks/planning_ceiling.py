@@ -35,16 +35,28 @@ def ceiling_rows(env, config, frame_skip: int, models: dict, seeds, limit: int) 
         model = SimulatorWorldModel(env, name.split()[0], frame_skip, world_model)
         results = [run_mpc_episode(env, model, config, seed=seed, max_steps=limit) for seed in seeds]
         seconds = [s for r in results for s in r.seconds_per_action]
-        rows.append((name, np.mean([r.success for r in results]),
-                     np.mean([r.final_distance for r in results]), float(np.median(seconds))))
+        rows.append(
+            (
+                name,
+                np.mean([r.success for r in results]),
+                np.mean([r.final_distance for r in results]),
+                float(np.median(seconds)),
+            )
+        )
     randoms = [run_random_episode(env, seed=seed, max_steps=limit) for seed in seeds]
-    rows.append(("random", np.mean([r.success for r in randoms]), np.mean([r.final_distance for r in randoms]), None))
+    rows.append(
+        ("random", np.mean([r.success for r in randoms]), np.mean([r.final_distance for r in randoms]), None)
+    )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world-model", action="append", default=[], help="a train-wm run: adds its latent row")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--world-model", action="append", default=[], help="a train-wm run: adds its latent row"
+    )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--preset", default="default", choices=list(PLANNER_PRESETS))
     parser.add_argument("--frame-skip", type=int, help="default: the first --world-model's, else 5")
@@ -66,7 +78,8 @@ def main() -> None:
     width = max(len(row[0]) for row in rows)
     print(f"\n{'energy':{width}} {'success':>8} {'final distance':>15} {'s/env step':>11}")
     for name, success, distance, seconds in rows:
-        print(f"{name:{width}} {success:8.0%} {distance:15.3f} {'-' if seconds is None else f'{seconds:.3f}':>11}")
+        shown = "-" if seconds is None else f"{seconds:.3f}"
+        print(f"{name:{width}} {success:8.0%} {distance:15.3f} {shown:>11}")
     env.close()
 
 

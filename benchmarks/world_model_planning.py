@@ -30,7 +30,8 @@ from vjepa_world.eval.ceiling import SimulatorWorldModel
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.planning import planner_config, run_mpc_episode
 from vjepa_world.train.config import WorldModelConfig, build_config
-from vjepa_world.train.world_model import pretrain_encoder, train_world_model
+from vjepa_world.train.wm_encoder import pretrain_encoder
+from vjepa_world.train.world_model import train_world_model
 from vjepa_world.world_model import ENCODER_TRAINING, WorldModel
 
 ENVS = {REACHER_ID: 50, PENDULUM_ID: 100}  # steps per episode (the registered time limits)

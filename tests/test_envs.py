@@ -177,7 +177,9 @@ def test_pendulum_goals_are_holdable_by_default_and_uniform_on_request():
     try:
         angles = np.array([holdable.reset(seed=s)[1]["goal_angle"] for s in range(200)])
         assert np.abs(np.sin(angles)).max() <= 0.3 + 1e-9  # gravity's torque 5 sin(a) within the 2 N m limit
-        assert (np.abs(angles) < 0.5).mean() > 0.3 and (np.abs(angles) > np.pi - 0.5).mean() > 0.3  # both arcs
+        assert (np.abs(angles) < 0.5).mean() > 0.3 and (
+            np.abs(angles) > np.pi - 0.5
+        ).mean() > 0.3  # both arcs
         spread = np.array([uniform.reset(seed=s)[1]["goal_angle"] for s in range(200)])
         assert (np.abs(np.sin(spread)) > 0.5).mean() > 0.4
         # a holdable goal can be held: the equilibrium torque there is within the limit, so the

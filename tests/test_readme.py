@@ -28,8 +28,15 @@ def _tiny_files(root: Path) -> None:
     encoder.save_pretrained(root / "vitl.pt", predictor=predictor)
     projector = LatentProjector(ProjectorConfig(tokens=16, encoder_dim=64, hidden_dim=32, latent_dim=8))
     world_model = WorldModel(
-        encoder, projector=projector, encoder_training="joint", frame_skip=5, action_dim=10, state_dim=6,
-        dim=32, depth=2, num_heads=2,
+        encoder,
+        projector=projector,
+        encoder_training="joint",
+        frame_skip=5,
+        action_dim=10,
+        state_dim=6,
+        dim=32,
+        depth=2,
+        num_heads=2,
     )
     world_model.save_pretrained(root / "runs" / "reacher-wm")
     rng = np.random.default_rng(0)

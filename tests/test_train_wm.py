@@ -19,7 +19,8 @@ from vjepa_world.envs import REACHER_ID, collect_episodes
 from vjepa_world.eval.world_model import rollout_errors
 from vjepa_world.train.config import LossConfig, WorldModelConfig, build_config
 from vjepa_world.train.logs import read_log
-from vjepa_world.train.world_model import WorldModelObjective, train_world_model
+from vjepa_world.train.wm_objective import WorldModelObjective
+from vjepa_world.train.world_model import train_world_model
 
 TINY = [  # a predictor and schedule that train in seconds, on a given frozen encoder (V-JEPA 2-AC)
     "model.encoder_training=frozen",

@@ -103,7 +103,8 @@ def write_report(out: Path, settings: DemoSettings, training: dict, planning: di
         "",
         f"{settings.episodes} {settings.policy}-action episodes -> world model trained end to end from "
         f"pixels ({training.get('encoder_training', '?')} encoder, {training.get('latent', '?')} latents, "
-        f"frame skip {training.get('frame_skip', '?')}) -> MPC toward goal images ({planning['settings']['method']}, "
+        f"frame skip {training.get('frame_skip', '?')}) -> MPC toward goal images "
+        f"({planning['settings']['method']}, "
         f"{planning['settings']['samples']} samples x {planning['settings']['iterations']} iterations, "
         f"horizon {planning['settings']['horizon']}).",
         "",

@@ -353,10 +353,10 @@ __all__ = [
     "PlannerConfig",
     "goal_energy",
     "make_objective",
-    "state_energy",
     "plan_actions",
     "planner_config",
     "run_mpc_episode",
     "run_random_episode",
+    "state_energy",
     "warm_start",
 ]

@@ -57,7 +57,7 @@ class OUNoise:
 
 
 def make_policy(name: str, action_space: spaces.Space, seed: int | None = None) -> Policy:
-    """A data-collection policy by name ("random", "hold", "ou-noise", "zero") for a bounded Box action space."""
+    """A data-collection policy by name (one of POLICIES) for a bounded Box action space."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
     if not isinstance(action_space, spaces.Box):

@@ -3,9 +3,9 @@
 Episode i resets the environment with seed `seed + i` for both the planner and the random
 baseline, so both face the same start and goal. Writes into `out`: `episode_XXX.mp4` (observation
 beside the goal image, upscaled to a visible size), `energy_by_iteration.png`,
-`distance_over_time.png` (when the environment reports `info["distance"]`) and `summary.json`. An episode succeeds when
-`info["is_success"]` holds at its end (arrived and stayed); `reached_rate` also counts episodes
-that passed within the radius at some step, which random flailing often does.
+`distance_over_time.png` (when the environment reports `info["distance"]`) and `summary.json`.
+An episode succeeds when `info["is_success"]` holds at its end (arrived and stayed); `reached_rate`
+also counts episodes that passed within the radius at some step, which random flailing often does.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ class StateHeadConfig:
 
 
 class StateHead(nn.Module):
-    """latents `(..., N, D)` -> standardised states `(..., S)`; `mean`/`std` hold the raw states' statistics."""
+    """latents `(..., N, D)` -> standardised states `(..., S)`; buffers `mean`/`std`: the raw states'."""
 
     def __init__(self, config: StateHeadConfig | None = None, **overrides):
         super().__init__()

@@ -20,8 +20,6 @@ with `WorldModel.from_pretrained(OUT)`, which carries the frame skip, history an
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -36,147 +34,21 @@ from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
 from ..data.datasets import EpochSampler
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
 from ..eval.world_model import rollout_errors
-from ..jepa import VJEPAConfig
-from ..nn import KVCache, VideoEncoder
+from ..nn import VideoEncoder
 from ..nn.heads import StateHead, StateHeadConfig
 from ..nn.projector import LatentProjector, ProjectorConfig
-from ..nn.regularizers import REGULARIZERS, dimension_std, effective_rank, regularizer
+from ..nn.regularizers import REGULARIZERS
 from ..viz import plot_training_curves
 from ..world_model import ENCODER_TRAINING, WorldModel
 from . import distributed
-from .config import EncoderPretraining, LossConfig, PretrainConfig, WorldModelConfig, build_config
+from .config import WorldModelConfig
 from .logs import MetricsLog
-from .pretrain import CHECKPOINT, check_run, param_groups, pretrain
+from .pretrain import check_run, param_groups
 from .schedules import set_learning_rate
+from .wm_encoder import encoder_architecture, encoder_fingerprint, pretrain_encoder, video_size
+from .wm_objective import WorldModelObjective
 
 log = logging.getLogger(__name__)
-
-
-class WorldModelObjective(nn.Module):
-    """loss, metrics = objective(inputs, actions (B, T, A), states (B, T, S) or None), where inputs
-    are cached latents `(B, T, N, D)` for a frozen encoder, else uint8 frames `(B, T, H, W, 3)`."""
-
-    def __init__(self, world_model: WorldModel, loss: LossConfig):
-        super().__init__()
-        self.world_model, self.loss = world_model, _resolved_loss(loss, world_model.encoder_training)
-        self.generator = torch.Generator()  # SIGReg's directions: reseeded every step (exact resume)
-
-    def error(self, predicted: Tensor, target: Tensor) -> Tensor:
-        difference = predicted - target
-        return (difference.abs() if self.loss.distance == "l1" else difference.square()).mean()
-
-    def forward(
-        self, inputs: Tensor, actions: Tensor, states: Tensor | None, step: int = 0
-    ) -> tuple[Tensor, dict]:
-        world_model, context, horizon = self.world_model, self.loss.rollout_context, self.loss.rollout_steps
-        trained = world_model.encoder_training != "frozen"
-        latents = world_model.embed(inputs) if trained else inputs  # (B, T, N, D)
-        pick = lambda x, steps: None if x is None else x[:, steps]
-        cache = KVCache(world_model.predictor.config.depth)
-        observed = slice(None, -1)  # steps 0..T-2 predict steps 1..T-1
-        predicted = world_model.predict_next(
-            latents[:, observed], actions[:, observed], pick(states, observed), cache=cache
-        )  # (B, T-1, N, D)
-        teacher_forcing = self.error(predicted, latents[:, 1:])
-        loss = self.loss.teacher_forcing * teacher_forcing
-        metrics = {"loss/teacher_forcing": teacher_forcing.detach()}
-        if self.loss.rollout and horizon > 0:
-            # the teacher-forcing pass already holds the observed context's keys and values
-            ahead = slice(context, context + horizon)
-            imagined = world_model.imagined_states(pick(states, context), horizon)  # unknown after `context`
-            rolled = world_model.rollout(
-                latents[:, context], actions[:, ahead], imagined, history=cache.first(context)
-            )  # (B, horizon, N, D)
-            rollout = self.error(rolled, latents[:, context + 1 : context + 1 + horizon])
-            loss = loss + self.loss.rollout * rollout
-            metrics["loss/rollout"] = rollout.detach()
-        if world_model.state_head is not None and self.loss.state_decoding:
-            decoded = world_model.decode_state(latents)  # (B, T, S) standardised
-            state_error = (decoded - world_model.state_head.standardize(states)).square().mean()
-            loss = loss + self.loss.state_decoding * state_error
-            metrics["loss/state_decoding"] = state_error.detach()
-        if trained:  # anti-collapse: each time step's latents over the batch, as LeWorldModel
-            self.generator.manual_seed(step)
-            per_step = [
-                regularizer(self.loss.regularizer, latents[:, t].flatten(1), self.generator)
-                for t in range(latents.shape[1])
-            ]
-            term = torch.stack(per_step).mean()
-            loss = loss + self.loss.regularizer_weight * term
-            flat = latents.detach().flatten(0, 1).flatten(1)  # (B*T, N*D)
-            std = dimension_std(flat)
-            metrics |= {
-                f"loss/{self.loss.regularizer}": term.detach(),
-                "latent_rank": effective_rank(flat),
-                "latent_std/mean": std.mean(),
-                "latent_std/min": std.min(),
-            }
-        metrics["copy_last"] = self.error(latents[:, :-1], latents[:, 1:]).detach()  # the bar to beat
-        metrics["loss"] = loss.detach()
-        return loss, metrics
-
-
-def encoder_fingerprint(encoder: VideoEncoder, projector: LatentProjector | None = None) -> str:
-    """A short hash of an encoder's (and projector's) config and weights: the feature cache's key."""
-    digest = hashlib.sha1(json.dumps(dataclasses.asdict(encoder.config), sort_keys=True).encode())
-    modules = [encoder] if projector is None else [encoder, projector]
-    for module in modules:
-        for name, tensor in module.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return f"{type(encoder).__name__}-{digest.hexdigest()[:16]}"
-
-
-def encoder_architecture(settings: EncoderPretraining, image_size: int) -> VJEPAConfig:
-    """The V-JEPA model config of the default encoder: what is pretrained, or trained from scratch."""
-    return VJEPAConfig(
-        preset=settings.preset,
-        patch_size=settings.patch_size,
-        encoder_depth=settings.depth,
-        encoder_dim=settings.dim,
-        num_frames=settings.num_frames,
-        image_size=image_size,
-        temporal_mask_ratio=0.5,
-    )
-
-
-def pretrain_encoder(
-    dataset_dir: Path, out: Path, settings: EncoderPretraining, seed: int, progress: bool
-) -> VideoEncoder:
-    """The default encoder for a new environment: V-JEPA pretraining on the dataset's episode videos
-    (future-frame masking on, mild crops), resumed or reused if `out` already holds it."""
-    dataset = LeRobotDataset(dataset_dir, state_key=None)
-    videos = [dataset.video_path(e) for e in dataset.episode_indices]
-    if not (out / "summary.json").exists():
-        model = encoder_architecture(settings, _video_size(dataset, videos[0]))
-        config: PretrainConfig = build_config(
-            {
-                "model": {k: v for k, v in dataclasses.asdict(model).items() if v is not None},
-                "data": {"frame_step": 1, "clips_per_video": 4, "crop_scale": [0.7, 1.0], "num_workers": 0},
-                "optim": {
-                    "steps": settings.steps,
-                    "batch_size": settings.batch_size,
-                    "lr": settings.lr,
-                    "start_lr": settings.lr / 5,
-                    "warmup_steps": settings.steps // 10,
-                    "decay_steps": settings.steps // 5,
-                    "ema": [0.99, 0.999],
-                },
-                "run": {"seed": seed, "checkpoint_every": max(settings.steps // 4, 1), "log_every": 10},
-            }
-        )
-        pretrain(config, videos, out, resume=(out / CHECKPOINT).exists(), progress=progress)
-    return VideoEncoder.from_pretrained(out)
-
-
-def _video_size(dataset: LeRobotDataset, video: Path) -> int:
-    """The (square) side of the dataset's frames, which the pretrained encoder then takes."""
-    height, width = dataset.read_frames(dataset.episode_indices[0], [0]).shape[1:3]
-    if height != width:
-        raise ValueError(
-            f"{video} has {width}x{height} frames: pass --encoder, or collect square frames to pretrain one"
-        )
-    return int(height)
 
 
 def split_episodes(dataset_dir: Path, val_fraction: float) -> tuple[list[int], list[int]]:
@@ -268,18 +140,6 @@ def check_config(config: WorldModelConfig) -> None:
             )
 
 
-def _resolved_loss(loss: LossConfig, mode: str) -> LossConfig:
-    """The mode-dependent defaults filled in: distance l1 (frozen) or mse, and the regulariser's weight."""
-    trained = mode != "frozen"
-    return dataclasses.replace(
-        loss,
-        distance=loss.distance or ("mse" if trained else "l1"),
-        regularizer_weight=loss.regularizer_weight
-        if loss.regularizer_weight is not None
-        else (0.1 if trained else 0.0),
-    )
-
-
 def build_world_model(
     config: WorldModelConfig, encoder: VideoEncoder, action_dim: int, state_dim: int, image_size: int
 ) -> WorldModel:
@@ -367,7 +227,7 @@ def train_world_model(
     if mode == "joint" and encoder is not None:
         raise ValueError("joint training starts the encoder from scratch: drop --encoder, or use finetune")
     meta = LeRobotDataset(data, state_key=None)
-    side = _video_size(meta, meta.video_path(meta.episode_indices[0]))
+    side = video_size(meta, meta.video_path(meta.episode_indices[0]))
     train_episodes, val_episodes = split_episodes(data, settings.val_fraction)
     if encoder is None and mode == "joint":
         torch.manual_seed(run.seed)

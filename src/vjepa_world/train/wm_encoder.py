@@ -1,0 +1,79 @@
+"""The encoder of a world model: its architecture, V-JEPA pretraining on a dataset's own videos, and
+the fingerprint that keys every feature cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from ..data.episodes import LeRobotDataset
+from ..jepa import VJEPAConfig
+from ..nn import VideoEncoder
+from ..nn.projector import LatentProjector
+from .config import EncoderPretraining, PretrainConfig, build_config
+from .pretrain import CHECKPOINT, pretrain
+
+
+def encoder_fingerprint(encoder: VideoEncoder, projector: LatentProjector | None = None) -> str:
+    """A short hash of an encoder's (and projector's) config and weights: the feature cache's key."""
+    digest = hashlib.sha1(json.dumps(dataclasses.asdict(encoder.config), sort_keys=True).encode())
+    modules = [encoder] if projector is None else [encoder, projector]
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return f"{type(encoder).__name__}-{digest.hexdigest()[:16]}"
+
+
+def encoder_architecture(settings: EncoderPretraining, image_size: int) -> VJEPAConfig:
+    """The V-JEPA model config of the default encoder: what is pretrained, or trained from scratch."""
+    return VJEPAConfig(
+        preset=settings.preset,
+        patch_size=settings.patch_size,
+        encoder_depth=settings.depth,
+        encoder_dim=settings.dim,
+        num_frames=settings.num_frames,
+        image_size=image_size,
+        temporal_mask_ratio=0.5,
+    )
+
+
+def pretrain_encoder(
+    dataset_dir: Path, out: Path, settings: EncoderPretraining, seed: int, progress: bool
+) -> VideoEncoder:
+    """The default encoder for a new environment: V-JEPA pretraining on the dataset's episode videos
+    (future-frame masking on, mild crops), resumed or reused if `out` already holds it."""
+    dataset = LeRobotDataset(dataset_dir, state_key=None)
+    videos = [dataset.video_path(e) for e in dataset.episode_indices]
+    if not (out / "summary.json").exists():
+        model = encoder_architecture(settings, video_size(dataset, videos[0]))
+        config: PretrainConfig = build_config(
+            {
+                "model": {k: v for k, v in dataclasses.asdict(model).items() if v is not None},
+                "data": {"frame_step": 1, "clips_per_video": 4, "crop_scale": [0.7, 1.0], "num_workers": 0},
+                "optim": {
+                    "steps": settings.steps,
+                    "batch_size": settings.batch_size,
+                    "lr": settings.lr,
+                    "start_lr": settings.lr / 5,
+                    "warmup_steps": settings.steps // 10,
+                    "decay_steps": settings.steps // 5,
+                    "ema": [0.99, 0.999],
+                },
+                "run": {"seed": seed, "checkpoint_every": max(settings.steps // 4, 1), "log_every": 10},
+            }
+        )
+        pretrain(config, videos, out, resume=(out / CHECKPOINT).exists(), progress=progress)
+    return VideoEncoder.from_pretrained(out)
+
+
+def video_size(dataset: LeRobotDataset, video: Path) -> int:
+    """The (square) side of the dataset's frames, which the pretrained encoder then takes."""
+    height, width = dataset.read_frames(dataset.episode_indices[0], [0]).shape[1:3]
+    if height != width:
+        raise ValueError(
+            f"{video} has {width}x{height} frames: pass --encoder, or collect square frames to pretrain one"
+        )
+    return int(height)

@@ -1,0 +1,90 @@
+"""The world-model training loss: teacher forcing + rollout, plus the anti-collapse term and the
+state head's error when they apply (one forward, the loss and its metrics by name)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from ..nn import KVCache
+from ..nn.regularizers import dimension_std, effective_rank, regularizer
+from ..world_model import WorldModel
+from .config import LossConfig
+
+
+def _resolved_loss(loss: LossConfig, mode: str) -> LossConfig:
+    """The mode-dependent defaults filled in: distance l1 (frozen) or mse, and the regulariser's weight."""
+    trained = mode != "frozen"
+    return dataclasses.replace(
+        loss,
+        distance=loss.distance or ("mse" if trained else "l1"),
+        regularizer_weight=loss.regularizer_weight
+        if loss.regularizer_weight is not None
+        else (0.1 if trained else 0.0),
+    )
+
+
+class WorldModelObjective(nn.Module):
+    """loss, metrics = objective(inputs, actions (B, T, A), states (B, T, S) or None), where inputs
+    are cached latents `(B, T, N, D)` for a frozen encoder, else uint8 frames `(B, T, H, W, 3)`."""
+
+    def __init__(self, world_model: WorldModel, loss: LossConfig):
+        super().__init__()
+        self.world_model, self.loss = world_model, _resolved_loss(loss, world_model.encoder_training)
+        self.generator = torch.Generator()  # SIGReg's directions: reseeded every step (exact resume)
+
+    def error(self, predicted: Tensor, target: Tensor) -> Tensor:
+        difference = predicted - target
+        return (difference.abs() if self.loss.distance == "l1" else difference.square()).mean()
+
+    def forward(
+        self, inputs: Tensor, actions: Tensor, states: Tensor | None, step: int = 0
+    ) -> tuple[Tensor, dict]:
+        world_model, context, horizon = self.world_model, self.loss.rollout_context, self.loss.rollout_steps
+        trained = world_model.encoder_training != "frozen"
+        latents = world_model.embed(inputs) if trained else inputs  # (B, T, N, D)
+        pick = lambda x, steps: None if x is None else x[:, steps]
+        cache = KVCache(world_model.predictor.config.depth)
+        observed = slice(None, -1)  # steps 0..T-2 predict steps 1..T-1
+        predicted = world_model.predict_next(
+            latents[:, observed], actions[:, observed], pick(states, observed), cache=cache
+        )  # (B, T-1, N, D)
+        teacher_forcing = self.error(predicted, latents[:, 1:])
+        loss = self.loss.teacher_forcing * teacher_forcing
+        metrics = {"loss/teacher_forcing": teacher_forcing.detach()}
+        if self.loss.rollout and horizon > 0:
+            # the teacher-forcing pass already holds the observed context's keys and values
+            ahead = slice(context, context + horizon)
+            imagined = world_model.imagined_states(pick(states, context), horizon)  # unknown after `context`
+            rolled = world_model.rollout(
+                latents[:, context], actions[:, ahead], imagined, history=cache.first(context)
+            )  # (B, horizon, N, D)
+            rollout = self.error(rolled, latents[:, context + 1 : context + 1 + horizon])
+            loss = loss + self.loss.rollout * rollout
+            metrics["loss/rollout"] = rollout.detach()
+        if world_model.state_head is not None and self.loss.state_decoding:
+            decoded = world_model.decode_state(latents)  # (B, T, S) standardised
+            state_error = (decoded - world_model.state_head.standardize(states)).square().mean()
+            loss = loss + self.loss.state_decoding * state_error
+            metrics["loss/state_decoding"] = state_error.detach()
+        if trained:  # anti-collapse: each time step's latents over the batch, as LeWorldModel
+            self.generator.manual_seed(step)
+            per_step = [
+                regularizer(self.loss.regularizer, latents[:, t].flatten(1), self.generator)
+                for t in range(latents.shape[1])
+            ]
+            term = torch.stack(per_step).mean()
+            loss = loss + self.loss.regularizer_weight * term
+            flat = latents.detach().flatten(0, 1).flatten(1)  # (B*T, N*D)
+            std = dimension_std(flat)
+            metrics |= {
+                f"loss/{self.loss.regularizer}": term.detach(),
+                "latent_rank": effective_rank(flat),
+                "latent_std/mean": std.mean(),
+                "latent_std/min": std.min(),
+            }
+        metrics["copy_last"] = self.error(latents[:, :-1], latents[:, 1:]).detach()  # the bar to beat
+        metrics["loss"] = loss.detach()
+        return loss, metrics
