@@ -2,16 +2,16 @@
 
 1. Collect training episodes (random actions, seeds 0..) and held-out episodes (other seeds) on
    vjepa_world/ReacherGoal-v0 with `vjepa-world collect`'s code.
-2. `train-wm` with its defaults: pretrain the CPU-sized encoder on the frames, encode every frame
-   once, train the action-conditioned predictor (teacher forcing + rollout L1) on steps of 4
-   environment steps with the state token, as V-JEPA 2-AC does (4 fps, proprioception).
+2. `train-wm` with its defaults (joint: encoder, projector, state head and action-conditioned
+   predictor trained end to end from pixels on steps of 5 environment steps with the state token);
+   `--set model.encoder_training=frozen` for the V-JEPA 2-AC recipe.
 3. On every window of the held-out episodes: after observing a few steps (as MPC does), the
    open-loop rollout error per horizon of the world model, against copying the last observed
    latents and against the same model fed the actions of other windows (shuffled). The model
    uses the actions if the true ones give clearly lower error.
 
-    python benchmarks/world_model_quality.py                 # about 15 minutes on 2 cores
-    python benchmarks/world_model_quality.py --set optim.steps=100 --set encoder.steps=20   # smoke
+    python benchmarks/world_model_quality.py                 # about 12 minutes on 2 cores
+    python benchmarks/world_model_quality.py --set optim.steps=20   # smoke
 """
 
 from __future__ import annotations
@@ -66,7 +66,10 @@ def main() -> None:
     world_model = WorldModel.from_pretrained(run).eval()
 
     features = encode_episodes(
-        test_data, world_model.encode, run / "features", key=encoder_fingerprint(world_model.encoder)
+        test_data,
+        world_model.encode,
+        run / "features",
+        key=encoder_fingerprint(world_model.encoder, world_model.projector),
     )
     state_key = STATE_KEY if config.model.use_states else None
     context = config.loss.rollout_context
