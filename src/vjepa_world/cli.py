@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--env", default="vjepa_world/ReacherGoal-v0", help="registered gymnasium id or module:ClassName"
     )
-    collect.add_argument("--episodes", type=int, default=200)
+    collect.add_argument("--episodes", type=int, default=400, help="default 400 (what the demo trains on)")
     collect.add_argument("--steps", type=int, default=50, help="steps per episode (the env may stop sooner)")
     collect.add_argument(
         "--policy",
@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--env", default="vjepa_world/ReacherGoal-v0", help="registered id or module:ClassName")
     plan.add_argument("--world-model", required=True, help="a train-wm run directory")
-    plan.add_argument("--episodes", type=int, default=10)
+    plan.add_argument("--episodes", type=int, default=50)
     plan.add_argument("--out", required=True, help="output directory")
     plan.add_argument("--planner", choices=["cem", "mppi"], help="default: the preset's (cem)")
     plan.add_argument(
@@ -528,8 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     demo.add_argument("--env", default="vjepa_world/ReacherGoal-v0")
-    demo.add_argument("--episodes", type=int, help="training episodes to collect (default 200)")
-    demo.add_argument("--plan-episodes", type=int, help="planning episodes (default 10)")
+    demo.add_argument("--episodes", type=int, help="training episodes to collect (default 400)")
+    demo.add_argument("--plan-episodes", type=int, help="planning episodes (default 50)")
     demo.add_argument(
         "--preset", default="default", help="planner preset: default, vjepa2_ac (upstream), lewm or fast"
     )
