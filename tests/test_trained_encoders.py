@@ -107,6 +107,16 @@ def test_planning_uses_the_saved_frame_skip_and_refuses_a_mismatch(tmp_path):
     with pytest.raises(ValueError, match="frame skip 2"):
         mismatched = WorldModel(encoder, action_dim=6, frame_skip=2, dim=32, depth=2, num_heads=2).eval()
         run_mpc_episode(env, mismatched, config, seed=0, max_steps=4)
+    held = run_mpc_episode(
+        env,
+        model,
+        planner_config("default", samples=8, elites=2, iterations=1, hold_actions=True),
+        seed=0,
+        max_steps=6,
+    )
+    assert held.steps == 6  # one torque per model step, held for its 3 env steps
+    with pytest.raises(ValueError, match="objective=state needs a world model with a state head"):
+        run_mpc_episode(env, model, planner_config("default", objective="state"), seed=0, max_steps=4)
     with pytest.raises(ValueError, match="history 3 is longer"):
         run_mpc_episode(env, model, planner_config("default", history=3), seed=0, max_steps=4)
     env.close()

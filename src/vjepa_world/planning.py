@@ -83,8 +83,6 @@ PLANNER_PRESETS = {
         elites=30,
         iterations=30,
         momentum=0.0,
-        objective="latent",
-        energy="l2",
         reduce="final",
     ),
     # what a 2-core CPU plans with in about a tenth of a second per action
@@ -126,14 +124,13 @@ def state_energy(world_model, goal: Tensor, reduce: str = "sum") -> Objective:
 
 def make_objective(world_model, goal: Tensor, config: PlannerConfig) -> Objective:
     """The configured objective toward the goal latents `(N, D)` (see `PlannerConfig.objective`)."""
-    has_head = getattr(world_model, "state_head", None) is not None
-    if config.objective == "state" and not has_head:
+    if config.objective == "latent":
+        return goal_energy(goal, config.energy, config.reduce)
+    if getattr(world_model, "state_head", None) is None:
         raise ValueError(
             "objective=state needs a world model with a state head (trained on observation.state)"
         )
-    if config.objective == "state" or (config.objective == "auto" and has_head):
-        return state_energy(world_model, goal, config.reduce)
-    return goal_energy(goal, config.energy, config.reduce)
+    return state_energy(world_model, goal, config.reduce)
 
 
 @dataclass
