@@ -12,6 +12,8 @@ A random policy on the same seeds is the floor. When the latent energy fails wit
 no predictor trained on that encoder can plan better: the encoder is the limit.
 
     python benchmarks/planning_ceiling.py --world-model runs/demo/world_model [--world-model RUN2 ...]
+    python benchmarks/planning_ceiling.py --episodes 20 --set samples=100 --set iterations=5 \
+        --set elites=10 --set reduce=final        # the true distance only: one row of docs/results.md
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import numpy as np
 import torch
 
 from vjepa_world import WorldModel
+from vjepa_world.cli import planner_settings
 from vjepa_world.envs import REACHER_ID, make_env
 from vjepa_world.eval.ceiling import SimulatorWorldModel
-from vjepa_world.planning import PLANNER_PRESETS, planner_config, run_mpc_episode, run_random_episode
+from vjepa_world.planning import PLANNER_PRESETS, run_mpc_episode, run_random_episode
 
 
 def ceiling_rows(env, config, frame_skip: int, models: dict, seeds, limit: int) -> list[tuple]:
@@ -60,11 +63,17 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--preset", default="default", choices=list(PLANNER_PRESETS))
     parser.add_argument("--frame-skip", type=int, help="default: the first --world-model's, else 5")
-    parser.add_argument("--horizon", type=int, help="planning horizon in model steps (default: the preset's)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="planner setting, e.g. horizon=5 reduce=final hold_actions=true samples=100",
+    )
     parser.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i (as `plan`)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    config = planner_config(args.preset, **({"horizon": args.horizon} if args.horizon else {}))
+    config = planner_settings(args.preset, None, args.set)
     models = {run: WorldModel.from_pretrained(run).eval() for run in args.world_model}
     skip = args.frame_skip or (next(iter(models.values())).frame_skip if models else 5)
     env = make_env(REACHER_ID)
