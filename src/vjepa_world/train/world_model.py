@@ -58,7 +58,7 @@ def split_episodes(dataset_dir: Path, val_fraction: float) -> tuple[list[int], l
     return episodes[: len(episodes) - held_out], episodes[len(episodes) - held_out :]
 
 
-FRAME_SHAPE_KEY = "frames"  # the frame cache: decoded uint8 frames (T, H*W, 3) in the feature-cache format
+FRAME_CACHE_KEY = "frames"  # the frame cache: decoded uint8 frames (T, H*W, 3) in the feature-cache format
 
 
 def _flat_frames(frames: Tensor) -> Tensor:
@@ -248,7 +248,7 @@ def train_world_model(
             encoder, action_dim=1
         ).encode  # only its encode(): the predictor is built below
     else:  # every frame decoded once; the encoder sees them in every step
-        cache_dir, key, encode_fn = out / "frames", f"{FRAME_SHAPE_KEY}-{side}", _flat_frames
+        cache_dir, key, encode_fn = out / "frames", f"{FRAME_CACHE_KEY}-{side}", _flat_frames
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
         encode_episodes(
@@ -257,7 +257,10 @@ def train_world_model(
     distributed.barrier(process)
     inputs = FeatureCache(cache_dir, key)  # complete now: the main process wrote it
 
-    window = dict(frame_skip=settings.frame_skip, state_key=state_key, keep_episodes=len(train_episodes))
+    # decoded frames are small (12 KB at 64 px): keep every training episode in memory; cached tokens
+    # of a large encoder are not (the SequenceDataset default keeps the last 256 episodes read)
+    kept = {} if mode == "frozen" else {"keep_episodes": len(train_episodes)}
+    window = dict(frame_skip=settings.frame_skip, state_key=state_key, **kept)
     train_set = SequenceDataset(
         data, settings.sequence_length, episodes=train_episodes, features=inputs, **window
     )
