@@ -4,6 +4,7 @@ Slow and literal on purpose: it is the second opinion for inputs transformers ca
 (non-square frames, encoding a subset of tokens, head dims whose RoPE leaves a tail).
 """
 
+import functools
 import math
 
 import torch
@@ -28,6 +29,14 @@ def reference_rope(x, positions):
                 partner = -x[n, j + 1] if k % 2 == 0 else x[n, j - 1]
                 out[n, j] = x[n, j] * math.cos(pos * freq) + partner * math.sin(pos * freq)
     return out
+
+
+@functools.cache
+def rope_matrix(position, head_dim):
+    """The (head_dim, head_dim) float64 matrix R with R @ x = reference_rope(x) at `position`
+    (t, h, w): the literal loop applied to the basis vectors."""
+    basis = torch.eye(head_dim, dtype=torch.float64)
+    return reference_rope(basis, [position] * head_dim).T
 
 
 def _layer_norm(x, norm):
@@ -76,10 +85,12 @@ def reference_blocks(blocks, x, positions, heads, may_attend=None):
     for block in blocks:
         y = _layer_norm(x, block.norm1)
         q, k, v = _linear(y, block.attn.qkv).split(dim, dim=-1)
+        rotations = torch.stack([rope_matrix(tuple(p), head_dim) for p in positions])  # (n, hd, hd)
         outputs = []
         for head in range(heads):
             part = slice(head * head_dim, (head + 1) * head_dim)
-            qh, kh = reference_rope(q[:, part], positions), reference_rope(k[:, part], positions)
+            qh = torch.einsum("nij,nj->ni", rotations, q[:, part])
+            kh = torch.einsum("nij,nj->ni", rotations, k[:, part])
             scores = (qh @ kh.T / math.sqrt(head_dim)).masked_fill(blocked, -math.inf)
             outputs.append(torch.softmax(scores, dim=-1) @ v[:, part])
         x = x + _linear(torch.cat(outputs, dim=-1), block.attn.proj)
@@ -112,3 +123,42 @@ def reference_ac_predictor(predictor, frames, actions, states, grid_hw):
         lambda i, j: step_of[j] <= step_of[i],
     )
     return _linear(_layer_norm(x[frame_rows], predictor.predictor_norm), predictor.predictor_proj)
+
+
+def reference_predictor(predictor, context, context_idx, target_idx, mask_index, grid_hw):
+    """Float64 V-JEPA 2 pretraining predictor on one clip: context tokens (n_ctx, D_enc) at flat
+    indices context_idx, targets at target_idx -> (n_tgt, D_enc). The context is embedded, the
+    mask token sits at every target position, and RoPE blocks run over the joint set. Attention
+    is not masked, so the sort by position upstream does is a no-op and is left out here."""
+    c = predictor.config
+    mask_token = predictor.mask_tokens[mask_index % len(predictor.mask_tokens)].double().reshape(1, -1)
+    x = torch.cat([_linear(context, predictor.predictor_embed), mask_token.expand(len(target_idx), -1)])
+    indices = [int(n) for n in context_idx] + [int(n) for n in target_idx]
+    positions = [reference_positions(n, *grid_hw) for n in indices]
+    x = reference_blocks(predictor.predictor_blocks, x, positions, c.num_heads)
+    return _linear(_layer_norm(x[len(context_idx) :], predictor.predictor_norm), predictor.predictor_proj)
+
+
+def reference_vjepa_loss(model, videos, masks):
+    """The V-JEPA 2 training loss in float64, from the paper: targets are the target encoder's
+    tokens of the full clip, layer-normed without affine parameters and without gradient; for each
+    mask type the context encoder sees only the context tokens, the predictor fills in the target
+    positions, and the L1 distance is averaged over clips, tokens and dims; the mask types are
+    averaged with their weights. videos (B, 3, T, H, W); masks [(context_idx, target_idx)]."""
+    c = model.context_encoder.config
+    grid_hw = (videos.shape[-2] // c.patch_size, videos.shape[-1] // c.patch_size)
+    total, weights = 0.0, 0.0
+    for index, (spec, (context_idx, target_idx)) in enumerate(zip(model.mask_specs, masks, strict=True)):
+        errors = []
+        for b, video in enumerate(videos):
+            with torch.no_grad():
+                targets = reference_encoder(model.target_encoder, video)
+                targets = torch.nn.functional.layer_norm(targets, targets.shape[-1:])
+            context = reference_encoder(model.context_encoder, video, context_idx[b])
+            predicted = reference_predictor(
+                model.predictor, context, context_idx[b], target_idx[b], index, grid_hw
+            )
+            errors.append((predicted - targets[target_idx[b]]).abs().mean())
+        total = total + spec.weight * torch.stack(errors).mean()
+        weights += spec.weight
+    return total / weights
