@@ -139,26 +139,52 @@ def reference_predictor(predictor, context, context_idx, target_idx, mask_index,
     return _linear(_layer_norm(x[len(context_idx) :], predictor.predictor_norm), predictor.predictor_proj)
 
 
-def reference_vjepa_loss(model, videos, masks):
+def reference_sigreg(x, generator, directions=256, knots=17, t_max=3.0):
+    """SIGReg (LeJEPA) of samples x (N, D) in float64: the Epps-Pulley statistic of each random unit
+    projection, N * integral over t of |empirical - Gaussian characteristic function|^2 weighted by
+    exp(-t^2 / 2) (trapezoid rule on [0, t_max]), averaged over the projections."""
+    projection = torch.randn(x.shape[1], directions, generator=generator).double()
+    projection = projection / projection.norm(dim=0)
+    values = x @ projection  # (N, P)
+    total = 0.0
+    for k in range(knots):
+        t = t_max * k / (knots - 1)
+        weight = t_max / (knots - 1) * (0.5 if k in (0, knots - 1) else 1.0) * math.exp(-t * t / 2)
+        real = torch.cos(t * values).mean(0) - math.exp(-t * t / 2)
+        imaginary = torch.sin(t * values).mean(0)
+        total = total + weight * (real**2 + imaginary**2)
+    return len(x) * total.mean()
+
+
+def reference_vjepa_loss(model, videos, masks, generator=None):
     """The V-JEPA 2 training loss in float64, from the paper: targets are the target encoder's
     tokens of the full clip, layer-normed without affine parameters and without gradient; for each
     mask type the context encoder sees only the context tokens, the predictor fills in the target
     positions, and the L1 distance is averaged over clips, tokens and dims; the mask types are
-    averaged with their weights. videos (B, 3, T, H, W); masks [(context_idx, target_idx)]."""
+    averaged with their weights. videos (B, 3, T, H, W); masks [(context_idx, target_idx)].
+    With `model.config.target == "online"` the targets are the context encoder's, with gradient
+    (LeJEPA); `model.config.sigreg` adds that weight times the weighted mean over mask types of
+    SIGReg of all context tokens, its directions drawn from `generator`."""
     c = model.context_encoder.config
     grid_hw = (videos.shape[-2] // c.patch_size, videos.shape[-1] // c.patch_size)
-    total, weights = 0.0, 0.0
+    online = model.config.target == "online"
+    targets = []
+    for video in videos:
+        with torch.set_grad_enabled(online):
+            tokens = reference_encoder(model.context_encoder if online else model.target_encoder, video)
+            targets.append(torch.nn.functional.layer_norm(tokens, tokens.shape[-1:]))
+    total, regularizer, weights = 0.0, 0.0, 0.0
     for index, (spec, (context_idx, target_idx)) in enumerate(zip(model.mask_specs, masks, strict=True)):
-        errors = []
+        errors, contexts = [], []
         for b, video in enumerate(videos):
-            with torch.no_grad():
-                targets = reference_encoder(model.target_encoder, video)
-                targets = torch.nn.functional.layer_norm(targets, targets.shape[-1:])
             context = reference_encoder(model.context_encoder, video, context_idx[b])
             predicted = reference_predictor(
                 model.predictor, context, context_idx[b], target_idx[b], index, grid_hw
             )
-            errors.append((predicted - targets[target_idx[b]]).abs().mean())
+            errors.append((predicted - targets[b][target_idx[b]]).abs().mean())
+            contexts.append(context)
         total = total + spec.weight * torch.stack(errors).mean()
+        if model.config.sigreg:
+            regularizer = regularizer + spec.weight * reference_sigreg(torch.cat(contexts), generator)
         weights += spec.weight
-    return total / weights
+    return (total + model.config.sigreg * regularizer) / weights

@@ -4,6 +4,11 @@ One training forward: the target encoder (an exponential moving average of the c
 no gradient) encodes the full clip and its tokens are layer-normed without affine parameters; for
 each mask type the context encoder sees only the context tokens, the predictor fills in the target
 tokens, and the L1 (or L2) distance to the targets is averaged, then weighted over mask types.
+
+Anti-collapse option (LeJEPA, arXiv 2511.08544): `sigreg` > 0 adds that weight times SIGReg of
+the context encoder's output tokens (every token of every clip a sample), pushing them toward an
+isotropic Gaussian. With `target="online"` there is no EMA copy: the targets are the context
+encoder's own tokens of the full clip, with gradient, and SIGReg alone keeps them from collapsing.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from torch import Tensor, nn
 from .config import EncoderConfig, PredictorConfig, get_preset
 from .masks import RELEASED_MASKS, FutureMask, Grid, Masks, MaskSpec, mask_from_dict
 from .nn import MaskedPredictor, VideoEncoder
-from .nn.regularizers import effective_rank
+from .nn.regularizers import effective_rank, sigreg
 from .nn.tokens import gather_tokens
 from .nn.vit import as_video
 
@@ -48,11 +53,17 @@ class VJEPAConfig:
     temporal_mask_ratio: float = 0.0
     masks: list[dict[str, Any]] = field(default_factory=list)
     loss: str = "l1"
+    sigreg: float = 0.0  # weight of SIGReg on the context encoder's tokens (0: off)
+    target: str = "ema"  # "ema": EMA target encoder, no gradient; "online": the context encoder itself
     seed: int = 0
 
     def __post_init__(self):
         if self.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+        if self.target not in ("ema", "online"):
+            raise ValueError(f"target must be 'ema' or 'online', got {self.target!r}")
+        if self.sigreg < 0:
+            raise ValueError(f"sigreg is a loss weight and must be >= 0, got {self.sigreg}")
 
     def model_configs(self) -> tuple[EncoderConfig, PredictorConfig]:
         preset = get_preset(self.preset)
@@ -117,19 +128,24 @@ class VJEPAModel(nn.Module):
         generator = generator or self.mask_generator
         return [spec.sample(grid, batch, generator) for spec in self.mask_specs]
 
-    def forward(self, videos: Tensor, masks: list[Masks] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, videos: Tensor, masks: list[Masks] | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss (a scalar with gradient) and detached metrics: loss per mask type, the std across the
-        batch of predictions and of targets, and the effective rank of the target tokens."""
+        batch of predictions and of targets, and the effective rank of the target tokens.
+        `generator` draws the masks when none are given, and SIGReg's random directions."""
         c = self.context_encoder.config
         videos = as_video(videos, c.patch_size, c.tubelet_size)
         grid = self.context_encoder.grid(videos)
-        masks = masks if masks is not None else self.sample_masks(grid, videos.shape[0])
-        with torch.no_grad():
-            targets = self.target_encoder(videos)  # (B, N, D)
+        generator = generator or self.mask_generator
+        masks = masks if masks is not None else self.sample_masks(grid, videos.shape[0], generator)
+        online = self.config.target == "online"
+        with torch.set_grad_enabled(online and torch.is_grad_enabled()):
+            targets = (self.context_encoder if online else self.target_encoder)(videos)  # (B, N, D)
             targets = F.layer_norm(targets, targets.shape[-1:])
         device = videos.device
         metrics: dict[str, Tensor] = {}
-        total, weights = 0.0, 0.0
+        total, weights, regularizer = 0.0, 0.0, 0.0
         for index, (spec, (context_idx, target_idx)) in enumerate(zip(self.mask_specs, masks, strict=True)):
             context_idx, target_idx = context_idx.to(device), target_idx.to(device)
             context = self.context_encoder(videos, context_idx=context_idx)  # (B, n_ctx, D)
@@ -140,7 +156,14 @@ class VJEPAModel(nn.Module):
             metrics[f"loss/{spec.name}"] = loss.detach()
             metrics[f"pred_std/{spec.name}"] = predicted.detach().float().std(0, correction=0).mean()
             total, weights = total + spec.weight * loss, weights + spec.weight
+            if self.config.sigreg:
+                regularizer = regularizer + spec.weight * sigreg(context.flatten(0, 1), generator=generator)
         loss = total / weights
+        metrics["loss/prediction"] = loss.detach()
+        if self.config.sigreg:
+            regularizer = regularizer / weights
+            metrics["loss/sigreg"] = regularizer.detach()
+            loss = loss + self.config.sigreg * regularizer
         metrics["loss"] = loss.detach()
         metrics["target_std"] = targets.float().std(0, correction=0).mean()
         metrics["target_rank"] = effective_rank(targets.flatten(0, 1))
@@ -148,10 +171,11 @@ class VJEPAModel(nn.Module):
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """target <- momentum * target + (1 - momentum) * context, parameter by parameter."""
+        """target <- momentum * target + (1 - momentum) * context, parameter by parameter; with
+        `target="online"` a copy (the saved and evaluated encoder is then the trained one)."""
         target = [p for p in self.target_encoder.parameters()]
         online = [p.detach() for p in self.context_encoder.parameters()]
-        torch._foreach_lerp_(target, online, 1.0 - momentum)
+        torch._foreach_lerp_(target, online, 1.0 if self.config.target == "online" else 1.0 - momentum)
 
     def encode(self, video: Tensor, pool: str | None = None) -> Tensor:
         """Features from the target encoder (the one evaluations use)."""

@@ -25,7 +25,7 @@ from ..jepa import VJEPAModel
 from ..masks import Masks
 from ..viz import plot_training_curves
 from . import distributed
-from .config import PretrainConfig
+from .config import OptimConfig, PretrainConfig
 from .logs import MetricsLog
 from .schedules import linear, set_learning_rate
 
@@ -109,6 +109,10 @@ def pretrain(
             f"({process.world_size} x {optim.grad_accum})"
         )
 
+    if config.model.target == "online" and optim.ema != OptimConfig().ema:
+        raise ValueError(
+            "optim.ema is the EMA target's momentum; model.target=online has no EMA target: drop optim.ema"
+        )
     torch.manual_seed(run.seed)
     model = VJEPAModel(config.model)
     encoder_config = model.context_encoder.config
@@ -186,12 +190,11 @@ def pretrain(
         for micro in range(optim.grad_accum):
             batch = next(batches)
             video = batch["video"].to(process.device, non_blocking=True)
-            masks = model.sample_masks(
-                grid, per_rank * process.world_size, step_generator(run.seed, step, micro)
-            )
+            generator = step_generator(run.seed, step, micro)  # masks, then SIGReg's directions
+            masks = model.sample_masks(grid, per_rank * process.world_size, generator)
             last = micro == optim.grad_accum - 1
             with distributed.no_sync(net, skip=not last), autocast:
-                loss, metrics = net(video, rank_slice(masks, process.rank, per_rank))
+                loss, metrics = net(video, rank_slice(masks, process.rank, per_rank), generator)
             (loss / optim.grad_accum).backward()
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(value) / optim.grad_accum
