@@ -231,3 +231,23 @@ def test_bfloat16_autocast_checkpointing_and_clipping(tmp_path, clips):
     summary = pretrain(config, clips, tmp_path / "run", progress=False)
     assert summary["finished"] and torch.isfinite(torch.tensor(summary["final_loss"]))
     assert all(row["grad_norm"] > 0 for row in read_log(tmp_path / "run"))  # measured before clipping
+
+
+@pytest.mark.parametrize(("sigreg", "collapses"), [(0.0, True), (1.0, False)])
+def test_a_run_forced_to_collapse_is_flagged_and_sigreg_prevents_it(tmp_path, clips, sigreg, collapses):
+    """No EMA target and gradient through the targets (model.target=online) at a high learning rate:
+    encoder and predictor agree on one constant vector within a few dozen steps. The metrics flag it
+    (`collapsed`, `collapse_step` in summary.json); SIGReg keeps the same run spread out."""
+    settings = ["model.target=online", f"model.sigreg={sigreg}", "optim.steps=40", "optim.batch_size=4"]
+    settings += ["optim.lr=0.01", "optim.start_lr=0.01", "optim.warmup_steps=0", "optim.ema=null"]
+    config = load_config(MICRO, [*settings, "data.num_workers=0"])
+    summary = pretrain(config, clips, tmp_path / "run", progress=False)
+    log = read_log(tmp_path / "run")
+    assert log[0]["collapsed"] == 0.0 and log[0]["target_std"] > 0.5  # not at initialisation
+    if collapses:
+        assert summary["collapse_step"] is not None and log[-1]["collapsed"] == 1.0
+        assert log[-1]["target_std"] < 0.05
+    else:
+        assert summary["collapse_step"] is None and min(row["target_std"] for row in log) > 0.3
+    with pytest.raises(ValueError, match=r"optim\.ema=null"):
+        pretrain(load_config(MICRO, settings[:1]), clips, tmp_path / "refused", progress=False)

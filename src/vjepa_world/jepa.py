@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .config import EncoderConfig, PredictorConfig, get_preset
 from .masks import RELEASED_MASKS, FutureMask, Grid, Masks, MaskSpec, mask_from_dict
 from .nn import MaskedPredictor, VideoEncoder
-from .nn.regularizers import effective_rank, sigreg
+from .nn.regularizers import collapsed, effective_rank, sigreg
 from .nn.tokens import gather_tokens
 from .nn.vit import as_video
 
@@ -132,7 +132,8 @@ class VJEPAModel(nn.Module):
         self, videos: Tensor, masks: list[Masks] | None = None, generator: torch.Generator | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss (a scalar with gradient) and detached metrics: loss per mask type, the std across the
-        batch of predictions and of targets, and the effective rank of the target tokens.
+        batch of predictions and of targets, the effective rank of the target tokens and whether it
+        says they collapsed (`collapsed` 1.0, see `nn.regularizers.collapsed`).
         `generator` draws the masks when none are given, and SIGReg's random directions."""
         c = self.context_encoder.config
         videos = as_video(videos, c.patch_size, c.tubelet_size)
@@ -165,8 +166,9 @@ class VJEPAModel(nn.Module):
             metrics["loss/sigreg"] = regularizer.detach()
             loss = loss + self.config.sigreg * regularizer
         metrics["loss"] = loss.detach()
-        metrics["target_std"] = targets.float().std(0, correction=0).mean()
-        metrics["target_rank"] = effective_rank(targets.flatten(0, 1))
+        metrics["target_std"] = spread = targets.detach().float().std(0, correction=0).mean()
+        metrics["target_rank"] = rank = effective_rank(targets.flatten(0, 1))
+        metrics["collapsed"] = torch.tensor(float(collapsed(rank, spread, targets.shape[-1])))
         return loss, metrics
 
     @torch.no_grad()

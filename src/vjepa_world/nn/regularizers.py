@@ -7,7 +7,7 @@
   scaled ones; it needs no EMA teacher and no stop-gradient.
 - `vicreg`: the variance (hinge on each dimension's std) and covariance (off-diagonal) terms of
   VICReg, the alternative PLDM uses.
-- `effective_rank`, `dimension_std`: what to log to see a collapse coming.
+- `effective_rank`, `dimension_std`: what to log to see a collapse coming; `collapsed`: the alarm.
 """
 
 from __future__ import annotations
@@ -74,11 +74,20 @@ def regularizer(name: str, embeddings: Tensor, generator: torch.Generator | None
 
 
 def effective_rank(features: Tensor, max_rows: int = 512) -> Tensor:
-    """exp(entropy) of the normalised singular values of `(n, D)` features: ~1 when collapsed."""
-    rows = features.detach().float()[:max_rows]
+    """exp(entropy) of the normalised singular values of `(n, D)` features: ~1 when collapsed.
+    At most `max_rows` rows, evenly spaced (tokens of every clip of a batch, not the first clip's)."""
+    stride = -(-len(features) // max_rows)
+    rows = features.detach().float()[::stride]
     values = torch.linalg.svdvals(rows - rows.mean(0))
     p = values / values.sum().clamp_min(1e-12)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+
+
+def collapsed(rank: float | Tensor, spread: float | Tensor, dim: int) -> bool:
+    """Whether layer-normed `dim`-wide features (each of unit variance over its dims) collapsed:
+    nearly one vector for every input (`spread`, their std over the batch averaged over dims, below
+    0.05; a random encoder's tokens ~0.5) or fewer than max(2, dim / 32) effective dimensions."""
+    return float(spread) < 0.05 or float(rank) < max(2.0, dim / 32)
 
 
 def dimension_std(features: Tensor) -> Tensor:

@@ -38,7 +38,8 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     grad_clip: float | None = None
-    ema: tuple[float, float] = (0.99925, 0.99925)  # target-encoder momentum, first -> last step
+    # target-encoder momentum, first -> last step; null for an online target (model.target=online)
+    ema: tuple[float, float] | None = (0.99925, 0.99925)
 
 
 @dataclass

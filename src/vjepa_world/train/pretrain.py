@@ -26,7 +26,7 @@ from ..masks import Masks
 from ..viz import plot_training_curves
 from . import distributed
 from .config import OptimConfig, PretrainConfig
-from .logs import MetricsLog
+from .logs import MetricsLog, read_log
 from .schedules import linear, set_learning_rate
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,12 @@ def pretrain(
             f"({process.world_size} x {optim.grad_accum})"
         )
 
-    if config.model.target == "online" and optim.ema != OptimConfig().ema:
+    online = config.model.target == "online"
+    if online and optim.ema not in (None, OptimConfig().ema):
+        raise ValueError("model.target=online has no EMA target to schedule: set optim.ema=null")
+    if not online and optim.ema is None:
         raise ValueError(
-            "optim.ema is the EMA target's momentum; model.target=online has no EMA target: drop optim.ema"
+            "optim.ema (the EMA target's momentum, first -> last step) is needed by model.target=ema"
         )
     torch.manual_seed(run.seed)
     model = VJEPAModel(config.model)
@@ -183,6 +186,7 @@ def pretrain(
     )
     started = time.perf_counter()
     values: dict[str, float] = {}
+    collapse_step = next((row["step"] for row in read_log(out) if row.get("collapsed", 0) > 0.5), None)
     while step < end:
         tick = time.perf_counter()
         lr = set_learning_rate(optimizer, optim, step)
@@ -203,7 +207,7 @@ def pretrain(
             sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trainable, optim.grad_clip))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        model.update_target(linear(step, optim.steps, *optim.ema))
+        model.update_target(0.0 if online else linear(step, optim.steps, *optim.ema))
         step += 1
 
         values = distributed.mean(sums, process)
@@ -212,6 +216,11 @@ def pretrain(
         values["clips_per_second"] = optim.batch_size / (time.perf_counter() - tick)
         if step % run.log_every == 0 or step == end:
             metrics_log.write(step, values)
+        if values.get("collapsed", 0.0) > 0.5 and collapse_step is None:
+            collapse_step = step
+            log.warning(
+                "step %d: the target tokens collapsed (effective rank %.1f)", step, values["target_rank"]
+            )
         bar.set_postfix(loss=f"{values['loss']:.4f}", clips_s=f"{values['clips_per_second']:.1f}")
         bar.update()
         if step % run.checkpoint_every == 0 or step == end:
@@ -223,6 +232,7 @@ def pretrain(
         "steps": step,
         "finished": step >= optim.steps,
         "final_loss": values.get("loss"),
+        "collapse_step": collapse_step,  # the first step whose target tokens collapsed, or None
         "bad_files": bad_files,
         "seconds": round(time.perf_counter() - started, 2),
         "processes": process.world_size,
