@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 from transformers import VJEPA2Config, VJEPA2ForVideoClassification
@@ -11,6 +13,7 @@ from vjepa_world.eval.probes import (
     average_views,
     knn_scores,
     multi_layer_tokens,
+    pool_regions,
     topk_accuracy,
 )
 
@@ -106,3 +109,63 @@ def test_multi_layer_tokens_and_view_averaging():
     expected = (probe(views[0]).softmax(-1) + probe(views[1]).softmax(-1)) / 2
     torch.testing.assert_close(average_views(probe, views), expected)
     assert topk_accuracy(torch.tensor([[0.1, 0.5, 0.4]]), torch.tensor([2]), 2) == 1.0
+
+
+def test_pool_regions_averages_each_step_over_a_coarse_grid():
+    tokens = torch.randn(2, 2 * 2 * 4 * 4, 3, dtype=torch.float64)  # 2 layers x 2 steps x 4 x 4
+    pooled = pool_regions(tokens, (2, 4, 4), 2)
+    assert pooled.shape == (2, 2 * 2 * 2 * 2, 3)
+    frames = tokens.view(2, 4, 4, 4, 3)  # (B, layer * step, h, w, D)
+    for b, frame, (r, c) in itertools.product(range(2), range(4), itertools.product(range(2), range(2))):
+        expected = frames[b, frame, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2].mean(dim=(0, 1))
+        torch.testing.assert_close(pooled[b, frame * 4 + r * 2 + c], expected)
+    with pytest.raises(ValueError, match="regions dividing"):
+        pool_regions(tokens, (2, 4, 4), 3)
+
+
+def test_positions_add_no_parameter_and_reach_time_order():
+    """With `grid` the probe keeps the released keys (a released file loads exactly) and tells a
+    sequence from its time reversal, which the released probe, seeing a set, cannot."""
+    plain = AttentiveProbe(ProbeConfig(dim=32, num_classes=2, num_heads=2))
+    placed = AttentiveProbe(ProbeConfig(dim=32, num_classes=2, num_heads=2, grid=(4, 2, 2)))
+    assert set(plain.state_dict()) == set(placed.state_dict())
+    placed.load_state_dict(randomize_(plain, std=0.3).state_dict())
+    tokens = torch.randn(3, 16, 32)
+    reversed_time = tokens.view(3, 4, 4, 32).flip(1).reshape(3, 16, 32)
+    torch.testing.assert_close(plain(tokens), plain(reversed_time))
+    assert (placed(tokens) - placed(reversed_time)).abs().max() > 1e-3  # plain: ~1e-7
+
+
+def test_a_positional_probe_reads_the_direction_of_motion(tmp_path):
+    """An object (one vector, plus noise) crosses a 1 x 4 strip over 4 steps, rightwards or
+    leftwards, over noise: both directions give the same set of tokens, so only a probe that knows
+    where and when each token is can tell them apart."""
+    torch.manual_seed(0)
+    dim, thing = 16, torch.randn(16)
+
+    def clips(count):
+        leftwards = torch.rand(count) < 0.5
+        tokens = 0.5 * torch.randn(count, 4, 1, 4, dim)  # (clips, T', H', W', D)
+        for t in range(4):
+            column = torch.where(leftwards, 3 - t, t)
+            tokens[torch.arange(count), t, 0, column] = thing + 0.3 * torch.randn(count, dim)
+        return tokens.reshape(count, 16, dim), leftwards.long()
+
+    scores = {}
+    for grid in (None, (4, 1, 4)):
+        probe = AttentiveProbe(ProbeConfig(dim=dim, num_classes=2, num_heads=2, depth=2, grid=grid))
+        optimizer = torch.optim.AdamW(probe.parameters(), lr=3e-3)
+        for _ in range(200):
+            tokens, labels = clips(32)
+            loss = torch.nn.functional.cross_entropy(probe(tokens), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        tokens, labels = clips(256)
+        with torch.no_grad():
+            scores[grid] = topk_accuracy(probe(tokens), labels, 1)
+    assert scores[None] < 0.7 and scores[(4, 1, 4)] > 0.9, scores
+    torch.save({"classifiers": [probe.state_dict()], "num_heads": 2, "grid": [4, 1, 4]}, tmp_path / "p.pt")
+    loaded = AttentiveProbe.from_released(tmp_path / "p.pt")
+    assert loaded.config.grid == (4, 1, 4)
+    torch.testing.assert_close(loaded(tokens[:4]), probe(tokens[:4]))

@@ -4,6 +4,12 @@ The attentive probe is V-JEPA 2's evaluation head: self-attention blocks over th
 LayerNorm eps 1e-5), then a cross-attention block where one learnable query attends to them
 (q Linear, fused kv Linear, no output projection, residual into the query, MLP), then a Linear
 classifier. Our key names are the released ones, so released probe checkpoints load as they are.
+
+Two options for small encoders and CPUs, neither of which adds a parameter: `ProbeConfig.grid`
+adds a fixed sin-cos embedding of each token's (t, h, w) to the tokens, since a RoPE-only encoder's
+tokens barely say where and when they are and the released probe sees them as a set (then it
+cannot tell a motion from its reverse); `pool_regions` averages each time step's tokens over a
+coarse spatial grid, the cheaper token path.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ class ProbeConfig:
     mlp_ratio: float = 4.0
     norm_eps: float = 1e-5
     qkv_bias: bool = True
+    # token grid (T', H', W') of the inputs (several layers' tokens may follow each other): a fixed
+    # sin-cos embedding of each token's (t, h, w) is added to it; None: the tokens are a set (released)
+    grid: tuple[int, int, int] | None = None
 
 
 class CrossAttention(nn.Module):
@@ -64,9 +73,25 @@ class CrossAttentionBlock(nn.Module):
         return queries + self.mlp(self.norm2(queries))
 
 
+def position_table(grid: tuple[int, int, int], dim: int) -> Tensor:
+    """Fixed sin-cos embedding `(T'H'W', dim)` of a token grid, raster order: a third of the dims
+    (an even number) for each of t, h and w, sines then cosines at frequencies 10000^(-j/n); the
+    dims left over are zero."""
+    per_axis = dim // 6  # frequencies per axis
+    axes = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in grid), indexing="ij")
+    frequencies = 1.0 / 10000 ** (torch.arange(per_axis, dtype=torch.float32) / max(per_axis, 1))
+    parts = []
+    for position in axes:
+        angles = position.flatten()[:, None] * frequencies  # (N, per_axis)
+        parts += [angles.sin(), angles.cos()]
+    table = torch.cat(parts, dim=1)
+    return F.pad(table, (0, dim - table.shape[1]))
+
+
 class AttentivePooler(nn.Module):
     def __init__(self, c: ProbeConfig):
         super().__init__()
+        self.config = c
         self.query_tokens = nn.Parameter(torch.zeros(1, 1, c.dim))
         self.blocks = nn.ModuleList(
             Block(c.dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.norm_eps) for _ in range(c.depth - 1)
@@ -76,8 +101,11 @@ class AttentivePooler(nn.Module):
         )
 
     def forward(self, tokens: Tensor) -> Tensor:
+        if self.config.grid is not None:  # the same positions for each layer's tokens
+            table = position_table(self.config.grid, tokens.shape[-1]).to(tokens)
+            tokens = tokens + table.repeat(tokens.shape[1] // len(table), 1)
         for block in self.blocks:
-            tokens = block(tokens)  # no RoPE: the probe sees a set of tokens
+            tokens = block(tokens)  # no RoPE: positions, if any, are in the tokens
         queries = self.query_tokens.expand(tokens.shape[0], -1, -1)
         return self.cross_attention_block(queries, tokens)[:, 0]  # (B, D)
 
@@ -112,7 +140,10 @@ class AttentiveProbe(nn.Module):
             raise ValueError(f"{path} holds {len(heads)} classifiers; index {index} is out of range")
         state = {re.sub(r"^(module\.)+", "", k): v for k, v in heads[index].items()}
         num_heads = num_heads or checkpoint.get("num_heads", 16)  # files we write record it
-        return cls._from_state(state, path, num_heads=num_heads, norm_eps=1e-5)
+        grid = checkpoint.get("grid")  # ours only, when trained with positions
+        return cls._from_state(
+            state, path, num_heads=num_heads, norm_eps=1e-5, grid=tuple(grid) if grid else None
+        )
 
     @classmethod
     def from_transformers(
@@ -137,7 +168,7 @@ class AttentiveProbe(nn.Module):
 
     @classmethod
     def _from_state(
-        cls, state: dict[str, Tensor], source, *, num_heads: int, norm_eps: float
+        cls, state: dict[str, Tensor], source, *, num_heads: int, norm_eps: float, grid=None
     ) -> AttentiveProbe:
         if "pooler.query_tokens" not in state or "linear.weight" not in state:
             raise ValueError(
@@ -154,6 +185,7 @@ class AttentiveProbe(nn.Module):
             mlp_ratio=hidden / dim,
             norm_eps=norm_eps,
             qkv_bias="pooler.cross_attention_block.xattn.q.bias" in state,
+            grid=grid,
         )
         if mlp_hidden_dim(dim, config.mlp_ratio) != hidden:
             raise ValueError(f"{source}: MLP width {hidden} is not representable for width {dim}")
@@ -207,6 +239,21 @@ class LinearProbe(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         features = tokens.mean(dim=1) if tokens.ndim == 3 else tokens  # (B, D)
         return self.linear(self.norm(features))
+
+
+def pool_regions(tokens: Tensor, grid: tuple[int, int, int], regions: int) -> Tensor:
+    """Tokens `(B, L * T'H'W', D)` (L layers' tokens one after the other) averaged over
+    `regions x regions` spatial blocks of each time step: `(B, L * T' * regions^2, D)` on the grid
+    (T', regions, regions). Keeps time and the coarse layout; the probe's cost falls ~H'W'/regions^2."""
+    steps, height, width = grid
+    batch, count, dim = tokens.shape
+    if count % (steps * height * width) or height % regions or width % regions:
+        raise ValueError(
+            f"{count} tokens on a {steps}x{height}x{width} grid cannot be pooled to {regions}x{regions} "
+            f"regions: pick regions dividing {height} and {width}"
+        )
+    blocks = tokens.reshape(-1, regions, height // regions, regions, width // regions, dim)
+    return blocks.mean(dim=(2, 4)).reshape(batch, -1, dim)  # (B, L * T' * regions^2, D)
 
 
 def knn_scores(
