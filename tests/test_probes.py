@@ -121,13 +121,19 @@ def test_pool_regions_averages_each_step_over_a_coarse_grid():
         torch.testing.assert_close(pooled[b, frame * 4 + r * 2 + c], expected)
     with pytest.raises(ValueError, match="regions dividing"):
         pool_regions(tokens, (2, 4, 4), 3)
+    inside = AttentiveProbe(ProbeConfig(dim=3, num_classes=2, num_heads=1, grid=(2, 4, 4), regions=2))
+    outside = AttentiveProbe(ProbeConfig(dim=3, num_classes=2, num_heads=1))
+    outside.load_state_dict(inside.state_dict())
+    torch.testing.assert_close(inside(tokens.float()), outside(pooled.float()))
+    with pytest.raises(ValueError, match="need the token grid"):
+        ProbeConfig(dim=3, num_classes=2, regions=2)
 
 
 def test_positions_add_no_parameter_and_reach_time_order():
     """With `grid` the probe keeps the released keys (a released file loads exactly) and tells a
     sequence from its time reversal, which the released probe, seeing a set, cannot."""
     plain = AttentiveProbe(ProbeConfig(dim=32, num_classes=2, num_heads=2))
-    placed = AttentiveProbe(ProbeConfig(dim=32, num_classes=2, num_heads=2, grid=(4, 2, 2)))
+    placed = AttentiveProbe(ProbeConfig(dim=32, num_classes=2, num_heads=2, grid=(4, 2, 2), positions=True))
     assert set(plain.state_dict()) == set(placed.state_dict())
     placed.load_state_dict(randomize_(plain, std=0.3).state_dict())
     tokens = torch.randn(3, 16, 32)
@@ -153,7 +159,8 @@ def test_a_positional_probe_reads_the_direction_of_motion(tmp_path):
 
     scores = {}
     for grid in (None, (4, 1, 4)):
-        probe = AttentiveProbe(ProbeConfig(dim=dim, num_classes=2, num_heads=2, depth=2, grid=grid))
+        config = ProbeConfig(dim=dim, num_classes=2, num_heads=2, depth=2, grid=grid, positions=bool(grid))
+        probe = AttentiveProbe(config)
         optimizer = torch.optim.AdamW(probe.parameters(), lr=3e-3)
         for _ in range(200):
             tokens, labels = clips(32)
@@ -165,7 +172,7 @@ def test_a_positional_probe_reads_the_direction_of_motion(tmp_path):
         with torch.no_grad():
             scores[grid] = topk_accuracy(probe(tokens), labels, 1)
     assert scores[None] < 0.7 and scores[(4, 1, 4)] > 0.9, scores
-    torch.save({"classifiers": [probe.state_dict()], "num_heads": 2, "grid": [4, 1, 4]}, tmp_path / "p.pt")
+    torch.save({"classifiers": [probe.state_dict()], **probe.config.options()}, tmp_path / "p.pt")
     loaded = AttentiveProbe.from_released(tmp_path / "p.pt")
-    assert loaded.config.grid == (4, 1, 4)
+    assert loaded.config.grid == (4, 1, 4) and loaded.config.positions
     torch.testing.assert_close(loaded(tokens[:4]), probe(tokens[:4]))

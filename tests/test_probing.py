@@ -106,3 +106,13 @@ def test_probe_with_augmentation_encodes_every_epoch(tmp_path):
     assert len(list((tmp_path / "o" / "cache").iterdir())) == 1  # only the validation features are cached
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert len(summary["heads"][0]["epochs"]) == 2
+
+
+def test_probe_command_with_positions_pooled_regions_and_bf16(tmp_path):
+    extra = ["--epochs", "2", "--wd", "0.01", "--positions", "--pool-regions", "2", "--dtype", "bfloat16"]
+    assert main(probe_command(tmp_path, 8, 4, *extra)) == 0
+    probe = AttentiveProbe.from_released(tmp_path / "o" / "probe.pt")  # vit_micro: 8 frames, 32 px, patch 8
+    assert (probe.config.grid, probe.config.positions, probe.config.regions) == ((4, 4, 4), True, 2)
+    assert probe(torch.randn(3, 64, 64)).shape == (3, 2)  # full tokens in, pooled inside
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["settings"]["positions"] and summary["settings"]["pool_regions"] == 2

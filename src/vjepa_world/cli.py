@@ -79,6 +79,9 @@ def _probe(args: argparse.Namespace) -> None:
             f"(lr {best['lr']:g}, wd {best['weight_decay']:g})"
         )
 
+    size, c = args.size or encoder.config.image_size, encoder.config
+    grid = (args.frames // c.tubelet_size, size // c.patch_size, size // c.patch_size)
+    options = {"grid": grid, "positions": args.positions, "regions": args.pool_regions}
     probe, summary = train_heads(
         train,
         val,
@@ -89,10 +92,13 @@ def _probe(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         num_heads=args.heads,
         on_epoch=report,
+        probe_options=options if args.probe == "attentive" else None,
+        precision=args.dtype,
     )
     summary["settings"] = {k: v for k, v in vars(args).items() if k != "run"}
     if probe is not None:  # the released probe layout: AttentiveProbe.from_released reads it back
-        atomic_torch_save({"classifiers": [probe.state_dict()], "num_heads": args.heads}, out / "probe.pt")
+        recorded = probe.config.options() if args.probe == "attentive" else {"num_heads": args.heads}
+        atomic_torch_save({"classifiers": [probe.state_dict()], **recorded}, out / "probe.pt")
         scores, labels = predict_videos(probe, val)
         classes = [str(c) for c in range(scores.shape[1])]
         plot_confusion_matrix(labels, scores.argmax(1), classes, out / "confusion_matrix.png")
@@ -382,6 +388,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--wd", type=float, nargs="+", default=[0.01, 0.1], help="weight decays (x each lr)")
     probe.add_argument("--heads", type=int, default=16, help="attention heads of the attentive probe")
+    probe.add_argument(
+        "--positions",
+        action="store_true",
+        help="add each token's (t, h, w) to the attentive probe's input (RoPE-only tokens lack them)",
+    )
+    probe.add_argument(
+        "--pool-regions",
+        type=int,
+        metavar="R",
+        help="attentive probe on each step's tokens averaged over R x R regions (the cheaper token path)",
+    )
     probe.add_argument("--clips", type=int, default=1, help="clips per video, predictions averaged per video")
     probe.add_argument(
         "--views", type=int, default=1, help="spatial crops per validation clip (upstream: 3), averaged"
@@ -389,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--layers", type=int, nargs="*", help="encoder blocks whose tokens are concatenated")
     probe.add_argument("--batch-size", type=int, default=16)
     probe.add_argument("--device", default="cpu")
-    probe.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    probe.add_argument(
+        "--dtype", choices=list(DTYPES), default="float32", help="bfloat16: encode and train heads in bf16"
+    )
     probe.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     probe.add_argument(
         "--augment",

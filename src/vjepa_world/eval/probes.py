@@ -5,11 +5,11 @@ LayerNorm eps 1e-5), then a cross-attention block where one learnable query atte
 (q Linear, fused kv Linear, no output projection, residual into the query, MLP), then a Linear
 classifier. Our key names are the released ones, so released probe checkpoints load as they are.
 
-Two options for small encoders and CPUs, neither of which adds a parameter: `ProbeConfig.grid`
-adds a fixed sin-cos embedding of each token's (t, h, w) to the tokens, since a RoPE-only encoder's
-tokens barely say where and when they are and the released probe sees them as a set (then it
-cannot tell a motion from its reverse); `pool_regions` averages each time step's tokens over a
-coarse spatial grid, the cheaper token path.
+Two options for small encoders and CPUs, neither of which adds a parameter (released probe files
+load and compute exactly as before): `positions` adds a fixed sin-cos embedding of each token's
+(t, h, w) to the tokens, since a RoPE-only encoder's tokens barely say where and when they are and
+the released probe sees them as a set (it cannot tell a motion from its reverse); `regions`
+averages each time step's tokens over a coarse spatial grid first, the cheaper token path.
 """
 
 from __future__ import annotations
@@ -37,9 +37,32 @@ class ProbeConfig:
     mlp_ratio: float = 4.0
     norm_eps: float = 1e-5
     qkv_bias: bool = True
-    # token grid (T', H', W') of the inputs (several layers' tokens may follow each other): a fixed
-    # sin-cos embedding of each token's (t, h, w) is added to it; None: the tokens are a set (released)
+    # token grid (T', H', W') of the inputs (several layers' tokens may follow each other), needed by:
     grid: tuple[int, int, int] | None = None
+    positions: bool = False  # add a fixed sin-cos embedding of (t, h, w); False: a set (released)
+    regions: int | None = None  # average each step's tokens over regions x regions blocks first
+
+    def __post_init__(self):
+        if self.grid is None and (self.positions or self.regions):
+            raise ValueError("probe positions and regions need the token grid (T', H', W') of the inputs")
+        if self.grid is not None:
+            self.grid = tuple(self.grid)
+
+    @property
+    def pooled_grid(self) -> tuple[int, int, int] | None:
+        """The grid the probe's blocks see: the input grid, or (T', regions, regions)."""
+        if self.grid is None or not self.regions:
+            return self.grid
+        return (self.grid[0], self.regions, self.regions)
+
+    def options(self) -> dict:
+        """What our probe files record beside the weights (released files hold none of it)."""
+        return {
+            "num_heads": self.num_heads,
+            "grid": self.grid,
+            "positions": self.positions,
+            "regions": self.regions,
+        }
 
 
 class CrossAttention(nn.Module):
@@ -101,8 +124,11 @@ class AttentivePooler(nn.Module):
         )
 
     def forward(self, tokens: Tensor) -> Tensor:
-        if self.config.grid is not None:  # the same positions for each layer's tokens
-            table = position_table(self.config.grid, tokens.shape[-1]).to(tokens)
+        c = self.config
+        if c.regions:
+            tokens = pool_regions(tokens, c.grid, c.regions)
+        if c.positions:  # the same positions for each layer's tokens
+            table = position_table(c.pooled_grid, tokens.shape[-1]).to(tokens)
             tokens = tokens + table.repeat(tokens.shape[1] // len(table), 1)
         for block in self.blocks:
             tokens = block(tokens)  # no RoPE: positions, if any, are in the tokens
@@ -140,10 +166,8 @@ class AttentiveProbe(nn.Module):
             raise ValueError(f"{path} holds {len(heads)} classifiers; index {index} is out of range")
         state = {re.sub(r"^(module\.)+", "", k): v for k, v in heads[index].items()}
         num_heads = num_heads or checkpoint.get("num_heads", 16)  # files we write record it
-        grid = checkpoint.get("grid")  # ours only, when trained with positions
-        return cls._from_state(
-            state, path, num_heads=num_heads, norm_eps=1e-5, grid=tuple(grid) if grid else None
-        )
+        options = {k: checkpoint[k] for k in ("grid", "positions", "regions") if checkpoint.get(k)}
+        return cls._from_state(state, path, num_heads=num_heads, norm_eps=1e-5, **options)
 
     @classmethod
     def from_transformers(
@@ -168,7 +192,7 @@ class AttentiveProbe(nn.Module):
 
     @classmethod
     def _from_state(
-        cls, state: dict[str, Tensor], source, *, num_heads: int, norm_eps: float, grid=None
+        cls, state: dict[str, Tensor], source, *, num_heads: int, norm_eps: float, **options
     ) -> AttentiveProbe:
         if "pooler.query_tokens" not in state or "linear.weight" not in state:
             raise ValueError(
@@ -185,7 +209,7 @@ class AttentiveProbe(nn.Module):
             mlp_ratio=hidden / dim,
             norm_eps=norm_eps,
             qkv_bias="pooler.cross_attention_block.xattn.q.bias" in state,
-            grid=grid,
+            **options,
         )
         if mlp_hidden_dim(dim, config.mlp_ratio) != hidden:
             raise ValueError(f"{source}: MLP width {hidden} is not representable for width {dim}")

@@ -206,9 +206,10 @@ def evaluate(probe: nn.Module, features: Features) -> dict[str, float]:
     return {"top1": topk_accuracy(scores, labels, 1), "top5": topk_accuracy(scores, labels, 5)}
 
 
-def make_probe(kind: str, dim: int, num_classes: int, num_heads: int) -> nn.Module:
+def make_probe(kind: str, dim: int, num_classes: int, num_heads: int, **options) -> nn.Module:
+    """`options`: the attentive probe's grid, positions and regions (see `ProbeConfig`)."""
     if kind == "attentive":
-        return AttentiveProbe(ProbeConfig(dim=dim, num_classes=num_classes, num_heads=num_heads))
+        return AttentiveProbe(ProbeConfig(dim=dim, num_classes=num_classes, num_heads=num_heads, **options))
     if kind == "linear":
         return LinearProbe(dim, num_classes)
     raise ValueError(f"unknown probe {kind!r}: attentive, linear or knn")
@@ -227,10 +228,14 @@ def train_heads(
     seed: int = 0,
     progress: bool = True,
     on_epoch: Callable[[int, list[dict]], None] | None = None,
+    probe_options: dict | None = None,
+    precision: str = "float32",
 ) -> tuple[nn.Module, dict]:
     """Train one probe per (lr, weight decay) on the same batches; return the best head (by final
     validation top-1) and a summary with every head's per-epoch top-1/top-5. `train` is cached
-    features (shuffled each epoch) or a set that yields batches, e.g. `AugmentedTrainSet`."""
+    features (shuffled each epoch) or a set that yields batches, e.g. `AugmentedTrainSet`.
+    `probe_options`: grid, positions, regions of the attentive probe; `precision` "bfloat16" trains
+    under bf16 autocast (fast where the CPU or GPU has bf16 matrix units)."""
     if kind == "knn":
         if not isinstance(train, Features):
             raise ValueError("kNN needs cached features: it has no training epochs to augment")
@@ -247,7 +252,8 @@ def train_heads(
     num_classes, dim = max(train.num_classes, int(val.labels.max()) + 1), train.dim
     torch.manual_seed(seed)
     grid = list(itertools.product(lrs, weight_decays))
-    heads = [make_probe(kind, dim, num_classes, num_heads) for _ in grid]
+    heads = [make_probe(kind, dim, num_classes, num_heads, **(probe_options or {})) for _ in grid]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16")  # on CPU tokens
     optimizers = [
         torch.optim.AdamW(h.parameters(), lr=lr, weight_decay=wd)
         for h, (lr, wd) in zip(heads, grid, strict=True)
@@ -264,7 +270,8 @@ def train_heads(
             for head, optimizer, (lr, _) in zip(heads, optimizers, grid, strict=True):
                 for group in optimizer.param_groups:
                     group["lr"] = warmup_cosine(lr, step, total, warmup)
-                loss = F.cross_entropy(head(tokens), labels)
+                with autocast:
+                    loss = F.cross_entropy(head(tokens).float(), labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
