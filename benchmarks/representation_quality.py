@@ -1,188 +1,214 @@
 """Does pretraining learn something? Probe quality and future prediction on the built-in dataset.
 
-1. Write the built-in temporal-reasoning dataset (cached in --work).
-2. Pretrain an encoder (default vit_tiny, 16 frames of 64 px) with the V-JEPA objective plus a
-   future-prediction mask, for a fixed number of steps.
-3. Probe each task (direction and speed of motion, which object bounces first, bounce count) on
-   frozen features with an attentive probe: the pretrained encoder, the same encoder randomly
-   initialised, and a pixel baseline (a linear probe on 8x8-downsampled raw frames).
-4. Future prediction: observe half the clip, predict the rest; L1 per horizon against copying
-   the last observed step.
+1. Write the built-in temporal-reasoning dataset (600 training and 200 validation videos of 16
+   frames, 64 px; cached in --work).
+2. Pretrain with a recipe (default `configs/pretrain/cpu_tiny.yaml`) on the training videos, and
+   time it. `--variant` picks the anti-collapse mechanism: `ema` (EMA target only), `sigreg`
+   (SIGReg only, the online encoder as its own target, no EMA) or `both`; `recipe` keeps the file's.
+3. Probe every task (direction and speed of the red object, which object bounces first, how often
+   the red one bounces) on frozen tokens of the pretrained encoder, of the same architecture at
+   random initialisation (same seed as pretraining starts from) and of raw pixels:
+   - `attentive`: V-JEPA 2's probe on each step's tokens averaged over 4 x 4 regions, with the
+     tokens' (t, h, w) added (the released probe sees a set and cannot tell a motion from its
+     reverse), best of two learning rates, bf16 where the CPU has bf16 units;
+   - `linear`: a linear probe on the same pooled tokens, flattened (time and layout kept);
+   - pixels: a linear probe on the frames downsampled to 8 x 8 (all frames, flattened).
+4. Future prediction: observe the first half of each validation clip, predict the rest; L1 per
+   horizon against copying the last observed step.
 
-    python benchmarks/representation_quality.py              # about 15-20 minutes on 2 cores
-    python benchmarks/representation_quality.py --steps 50   # a quick smoke run
+    python benchmarks/representation_quality.py                    # the recipe, ~30 minutes here
+    python benchmarks/representation_quality.py --variant sigreg   # the same recipe, SIGReg only
+    python benchmarks/representation_quality.py --set optim.steps=50 --probe-epochs 2   # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from vjepa_world import VideoEncoder
+from vjepa_world import MaskedPredictor, VideoEncoder
 from vjepa_world.data.datasets import VideoDataset
 from vjepa_world.data.synthetic import TASKS, write_temporal_dataset
 from vjepa_world.eval.future import evaluate_future
+from vjepa_world.eval.probes import pool_regions
 from vjepa_world.eval.probing import Features, FeatureSettings, encode_csv, train_heads
-from vjepa_world.nn import MaskedPredictor
-from vjepa_world.train.config import build_config
+from vjepa_world.nn.linear import cpu_has_native_bf16
+from vjepa_world.train.config import load_config
 from vjepa_world.train.pretrain import pretrain
 
+FRAMES, SIZE, REGIONS = 16, 64, 4
+PROBES = ["attentive", "linear"]
+VARIANTS = {
+    "recipe": [],
+    "ema": ["model.target=ema", "model.sigreg=0.0"],
+    "sigreg": ["model.target=online", "optim.ema=null"],  # the recipe's SIGReg weight, or --sigreg
+    "both": ["model.target=ema"],
+}
 
-def pixel_features(csv: Path, frames: int, size: int) -> Features:
+
+def pixel_features(csv: Path) -> Features:
     """Raw frames downsampled to 8x8, flattened: a probe here sees what pixels alone give."""
-    dataset = VideoDataset(csv, num_frames=frames, frame_step=1, image_size=size, train=False)
+    dataset = VideoDataset(csv, num_frames=FRAMES, frame_step=1, image_size=SIZE, train=False)
     items = [dataset[i] for i in range(len(dataset))]
     video = torch.stack([item["video"] for item in items])  # (N, 3, T, S, S)
-    small = F.adaptive_avg_pool3d(video, (frames, 8, 8)).flatten(1)[:, None]  # (N, 1, 3*T*64)
+    small = F.adaptive_avg_pool3d(video, (FRAMES, 8, 8)).flatten(1)[:, None]  # (N, 1, 3*T*64)
     labels = torch.tensor([item["label"] for item in items])
     return Features(small, labels, torch.arange(len(items)))
 
 
-def pooled(features: Features, grid: tuple[int, int, int], regions: int = 2) -> Features:
-    """Tokens averaged over `regions x regions` spatial blocks per tubelet step: (N, T' * r * r, D).
-    Keeps time and coarse layout, and makes the attentive probe 16x cheaper on this CPU."""
-    steps, height, width = grid
-    tokens = features.tokens.view(-1, steps, height, width, features.tokens.shape[-1]).permute(0, 1, 4, 2, 3)
-    tokens = F.adaptive_avg_pool2d(tokens.flatten(0, 1), regions)  # (N*T', D, r, r)
-    tokens = tokens.view(-1, steps, tokens.shape[1], regions * regions).permute(0, 1, 3, 2).flatten(1, 2)
-    return Features(tokens.contiguous(), features.labels, features.videos)
+def relabel(features: Features, csv: Path) -> Features:
+    """The same clips (every task's CSV lists the same videos in the same order), another task's labels."""
+    labels = torch.tensor(VideoDataset(csv, num_frames=FRAMES).labels)
+    return Features(features.tokens, labels, features.videos)
+
+
+def probe_scores(features: dict, data: Path, task: str, grid, args) -> dict[str, float]:
+    """Top-1 (%) of each probe on one task for one encoder's features {split: Features}."""
+    train, val = (relabel(features[split], data / f"{task}_{split}.csv") for split in ("train", "val"))
+    scores = {}
+    if "attentive" in args.probes:
+        options = {"grid": grid, "positions": True, "regions": REGIONS}
+        _, summary = train_heads(
+            train,
+            val,
+            kind="attentive",
+            lrs=(1e-3, 3e-4),
+            weight_decays=(0.01,),
+            epochs=args.probe_epochs,
+            num_heads=args.probe_heads,
+            probe_options=options,
+            precision="bfloat16" if cpu_has_native_bf16() else "float32",
+            progress=False,
+        )
+        scores["attentive"] = 100 * summary["best"]["top1"]
+    if "linear" in args.probes:
+        flat = lambda f: Features(pool_regions(f.tokens, grid, REGIONS).flatten(1), f.labels, f.videos)
+        _, summary = train_heads(
+            flat(train),
+            flat(val),
+            kind="linear",
+            lrs=(1e-3, 1e-2),
+            weight_decays=(0.01,),
+            epochs=3 * args.probe_epochs,
+            progress=False,
+        )
+        scores["linear"] = 100 * summary["best"]["top1"]
+    return scores
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--work", default="runs/representation_quality", help="dataset, run and caches")
-    parser.add_argument("--preset", default="vit_tiny")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--config", default="configs/pretrain/cpu_tiny.yaml", help="the pretraining recipe")
+    parser.add_argument("--variant", choices=list(VARIANTS), default="recipe")
+    parser.add_argument("--sigreg", type=float, help="SIGReg weight of the sigreg/both variants")
+    parser.add_argument(
+        "--set", action="append", default=[], help="more recipe overrides (section.key=value)"
+    )
+    parser.add_argument("--work", default="runs/representation_quality", help="dataset, runs and caches")
     parser.add_argument("--train-videos", type=int, default=600)
     parser.add_argument("--val-videos", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument(
-        "--ema", type=float, nargs=2, default=[0.99, 0.999], help="target momentum, first -> last"
+        "--probes", nargs="+", choices=["attentive", "linear"], default=["attentive", "linear"]
     )
-    parser.add_argument("--probe-epochs", type=int, default=10)
+    parser.add_argument("--probe-epochs", type=int, default=20)
+    parser.add_argument("--probe-heads", type=int, default=3)
+    parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
     work = Path(args.work)
     started = time.perf_counter()
 
     data = work / "data"
-    write_temporal_dataset(
-        data, train=args.train_videos, val=args.val_videos, frames=args.frames, size=args.size
-    )
-    run = work / f"run_{args.preset}_{args.steps}_lr{args.lr:g}_ema{args.ema[0]:g}-{args.ema[1]:g}"
+    write_temporal_dataset(data, train=args.train_videos, val=args.val_videos, frames=FRAMES, size=SIZE)
+    overrides = [*VARIANTS[args.variant], *args.set]
+    if args.sigreg is not None:
+        overrides.append(f"model.sigreg={args.sigreg}")
+    config = load_config(args.config, overrides)
+    if args.variant in ("sigreg", "both") and not config.model.sigreg:
+        parser.error(f"the {args.variant} variant needs a SIGReg weight: pass --sigreg W")
+    key = hashlib.sha256(json.dumps([args.config, config.to_dict()], sort_keys=True).encode()).hexdigest()[
+        :10
+    ]
+    run = work / f"run_{Path(args.config).stem}_{args.variant}_{key}"
     if not (run / "summary.json").exists():
-        config = build_config(
-            {
-                "model": {
-                    "preset": args.preset,
-                    "num_frames": args.frames,
-                    "image_size": args.size,
-                    "temporal_mask_ratio": 0.5,
-                },
-                "data": {"frame_step": 1, "num_workers": 2, "crop_scale": [0.6, 1.0]},
-                "optim": {
-                    "steps": args.steps,
-                    "batch_size": args.batch,
-                    "warmup_steps": args.steps // 10,
-                    "decay_steps": args.steps // 5,
-                    "lr": args.lr,
-                    "start_lr": args.lr / 5,
-                    "ema": args.ema,
-                },
-                "run": {"checkpoint_every": max(args.steps // 4, 1)},
-            }
-        )
         pretrain(config, data / "direction_train.csv", run, resume=(run / "checkpoint.pt").exists())
-    pretrained = VideoEncoder.from_pretrained(run).eval()
-    torch.manual_seed(0)
-    untrained = VideoEncoder(pretrained.config).eval()
-    print(f"pretrained {args.steps} steps in {time.perf_counter() - started:.0f} s")
+    seconds = json.loads((run / "summary.json").read_text())["seconds"]
+    print(f"pretrained {config.optim.steps} steps in {seconds:.0f} s ({run})", flush=True)
 
-    settings = FeatureSettings(frames=args.frames, frame_step=1)
-    grid = pretrained.grid(torch.empty(1, 3, args.frames, args.size, args.size))
-    features = {  # every task's CSV lists the same videos in the same order: encode once per encoder
-        (name, split): pooled(
-            encode_csv(
+    pretrained = VideoEncoder.from_pretrained(run).eval()
+    torch.manual_seed(config.run.seed)  # the initialisation pretraining started from
+    untrained = VideoEncoder(pretrained.config).eval()
+    settings = FeatureSettings(frames=FRAMES, frame_step=1)
+    grid = pretrained.grid(torch.empty(1, 3, FRAMES, SIZE, SIZE))
+    encoders = {"pretrained": pretrained, "random init": untrained}
+    rows = {}
+    for name, encoder in encoders.items():
+        features = {
+            split: encode_csv(
                 encoder, data / f"direction_{split}.csv", settings, cache_dir=work / "cache", progress=False
-            ),
-            grid,
-        )
-        for name, encoder in (("pretrained", pretrained), ("random init", untrained))
-        for split in ("train", "val")
-    }
-    rows = []
-    for task in TASKS:
-        labels = {
-            split: torch.tensor(VideoDataset(data / f"{task}_{split}.csv", num_frames=args.frames).labels)
+            )
             for split in ("train", "val")
         }
-        scores = {}
-        for name in ("pretrained", "random init"):
-            train, val = (
-                Features(features[name, split].tokens, labels[split], features[name, split].videos)
-                for split in ("train", "val")
-            )
-            _, summary = train_heads(
-                train,
-                val,
-                kind="attentive",
-                lrs=(1e-3,),
-                weight_decays=(0.01,),
-                epochs=args.probe_epochs,
-                num_heads=3,
-                progress=False,
-            )
-            scores[name] = summary["best"]["top1"]
-        train_csv, val_csv = data / f"{task}_train.csv", data / f"{task}_val.csv"
-        train, val = (
-            pixel_features(train_csv, args.frames, args.size),
-            pixel_features(val_csv, args.frames, args.size),
-        )
+        for task in TASKS:
+            rows.setdefault(task, {})[name] = probe_scores(features, data, task, grid, args)
+            print(f"{task} {name}: {rows[task][name]} ({time.perf_counter() - started:.0f} s)", flush=True)
+    for task in TASKS:
+        train, val = (pixel_features(data / f"{task}_{split}.csv") for split in ("train", "val"))
         _, summary = train_heads(
-            train,
-            val,
-            kind="linear",
-            lrs=(1e-3, 1e-2),
-            weight_decays=(0.01,),
-            epochs=args.probe_epochs * 3,
-            progress=False,
+            train, val, kind="linear", lrs=(1e-3, 1e-2), weight_decays=(0.01,), epochs=30, progress=False
         )
-        scores["pixels"] = summary["best"]["top1"]
-        rows.append((task, len(TASKS[task]), scores))
-        print(f"{task}: {scores} ({time.perf_counter() - started:.0f} s)", flush=True)
+        rows[task]["pixels"] = 100 * summary["best"]["top1"]
 
-    print(f"\n{'task':12} {'classes':>7} {'pretrained':>10} {'random init':>11} {'pixels':>7} {'gain':>6}")
-    for task, classes, s in rows:
-        gain = 100 * (s["pretrained"] - s["random init"])
-        print(
-            f"{task:12} {classes:7d} {100 * s['pretrained']:9.1f}% {100 * s['random init']:10.1f}% "
-            f"{100 * s['pixels']:6.1f}% {gain:+11.1f}"
-        )
+    print(f"\ntop-1 % ({args.variant}; chance: direction 12.5, speed 50, first_event 50, bounces 33.3)")
+    print(f"{'task':12} {'probe':9} {'pretrained':>10} {'random init':>11} {'gain':>6} {'pixels':>7}")
+    gains = {probe: [] for probe in args.probes}
+    for task in TASKS:
+        for probe in args.probes:
+            ours, random_init = rows[task]["pretrained"][probe], rows[task]["random init"][probe]
+            gains[probe].append(ours - random_init)
+            print(
+                f"{task:12} {probe:9} {ours:10.1f} {random_init:11.1f} {ours - random_init:+6.1f} "
+                f"{rows[task]['pixels']:7.1f}"
+            )
+    for probe, values in gains.items():
+        print(f"mean gain over the tasks, {probe} probe: {sum(values) / len(values):+.1f} points")
 
     predictor = MaskedPredictor.from_pretrained(run).eval()
+    future_index = [spec.name.startswith("future") for spec in config.model.mask_specs()].index(True)
     val = VideoDataset(
-        data / "direction_val.csv", num_frames=args.frames, frame_step=1, image_size=args.size, train=False
+        data / "direction_val.csv", num_frames=FRAMES, frame_step=1, image_size=SIZE, train=False
     )
     batches = (
         torch.stack([val[i]["video"] for i in range(start, min(start + 16, len(val)))])
         for start in range(0, len(val), 16)
     )
-    steps = args.frames // 2
-    errors = evaluate_future(pretrained, pretrained, predictor, batches, context_steps=steps // 2)
+    steps = grid[0]
+    errors = evaluate_future(pretrained, pretrained, predictor, batches, steps // 2, future_index)
     print(f"\nfuture prediction, {steps // 2} of {steps} tubelet steps observed, L1 per horizon:")
     for method, values in errors.l1.items():
         print(f"{method:14} " + " ".join(f"{v:.4f}" for v in values))
     better = all(p < c for p, c in zip(errors.l1["predictor"], errors.l1["copy last"], strict=True))
     print(f"predictor below copy-last at every horizon: {better}")
-    print(f"total {time.perf_counter() - started:.0f} s")
+    total = time.perf_counter() - started
+    print(f"total {total:.0f} s (pretraining {seconds:.0f} s)")
+    if args.out:
+        result = {
+            "config": args.config,
+            "variant": args.variant,
+            "overrides": overrides,
+            "pretraining_seconds": seconds,
+            "total_seconds": round(total),
+            "top1": rows,
+            "future_l1": errors.l1,
+        }
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
