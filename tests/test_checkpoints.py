@@ -5,7 +5,7 @@ import torch
 
 from conftest import randomize_
 from vjepa_world import EncoderConfig, MaskedPredictor, PredictorConfig, VideoEncoder
-from vjepa_world.checkpoints import atomic_torch_save
+from vjepa_world.files import atomic_torch_save
 
 ENCODER = EncoderConfig(dim=64, depth=2, num_heads=2, patch_size=8, image_size=32, num_frames=4)
 PREDICTOR = PredictorConfig(

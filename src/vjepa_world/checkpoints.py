@@ -1,4 +1,4 @@
-"""Checkpoints in three formats, and atomic writes.
+"""Checkpoints in three formats.
 
 - Official V-JEPA 2 `.pt` files: a pickled dict with `encoder`, `predictor` and `target_encoder`
   state dicts (keys prefixed `module.backbone.`). They hold no config: the architecture is
@@ -22,7 +22,6 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from .config import (
     get_preset,
     to_dict,
 )
+from .files import atomic_write, write_json
 
 # Released widths -> head counts (the files do not say; ViT-g uses 22 heads, not the builder's 16).
 RELEASED_ENCODER_HEADS = {1024: 16, 1280: 16, 1408: 22}
@@ -48,27 +48,6 @@ RELEASED_IMAGE_SIZE = 256  # the predictor's RoPE grid in the released files
 
 StateDict = dict[str, Tensor]
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------- atomic writes
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`, so a
-    reader never sees a half-written file even if the process is killed mid-write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 # ---------------------------------------------------------------------------- reading files
@@ -476,7 +455,7 @@ def save_pretrained(
     config = hf_config(*(m.config if m is not None else None for m in networks.values()))
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
     atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), {"format": "pt"}))
-    atomic_write(directory / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    write_json(directory / "config.json", config)
     return directory
 
 

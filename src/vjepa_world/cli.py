@@ -51,11 +51,11 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 def _probe(args: argparse.Namespace) -> None:
     import dataclasses
-    import json
     from pathlib import Path
 
-    from .checkpoints import atomic_torch_save, atomic_write, load_encoder
+    from .checkpoints import load_encoder
     from .eval.probing import AugmentedTrainSet, FeatureSettings, encode_csv, predict_videos, train_heads
+    from .files import atomic_torch_save, write_json
     from .viz import plot_confusion_matrix
 
     encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
@@ -96,20 +96,20 @@ def _probe(args: argparse.Namespace) -> None:
         scores, labels = predict_videos(probe, val)
         classes = [str(c) for c in range(scores.shape[1])]
         plot_confusion_matrix(labels, scores.argmax(1), classes, out / "confusion_matrix.png")
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_json(out / "summary.json", summary)
     best = summary["best"]
     print(f"{args.probe} probe: top-1 {100 * best['top1']:.1f}%, top-5 {100 * best['top5']:.1f}% -> {out}")
 
 
 def _evaluate_future(args: argparse.Namespace) -> None:
-    import json
     from pathlib import Path
 
     from torch.utils.data import DataLoader
 
-    from .checkpoints import atomic_write, load_encoder
+    from .checkpoints import load_encoder
     from .data.datasets import VideoDataset, collate_clips
     from .eval.future import evaluate_future
+    from .files import write_json
     from .nn import MaskedPredictor
     from .viz import plot_errors_by_horizon
 
@@ -139,7 +139,7 @@ def _evaluate_future(args: argparse.Namespace) -> None:
         "cosine_distance": errors.cosine,
         "settings": {k: v for k, v in vars(args).items() if k != "run"},
     }
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_json(out / "summary.json", summary)
     plot_errors_by_horizon(horizons, errors.l1, out / "l1_by_horizon.png", ylabel="L1 error")
     plot_errors_by_horizon(horizons, errors.cosine, out / "cosine_by_horizon.png", ylabel="1 - cosine")
     for method, values in errors.l1.items():
@@ -184,13 +184,12 @@ def _make_dataset(args: argparse.Namespace) -> None:
 
 
 def _collect(args: argparse.Namespace) -> None:
-    import json
     import time
     from pathlib import Path
 
-    from .checkpoints import atomic_write
     from .data.episodes import LeRobotDataset, write_lerobot_dataset
     from .envs import collect_episodes
+    from .files import write_json
 
     started = time.perf_counter()
     episodes = collect_episodes(
@@ -204,7 +203,7 @@ def _collect(args: argparse.Namespace) -> None:
         "seconds": round(time.perf_counter() - started, 2),
         "settings": {k: v for k, v in vars(args).items() if k != "run"},
     }
-    atomic_write(Path(out) / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_json(Path(out) / "summary.json", summary)
     print(
         f"{summary['episodes']} episodes, {summary['frames']} frames of {args.env} ({args.policy}) -> {out} "
         f"in {summary['seconds']:.1f} s"

@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoints import atomic_write
 from .data.episodes import LeRobotDataset, write_lerobot_dataset
 from .envs import REACHER_ID, collect_episodes
 from .eval.planning import evaluate_planning
+from .files import write_json, write_text
 from .planning import planner_config
 from .train.config import WorldModelConfig, build_config
 from .train.world_model import train_world_model
@@ -144,7 +144,7 @@ def write_report(out: Path, settings: DemoSettings, training: dict, planning: di
         "",
     ]
     path = out / "report.md"
-    atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines)))
+    write_text(path, "\n".join(lines))
     return path
 
 
@@ -187,5 +187,5 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> dict:
         "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "report": str(report),
     }
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_json(out / "summary.json", summary)
     return summary

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .checkpoints import atomic_write
 from .data.video import IMAGENET_MEAN, IMAGENET_STD, write_video
-from .train.logs import read_log
+from .files import atomic_write, read_log
 
 GAP = 2  # white pixels between the tiles of a PCA grid image and video
 

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .checkpoints import atomic_write, preset_config
+from .checkpoints import preset_config
 from .data.video import normalize_frames
+from .files import atomic_write, write_json
 from .jepa import VJEPAModel
 from .nn import ActionConditionedPredictor, KVCache, VideoEncoder
 from .nn.heads import StateHead, StateHeadConfig
@@ -274,8 +275,7 @@ class WorldModel(nn.Module):
         }
         if weights:
             atomic_write(directory / HEADS_FILE, lambda tmp: save_file(weights, str(tmp)))
-        text = json.dumps(self.settings(), indent=2) + "\n"
-        atomic_write(directory / SETTINGS_FILE, lambda tmp: tmp.write_text(text))
+        write_json(directory / SETTINGS_FILE, self.settings())
         return directory
 
     @classmethod

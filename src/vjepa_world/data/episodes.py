@@ -39,6 +39,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..files import atomic_write, write_json, write_jsonl
 from .video import VideoDecodeError, iter_clip_frames, read_clip_frames, video_info, write_video
 
 log = logging.getLogger(__name__)
@@ -73,23 +74,7 @@ class Episode:
 # ---------------------------------------------------------------------------- small file helpers
 
 
-def _write_text(path: Path, text: str) -> Path:
-    from ..checkpoints import atomic_write  # late: checkpoints sits above data in the import order
-
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def _write_json(path: Path, obj: Any) -> Path:
-    return _write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def _write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
-    return _write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
-
-
 def _write_parquet(path: Path, table: pa.Table) -> Path:
-    from ..checkpoints import atomic_write
-
     return atomic_write(path, lambda tmp: pq.write_table(table, str(tmp)))
 
 
@@ -348,11 +333,11 @@ def write_lerobot_dataset(
         raise ValueError("no episodes to write: pass at least one Episode")
     (height, width), state_dim, action_dim = shape
     features = _features(height, width, state_dim, action_dim, rate)
-    _write_jsonl(out / "meta" / "tasks.jsonl", ({"task_index": i, "task": t} for t, i in tasks.items()))
-    _write_jsonl(out / "meta" / "episodes.jsonl", rows)
+    write_jsonl(out / "meta" / "tasks.jsonl", ({"task_index": i, "task": t} for t, i in tasks.items()))
+    write_jsonl(out / "meta" / "episodes.jsonl", rows)
     stats_json = {IMAGE_KEY: _image_stats(histogram), **{name: s.result() for name, s in stats.items()}}
-    _write_json(out / "meta" / "stats.json", stats_json)
-    _write_json(out / "meta" / "info.json", _info(rate, robot_type, len(rows), total, len(tasks), features))
+    write_json(out / "meta" / "stats.json", stats_json)
+    write_json(out / "meta" / "info.json", _info(rate, robot_type, len(rows), total, len(tasks), features))
     return out
 
 
@@ -646,8 +631,6 @@ def encode_episodes(
     size, ...), so features of another encoder are never reused. Episodes already cached under the
     same key (same length and video) are skipped; each file is written atomically.
     """
-    from ..checkpoints import atomic_write  # late: checkpoints sits above data in the import order
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dataset = LeRobotDataset(dataset_dir, image_key=image_key, state_key=None)

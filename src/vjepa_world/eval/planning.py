@@ -11,7 +11,6 @@ also counts episodes that passed within the radius at some step, which random fl
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -19,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checkpoints import atomic_write
 from ..data.video import write_video
 from ..envs import make_env
+from ..files import write_json
 from ..planning import EpisodeResult, PlannerConfig, run_mpc_episode, run_random_episode
 from ..viz import plot_distance_over_time, plot_energy_by_iteration
 
@@ -113,5 +112,5 @@ def evaluate_planning(
             for i, (p, r) in enumerate(zip(planned, random, strict=True))
         ],
     }
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_json(out / "summary.json", summary)
     return summary

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoints import atomic_write
 from ..data.datasets import EpochSampler, VideoDataset, collate_clips
+from ..files import atomic_write
 from ..nn import VideoEncoder
 from ..train.schedules import warmup_cosine
 from .probes import AttentiveProbe, LinearProbe, ProbeConfig, knn_scores, topk_accuracy

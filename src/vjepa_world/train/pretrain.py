@@ -19,8 +19,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
+from ..checkpoints import read_checkpoint_file
 from ..data.datasets import EpochSampler, VideoDataset, collate_clips
+from ..files import atomic_torch_save, write_json
 from ..jepa import VJEPAModel
 from ..masks import Masks
 from ..viz import plot_training_curves
@@ -233,8 +234,6 @@ def pretrain(
         if process.is_main:
             model.save_pretrained(out)
             plot_training_curves(out, out / "training_curves.png")
-            atomic_write(
-                out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n")
-            )
+            write_json(out / "summary.json", summary)
     distributed.teardown()
     return summary

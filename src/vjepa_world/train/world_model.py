@@ -30,10 +30,11 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
+from ..checkpoints import read_checkpoint_file
 from ..data.datasets import EpochSampler
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
 from ..eval.world_model import rollout_errors
+from ..files import atomic_torch_save, write_json
 from ..nn import VideoEncoder
 from ..nn.heads import StateHead, StateHeadConfig
 from ..nn.projector import LatentProjector, ProjectorConfig
@@ -351,7 +352,7 @@ def train_world_model(
                 summary["warning"] = warning
         world_model.save_pretrained(out)
         plot_training_curves(out, out / "training_curves.png")
-        atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+        write_json(out / "summary.json", summary)
     distributed.teardown()
     return summary
 
