@@ -15,7 +15,6 @@ Pickles are only ever read with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -30,12 +29,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .config import (
-    AC_PRESETS,
     ACPredictorConfig,
     EncoderConfig,
     PredictorConfig,
     from_dict,
     get_preset,
+    preset_config,
     to_dict,
 )
 from .files import atomic_write, write_json
@@ -426,16 +425,6 @@ def load_pretrained(
     model = cls(config, **overrides)
     load_state(model, state, path)
     return model
-
-
-def preset_config(name: str, role: str):
-    """The `role` network's config of a named preset (`AC_PRESETS` for the AC predictor)."""
-    if role == "ac_predictor":
-        if name not in AC_PRESETS:
-            choices = ", ".join(AC_PRESETS)
-            raise ValueError(f"unknown action-conditioned preset {name!r}: choose one of {choices}")
-        return dataclasses.replace(AC_PRESETS[name])
-    return getattr(get_preset(name), role)
 
 
 def save_pretrained(

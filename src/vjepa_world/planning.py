@@ -15,7 +15,6 @@ so the temperature means the same in every environment.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,77 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import PLANNER_PRESETS, PlannerConfig, planner_config
+
 Rollout = Callable[[Tensor], Tensor]
 Objective = Callable[[Tensor], Tensor]
-OBJECTIVES = ("latent", "state")
-
-
-@dataclass
-class PlannerConfig:
-    method: str = "cem"  # or "mppi"
-    horizon: int = 2  # model steps planned ahead
-    samples: int = 400
-    elites: int = 10  # CEM: samples the next Gaussian is fitted to
-    iterations: int = 10
-    momentum: float = 0.15  # new mean/std = momentum * old + (1 - momentum) * the elites'
-    init_std: float = 1.0  # first std, as a fraction of half the action range
-    min_std: float = 0.02  # floor, same units: the search never collapses to one point
-    temperature: float = 0.5  # MPPI: softmax(-standardised energy / temperature)
-    # what is compared with the goal: "latent" (the latents) or "state" (the states a world model's
-    # state head decodes from them: needs a model trained on observation.state)
-    objective: str = "latent"
-    energy: str = "l2"  # distance to the goal latents: l2 (squared, LeWorldModel) or l1 (V-JEPA 2-AC)
-    reduce: str = "sum"  # energy summed over the horizon (get there and stay), or of the "final" step only
-    execute: int = 1  # MPC: model steps executed before replanning
-    # MPC: plan one environment action per model step, held for its frame_skip environment steps
-    # (a search space frame_skip times smaller); False plans every environment step's action
-    hold_actions: bool = False
-    warm_start: bool = True  # start from the previous plan shifted by the steps executed
-    history: int | None = None  # MPC: observed steps kept as context (None: what the model trained with)
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.method not in ("cem", "mppi"):
-            raise ValueError(f"planner method must be 'cem' or 'mppi', got {self.method!r}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.energy not in ("l1", "l2") or self.reduce not in ("final", "sum"):
-            raise ValueError(f"energy must be l1|l2, reduce final|sum; got {self.energy!r}, {self.reduce!r}")
-        if not 1 <= self.elites <= self.samples or self.horizon < 1 or self.iterations < 1:
-            raise ValueError(
-                f"need 1 <= elites <= samples, horizon >= 1 and iterations >= 1, got elites {self.elites}, "
-                f"samples {self.samples}, horizon {self.horizon}, iterations {self.iterations}"
-            )
-        if not 1 <= self.execute <= self.horizon:
-            raise ValueError(f"execute must be in [1, horizon={self.horizon}], got {self.execute}")
-
-
-PLANNER_PRESETS = {
-    # what `plan` and `demo` use: 3 model steps ahead, the energy summed over them (measured in
-    # docs/results.md: with a final-step energy even the true simulator and distance reach far less)
-    "default": PlannerConfig(horizon=3, samples=128, elites=12, iterations=6, momentum=0.15),
-    "vjepa2_ac": PlannerConfig(
-        horizon=2, samples=400, elites=10, iterations=10, momentum=0.15, energy="l1", reduce="final"
-    ),
-    # LeWorldModel's CEM: 5 model steps ahead, 300 samples, the best 30, 30 iterations, MSE at the end
-    "lewm": PlannerConfig(
-        horizon=5,
-        samples=300,
-        elites=30,
-        iterations=30,
-        momentum=0.0,
-        reduce="final",
-    ),
-    # what a 2-core CPU plans with in about a tenth of a second per action
-    "fast": PlannerConfig(horizon=2, samples=100, elites=10, iterations=4, momentum=0.15, energy="l1"),
-}
-
-
-def planner_config(preset: str = "default", **changes) -> PlannerConfig:
-    """A preset with some fields changed (e.g. from `--set samples=200`)."""
-    if preset not in PLANNER_PRESETS:
-        raise ValueError(f"unknown planner preset {preset!r}: choose one of {', '.join(PLANNER_PRESETS)}")
-    return dataclasses.replace(PLANNER_PRESETS[preset], **changes)
 
 
 def goal_energy(goal: Tensor, energy: str = "l1", reduce: str = "final") -> Objective:
@@ -343,7 +275,7 @@ def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
 
 
 __all__ = [
-    "PLANNER_PRESETS",
+    "PLANNER_PRESETS",  # the planner config and its presets live in config.py, beside the others
     "EpisodeResult",
     "Objective",
     "Plan",

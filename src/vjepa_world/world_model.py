@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .checkpoints import preset_config
+from .config import preset_config
 from .data.video import normalize_frames
 from .files import atomic_write, write_json
 from .jepa import VJEPAModel
