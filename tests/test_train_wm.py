@@ -16,7 +16,7 @@ from vjepa_world.cli import main
 from vjepa_world.config import get_preset
 from vjepa_world.data.episodes import LeRobotDataset, SequenceDataset, encode_episodes
 from vjepa_world.envs import REACHER_ID, collect_episodes
-from vjepa_world.eval.world_model import rollout_errors
+from vjepa_world.horizon_errors import rollout_errors
 from vjepa_world.train.config import LossConfig, WorldModelConfig, build_config
 from vjepa_world.train.logs import read_log
 from vjepa_world.train.wm_objective import WorldModelObjective

@@ -16,7 +16,6 @@ Pickles are only ever read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
 import re
@@ -33,7 +32,6 @@ from .config import (
     EncoderConfig,
     PredictorConfig,
     from_dict,
-    get_preset,
     preset_config,
     to_dict,
 )
@@ -46,7 +44,6 @@ RELEASED_AC_PREDICTOR_HEADS = {1024: 16}
 RELEASED_IMAGE_SIZE = 256  # the predictor's RoPE grid in the released files
 
 StateDict = dict[str, Tensor]
-log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- reading files
@@ -432,9 +429,10 @@ def save_pretrained(
     encoder: nn.Module | None = None,
     predictor: nn.Module | None = None,
     ac_predictor: nn.Module | None = None,
-):
+) -> Path:
     """Write `config.json` + `model.safetensors` in the Hugging Face VJEPA2 layout, atomically
-    (the action-conditioned predictor, which that layout lacks, under `ac_predictor.`)."""
+    (the action-conditioned predictor, which that layout lacks, under `ac_predictor.`), and return
+    the directory."""
     directory = Path(directory)
     networks = {"encoder": encoder, "predictor": predictor, "ac_predictor": ac_predictor}
     tensors: StateDict = {}
@@ -446,15 +444,3 @@ def save_pretrained(
     atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), {"format": "pt"}))
     write_json(directory / "config.json", config)
     return directory
-
-
-def load_encoder(source: str, *, preset: str | None = None, key: str | None = None, **overrides):
-    """An encoder from a checkpoint path, or a fresh randomly initialised one from a preset name
-    (for smoke runs and pipelines that pretrain their own)."""
-    from .config import PRESETS
-    from .nn import VideoEncoder
-
-    if not Path(source).exists() and source in PRESETS:
-        log.warning("%r is a preset name, not a checkpoint: using randomly initialised weights", source)
-        return VideoEncoder(get_preset(source).encoder, **overrides)
-    return VideoEncoder.from_pretrained(source, preset=preset, key=key, **overrides)

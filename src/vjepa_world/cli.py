@@ -13,9 +13,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from .checkpoints import load_encoder
     from .data import find_media
     from .eval import extract_features
+    from .nn import load_encoder
 
     encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
     result = extract_features(
@@ -53,9 +53,9 @@ def _probe(args: argparse.Namespace) -> None:
     import dataclasses
     from pathlib import Path
 
-    from .checkpoints import load_encoder
     from .eval.probing import AugmentedTrainSet, FeatureSettings, encode_csv, predict_videos, train_heads
     from .files import atomic_torch_save, write_json
+    from .nn import load_encoder
     from .viz import plot_confusion_matrix
 
     encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
@@ -106,11 +106,10 @@ def _evaluate_future(args: argparse.Namespace) -> None:
 
     from torch.utils.data import DataLoader
 
-    from .checkpoints import load_encoder
     from .data.datasets import VideoDataset, collate_clips
     from .eval.future import evaluate_future
     from .files import write_json
-    from .nn import MaskedPredictor
+    from .nn import MaskedPredictor, load_encoder
     from .viz import plot_errors_by_horizon
 
     encoder = load_encoder(args.encoder, preset=args.preset, key=args.key).eval()
@@ -149,9 +148,9 @@ def _evaluate_future(args: argparse.Namespace) -> None:
 def _visualize(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .checkpoints import load_encoder
     from .data import find_media
     from .data.video import clip_indices, preprocess_clip, read_clip_frames, video_frame_count
+    from .nn import load_encoder
     from .viz import save_pca_visualisation
 
     encoder = load_encoder(args.encoder, preset=args.preset, key=args.key).eval()
@@ -211,7 +210,7 @@ def _collect(args: argparse.Namespace) -> None:
 
 
 def _train_wm(args: argparse.Namespace) -> None:
-    from .checkpoints import load_encoder
+    from .nn import load_encoder
     from .train.config import WorldModelConfig, load_config
     from .train.world_model import train_world_model
 

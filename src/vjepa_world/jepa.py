@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -157,6 +159,7 @@ class VJEPAModel(nn.Module):
         """Features from the target encoder (the one evaluations use)."""
         return self.target_encoder.encode(video, pool=pool)
 
-    def save_pretrained(self, directory) -> None:
-        """The target encoder and the predictor, in the layout `VideoEncoder.from_pretrained` reads."""
-        self.target_encoder.save_pretrained(directory, predictor=self.predictor)
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """The target encoder and the predictor, in the layout `VideoEncoder.from_pretrained` reads;
+        returns the directory."""
+        return self.target_encoder.save_pretrained(directory, predictor=self.predictor)

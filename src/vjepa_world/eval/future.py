@@ -9,44 +9,13 @@ step, and the mean of the observed steps (per spatial position).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..horizon_errors import HorizonErrors, copy_last
 from ..nn import MaskedPredictor, VideoEncoder
 from ..nn.vit import as_video
-
-
-@dataclass
-class HorizonErrors:
-    """Per-horizon means over clips and tokens; horizon 1 is the first unobserved step."""
-
-    l1: dict[str, list[float]] = field(default_factory=dict)  # method -> [error at horizon 1, 2, ...]
-    cosine: dict[str, list[float]] = field(default_factory=dict)  # 1 - cosine similarity
-    clips: int = 0
-
-    def add(self, method: str, predicted: Tensor, target: Tensor) -> None:
-        """Accumulate a batch: predicted and target `(B, horizons, S, D)`."""
-        l1 = (predicted - target).abs().mean(dim=(2, 3)).sum(0)  # (horizons,) summed over the batch
-        cosine = (1 - F.cosine_similarity(predicted, target, dim=-1)).mean(dim=2).sum(0)
-        for store, values in ((self.l1, l1), (self.cosine, cosine)):
-            old = store.get(method, [0.0] * len(values))
-            store[method] = [a + float(b) for a, b in zip(old, values, strict=True)]
-
-    def mean(self) -> HorizonErrors:
-        scale = 1.0 / max(self.clips, 1)
-        return HorizonErrors(
-            {m: [v * scale for v in vs] for m, vs in self.l1.items()},
-            {m: [v * scale for v in vs] for m, vs in self.cosine.items()},
-            self.clips,
-        )
-
-
-def copy_last(observed: Tensor, horizons: int) -> Tensor:
-    """observed `(B, k, S, D)` -> the last observed step repeated `(B, horizons, S, D)`."""
-    return observed[:, -1:].expand(-1, horizons, -1, -1)
 
 
 def observed_mean(observed: Tensor, horizons: int) -> Tensor:

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,6 @@ from tqdm import tqdm
 from ..data.datasets import EpochSampler, VideoDataset, collate_clips
 from ..files import atomic_write
 from ..nn import VideoEncoder
-from ..train.schedules import warmup_cosine
 from .probes import AttentiveProbe, LinearProbe, ProbeConfig, knn_scores, topk_accuracy
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,13 @@ def make_probe(kind: str, dim: int, num_classes: int, num_heads: int) -> nn.Modu
     if kind == "linear":
         return LinearProbe(dim, num_classes)
     raise ValueError(f"unknown probe {kind!r}: attentive, linear or knn")
+
+
+def warmup_cosine(lr: float, step: int, steps: int, warmup: int) -> float:
+    """Linear warmup then cosine decay, the released probes' schedule."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
 
 
 def train_heads(

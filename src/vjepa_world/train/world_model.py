@@ -33,8 +33,8 @@ from tqdm import tqdm
 from ..checkpoints import read_checkpoint_file
 from ..data.datasets import EpochSampler
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
-from ..eval.world_model import rollout_errors
 from ..files import atomic_torch_save, write_json
+from ..horizon_errors import rollout_errors
 from ..nn import VideoEncoder
 from ..nn.heads import StateHead, StateHeadConfig
 from ..nn.projector import LatentProjector, ProjectorConfig
