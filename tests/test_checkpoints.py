@@ -145,3 +145,25 @@ def test_saves_are_atomic(tmp_path):
         atomic_torch_save({"step": 2, "bad": Unsaveable()}, path)
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+
+def test_one_encoder_fingerprint_keys_every_cache():
+    """One function, and it sees every byte: two encoders that differ only by two values swapped far
+    past the first 4 KB of a tensor (same sum: what the probe cache's old key hashed) do not match."""
+    from pathlib import Path
+
+    from vjepa_world.checkpoints import encoder_fingerprint
+
+    source = Path(__file__).resolve().parents[1] / "src"
+    definitions = [p for p in source.rglob("*.py") if "def encoder_fingerprint(" in p.read_text()]
+    assert [p.name for p in definitions] == ["checkpoints.py"]
+    one = randomize_(VideoEncoder(ENCODER))
+    two = VideoEncoder(ENCODER)
+    two.load_state_dict(one.state_dict())
+    assert encoder_fingerprint(one) == encoder_fingerprint(two)
+    weight = two.blocks[1].mlp.fc1.weight  # (256, 64) float32: 64 KB
+    with torch.no_grad():
+        weight[-1, -1], weight[-1, -2] = weight[-1, -2].clone(), weight[-1, -1].clone()
+    assert float(weight.detach().sum()) == pytest.approx(float(one.blocks[1].mlp.fc1.weight.detach().sum()))
+    assert encoder_fingerprint(one) != encoder_fingerprint(two)
+    assert encoder_fingerprint(one, torch.nn.Linear(2, 2)) != encoder_fingerprint(one)  # the projector counts

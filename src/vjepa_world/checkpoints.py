@@ -15,6 +15,8 @@ Pickles are only ever read with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import pickle
@@ -444,3 +446,16 @@ def save_pretrained(
     atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), {"format": "pt"}))
     write_json(directory / "config.json", config)
     return directory
+
+
+def encoder_fingerprint(encoder: nn.Module, projector: nn.Module | None = None) -> str:
+    """A hash of an encoder's (and projector's) config and every byte of its weights: the key of
+    every feature cache, so features of another encoder, or of the same one after training, are
+    never reused."""
+    modules = [encoder] if projector is None else [encoder, projector]
+    digest = hashlib.sha1(json.dumps(dataclasses.asdict(encoder.config), sort_keys=True).encode())
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return f"{type(encoder).__name__}-{digest.hexdigest()[:16]}"

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..checkpoints import encoder_fingerprint
 from ..data.datasets import EpochSampler, VideoDataset, collate_clips
 from ..files import atomic_write
 from ..nn import VideoEncoder
@@ -49,15 +50,6 @@ class Features:
     tokens: Tensor  # (clips, N, D)
     labels: Tensor  # (clips,)
     videos: Tensor  # (clips,) which video each clip belongs to
-
-
-def encoder_fingerprint(encoder: VideoEncoder) -> str:
-    """A short hash of the weights and config: caches of another encoder never match."""
-    digest = hashlib.sha256(json.dumps(asdict(encoder.config), sort_keys=True).encode())
-    for value in encoder.state_dict().values():
-        digest.update(value.detach().float().cpu().numpy().tobytes()[:4096])
-        digest.update(str(float(value.float().sum())).encode())
-    return digest.hexdigest()[:16]
 
 
 @torch.inference_mode()

@@ -1,30 +1,15 @@
-"""The encoder of a world model: its architecture, V-JEPA pretraining on a dataset's own videos, and
-the fingerprint that keys every feature cache."""
+"""The encoder of a world model: its architecture, and V-JEPA pretraining on a dataset's own videos."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
 from ..data.episodes import LeRobotDataset
 from ..jepa import VJEPAConfig
 from ..nn import VideoEncoder
-from ..nn.projector import LatentProjector
 from .config import EncoderPretraining, PretrainConfig, build_config
 from .pretrain import CHECKPOINT, pretrain
-
-
-def encoder_fingerprint(encoder: VideoEncoder, projector: LatentProjector | None = None) -> str:
-    """A short hash of an encoder's (and projector's) config and weights: the feature cache's key."""
-    digest = hashlib.sha1(json.dumps(dataclasses.asdict(encoder.config), sort_keys=True).encode())
-    modules = [encoder] if projector is None else [encoder, projector]
-    for module in modules:
-        for name, tensor in module.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return f"{type(encoder).__name__}-{digest.hexdigest()[:16]}"
 
 
 def encoder_architecture(settings: EncoderPretraining, image_size: int) -> VJEPAConfig:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..checkpoints import read_checkpoint_file
+from ..checkpoints import encoder_fingerprint, read_checkpoint_file
 from ..data.datasets import EpochSampler
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
 from ..files import atomic_torch_save, write_json
@@ -46,7 +46,7 @@ from .config import WorldModelConfig
 from .logs import MetricsLog
 from .pretrain import check_run, param_groups
 from .schedules import set_learning_rate
-from .wm_encoder import encoder_architecture, encoder_fingerprint, pretrain_encoder, video_size
+from .wm_encoder import encoder_architecture, pretrain_encoder, video_size
 from .wm_objective import WorldModelObjective
 
 log = logging.getLogger(__name__)
