@@ -58,6 +58,16 @@ class PredictorConfig:
     num_frames: int = 16
     qkv_bias: bool = True
     norm_eps: float = 1e-6
+    # the mask type each mask token was trained with, in order (e.g. ["multiblock_8x0.15",
+    # "future_0.5"]): saved with the weights so an untrained token is refused; None: not recorded
+    mask_types: list[str] | None = None
+
+    def __post_init__(self):
+        if self.mask_types is not None and len(self.mask_types) > self.num_mask_tokens:
+            raise ValueError(
+                f"{len(self.mask_types)} mask types need as many mask tokens, the predictor has "
+                f"{self.num_mask_tokens}"
+            )
 
 
 @dataclass

@@ -23,6 +23,25 @@ def observed_mean(observed: Tensor, horizons: int) -> Tensor:
     return observed.mean(dim=1, keepdim=True).expand(-1, horizons, -1, -1)
 
 
+def future_mask_index(predictor: MaskedPredictor) -> int:
+    """The index of the future mask the predictor was trained with (pretraining with
+    `model.temporal_mask_ratio` > 0 adds it); an error when it learned none or does not say."""
+    types = getattr(getattr(predictor, "config", None), "mask_types", None)
+    if types is None:
+        raise ValueError(
+            "the predictor does not record the mask types it was trained with (a released or older "
+            "checkpoint): pass the mask index to use (--mask-index)"
+        )
+    futures = [i for i, name in enumerate(types) if name.startswith("future")]
+    if not futures:
+        trained = ", ".join(f"{i}: {name}" for i, name in enumerate(types))
+        raise ValueError(
+            f"the predictor was trained without a future mask ({trained}): pass one of those indices "
+            "(--mask-index) or pretrain with model.temporal_mask_ratio > 0"
+        )
+    return futures[0]
+
+
 @torch.no_grad()
 def predict_future(
     context_encoder: VideoEncoder,
@@ -30,10 +49,12 @@ def predict_future(
     predictor: MaskedPredictor,
     video: Tensor,
     context_steps: int,
-    mask_index: int = 2,
+    mask_index: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Predicted latents of the unobserved steps `(B, T' - k, S, D)`, and the target encoder's
-    layer-normed latents of the whole clip `(B, T', S, D)` (observed steps, then the truth)."""
+    layer-normed latents of the whole clip `(B, T', S, D)` (observed steps, then the truth).
+    `mask_index` None: the future mask the predictor was trained with (`future_mask_index`)."""
+    mask_index = future_mask_index(predictor) if mask_index is None else mask_index
     c = context_encoder.config
     video = as_video(video, c.patch_size, c.tubelet_size)
     steps, height, width = context_encoder.grid(video)
@@ -60,9 +81,10 @@ def evaluate_future(
     predictor: MaskedPredictor,
     batches,
     context_steps: int,
-    mask_index: int = 2,
+    mask_index: int | None = None,
 ) -> HorizonErrors:
     """Mean per-horizon errors of the predictor and the two baselines over batches of clips."""
+    mask_index = future_mask_index(predictor) if mask_index is None else mask_index
     errors = HorizonErrors()
     for video in batches:
         predicted, latents = predict_future(
