@@ -167,3 +167,31 @@ def test_one_encoder_fingerprint_keys_every_cache():
     assert float(weight.detach().sum()) == pytest.approx(float(one.blocks[1].mlp.fc1.weight.detach().sum()))
     assert encoder_fingerprint(one) != encoder_fingerprint(two)
     assert encoder_fingerprint(one, torch.nn.Linear(2, 2)) != encoder_fingerprint(one)  # the projector counts
+
+
+def test_a_stored_config_survives_preset_and_contradictions_are_refused(tmp_path):
+    """preset= on a directory fills in nothing the directory says: its stored config (here extra
+    output layers and the predictor's mask types) is kept; a preset or keyword that contradicts it
+    (another image size, head count) is a one-line error, not a silent replacement."""
+    from vjepa_world.config import get_preset
+    from vjepa_world.jepa import VJEPAModel
+
+    model = VJEPAModel({"preset": "vit_micro", "temporal_mask_ratio": 0.5})
+    model.target_encoder.config.out_layers = [0, 1]
+    model.save_pretrained(tmp_path / "run")
+    encoder = VideoEncoder.from_pretrained(tmp_path / "run", preset="vit_micro")
+    assert encoder.config == model.target_encoder.config and encoder.config.out_layers == [0, 1]
+    predictor = MaskedPredictor.from_pretrained(tmp_path / "run", preset="vit_micro", num_heads=1)
+    assert predictor.config.mask_types == ["multiblock_8x0.15", "multiblock_2x0.7", "future_0.5"]
+    assert predictor.config != get_preset("vit_micro").predictor  # what preset= used to return
+    with pytest.raises(
+        ValueError, match=r"config stored in .* differs from preset 'vit_tiny': dim 192 \(stored: 64\)"
+    ):
+        VideoEncoder.from_pretrained(tmp_path / "run", preset="vit_tiny")
+    with pytest.raises(ValueError, match=r"differs from keywords: num_heads 4 \(stored: 2\); drop them"):
+        VideoEncoder.from_pretrained(tmp_path / "run", num_heads=4)
+    bigger = get_preset("vit_micro").encoder
+    bigger.image_size = 64
+    VideoEncoder(bigger).save_pretrained(tmp_path / "big")
+    with pytest.raises(ValueError, match=r"image_size 32 \(stored: 64\)"):
+        VideoEncoder.from_pretrained(tmp_path / "big", preset="vit_micro")

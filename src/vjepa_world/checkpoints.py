@@ -404,26 +404,47 @@ def load_pretrained(
     **overrides,
 ) -> nn.Module:
     """Build `cls` (VideoEncoder, MaskedPredictor or ActionConditionedPredictor) and load weights
-    from `source`. Config precedence: keywords > preset > the file's own config (or what its
-    weights imply)."""
+    from `source`. A directory's stored config is kept: a preset or keyword may only fill in what
+    it does not say, and one that contradicts it is an error. An official file has no config: then
+    keywords > preset > what its weights imply."""
     role = cls.checkpoint_role
     config_cls, infer, default_key = ROLES[role]
     path = Path(source)
     if path.is_dir():
         config, raw = read_hf_directory(path)
         state = from_hf(raw, role)
-        fields = config_from_hf(config, role)
+        stored = config_from_hf(config, role)
+        requested = dict(overrides)
+        if preset:  # None in a preset means "not set" (out_layers, mask_types)
+            named = to_dict(preset_config(preset, role)).items()
+            requested = {k: v for k, v in named if v is not None} | requested
+        given = " and ".join([f"preset {preset!r}"] * bool(preset) + ["keywords"] * bool(overrides))
+        _refuse_contradictions(stored, requested, path, given)
+        model = cls(from_dict(config_cls, requested | stored))
     elif path.is_file():
         state = official_network(read_checkpoint_file(path), key or default_key, path)
-        fields = {} if preset else infer(state, path, **overrides)
+        config = (
+            preset_config(preset, role) if preset else from_dict(config_cls, infer(state, path, **overrides))
+        )
+        model = cls(config, **overrides)
     else:
         raise FileNotFoundError(
             f"checkpoint {path} does not exist (expected a .pt file or a model directory)"
         )
-    config = preset_config(preset, role) if preset else from_dict(config_cls, fields)
-    model = cls(config, **overrides)
     load_state(model, state, path)
     return model
+
+
+def _refuse_contradictions(stored: dict, requested: dict, path: Path, given: str) -> None:
+    """A one-line error naming every requested field whose value differs from the stored config's."""
+    differ = [
+        f"{k} {v!r} (stored: {stored[k]!r})" for k, v in requested.items() if k in stored and v != stored[k]
+    ]
+    if differ:
+        raise ValueError(
+            f"the config stored in {path / 'config.json'} differs from {given}: {', '.join(differ)}; "
+            "drop them (the directory's config is used)"
+        )
 
 
 def save_pretrained(
