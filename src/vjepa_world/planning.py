@@ -26,7 +26,7 @@ from torch import Tensor
 
 Rollout = Callable[[Tensor], Tensor]
 Objective = Callable[[Tensor], Tensor]
-OBJECTIVES = ("latent", "state")
+OBJECTIVES = ("latent", "state", "distance")
 
 
 @dataclass
@@ -40,8 +40,9 @@ class PlannerConfig:
     init_std: float = 1.0  # first std, as a fraction of half the action range
     min_std: float = 0.02  # floor, same units: the search never collapses to one point
     temperature: float = 0.5  # MPPI: softmax(-standardised energy / temperature)
-    # what is compared with the goal: "latent" (the latents) or "state" (the states a world model's
-    # state head decodes from them: needs a model trained on observation.state)
+    # what is compared with the goal: "latent" (the latents), "state" (the states a world model's
+    # state head decodes from them: needs a model trained on observation.state) or "distance" (the
+    # learned temporal distance of its distance head: environment steps to the goal)
     objective: str = "latent"
     energy: str = "l2"  # distance to the goal latents: l2 (squared, LeWorldModel) or l1 (V-JEPA 2-AC)
     reduce: str = "sum"  # energy summed over the horizon (get there and stay), or of the "final" step only
@@ -122,15 +123,30 @@ def state_energy(world_model, goal: Tensor, reduce: str = "sum") -> Objective:
     return objective
 
 
+def distance_energy(world_model, goal: Tensor, reduce: str = "sum") -> Objective:
+    """Objective: the learned temporal distance (environment steps) from each predicted latent to the
+    goal latents `(N, D)`, by the world model's distance head."""
+    head = world_model.distance_head
+
+    def objective(predicted: Tensor) -> Tensor:  # (S, H, N, D) -> (S,)
+        per_step = head.distance(predicted, goal)  # (S, H)
+        return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)
+
+    return objective
+
+
 def make_objective(world_model, goal: Tensor, config: PlannerConfig) -> Objective:
     """The configured objective toward the goal latents `(N, D)` (see `PlannerConfig.objective`)."""
     if config.objective == "latent":
         return goal_energy(goal, config.energy, config.reduce)
-    if getattr(world_model, "state_head", None) is None:
+    head = "state_head" if config.objective == "state" else "distance_head"
+    if getattr(world_model, head, None) is None:
         raise ValueError(
-            "objective=state needs a world model with a state head (trained on observation.state)"
+            f"objective={config.objective} needs a world model with a {head.replace('_', ' ')} "
+            "(train-wm adds one: see loss.state_decoding and distance.steps)"
         )
-    return state_energy(world_model, goal, config.reduce)
+    make = state_energy if config.objective == "state" else distance_energy
+    return make(world_model, goal, config.reduce)
 
 
 @dataclass
@@ -348,6 +364,7 @@ __all__ = [
     "Objective",
     "Plan",
     "PlannerConfig",
+    "distance_energy",
     "goal_energy",
     "make_objective",
     "plan_actions",
