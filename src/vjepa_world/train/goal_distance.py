@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..nn.heads import TemporalDistanceHead
+from ..nn.heads import DistanceHeadConfig, TemporalDistanceHead
 from .config import GoalDistanceConfig
 
 
@@ -126,3 +126,13 @@ def train_goal_distance(
             if log is not None:
                 log(step + 1, {k: float(v) for k, v in metrics.items()})
     return head.eval()
+
+
+def fit_distance_head(
+    episodes: list[Tensor], config: GoalDistanceConfig, seed: int = 0, progress: bool = True
+) -> TemporalDistanceHead:
+    """A new distance head for latents shaped like `episodes[0]` `(T, N, D)`, trained on them."""
+    tokens, dim = episodes[0].shape[1:]
+    torch.manual_seed(seed)
+    head = TemporalDistanceHead(DistanceHeadConfig(tokens=tokens, latent_dim=dim, embed_dim=config.embed_dim))
+    return train_goal_distance(head, episodes, config, seed=seed, progress=progress)
