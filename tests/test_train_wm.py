@@ -35,6 +35,8 @@ TINY = [  # a predictor and schedule that train in seconds, on a given frozen en
     "run.log_every=1",
     "data.eval_horizon=3",
     "data.frame_skip=1",  # the fixture's 10-step episodes; the default 4 runs in the command-line test
+    "distance.steps=20",
+    "distance.batch_size=32",
 ]
 
 

@@ -55,6 +55,9 @@ def test_joint_training_trains_end_to_end_and_the_saved_model_reloads_with_ident
         rtol=0,
     )
     assert loaded.decode_state(latents).shape == (2, 6)
+    distances = loaded.distance_head.distance(latents[:, None], latents[None])  # (2, 2) learned steps apart
+    torch.testing.assert_close(distances, again.distance_head.distance(latents[:, None], latents[None]))
+    assert distances.shape == (2, 2) and distances.diagonal().abs().max() < 1e-4
 
 
 def test_joint_training_resumes_exactly(data, tmp_path):

@@ -157,7 +157,7 @@ PRESETS: dict[str, Preset] = {
 # ---------------------------------------------------------------------------- planning
 
 
-OBJECTIVES = ("latent", "state")
+OBJECTIVES = ("latent", "state", "distance")
 
 
 @dataclass
@@ -173,8 +173,9 @@ class PlannerConfig:
     init_std: float = 1.0  # first std, as a fraction of half the action range
     min_std: float = 0.02  # floor, same units: the search never collapses to one point
     temperature: float = 0.5  # MPPI: softmax(-standardised energy / temperature)
-    # what is compared with the goal: "latent" (the latents) or "state" (the states a world model's
-    # state head decodes from them: needs a model trained on observation.state)
+    # what is compared with the goal: "latent" (the latents), "state" (the states a world model's
+    # state head decodes from them: needs a model trained on observation.state) or "distance" (the
+    # learned temporal distance of its distance head: environment steps to the goal)
     objective: str = "latent"
     energy: str = "l2"  # distance to the goal latents: l2 (squared, LeWorldModel) or l1 (V-JEPA 2-AC)
     reduce: str = "sum"  # energy summed over the horizon (get there and stay), or of the "final" step only

@@ -39,6 +39,8 @@ SMOKE_TRAINING = [  # seconds instead of minutes: for tests and CI, not for resu
     "optim.warmup_steps=2",
     "optim.decay_steps=2",
     "data.eval_horizon=2",
+    "distance.steps=20",
+    "distance.batch_size=32",
 ]
 
 

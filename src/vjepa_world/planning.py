@@ -54,15 +54,30 @@ def state_energy(world_model, goal: Tensor, reduce: str = "sum") -> Objective:
     return objective
 
 
+def distance_energy(world_model, goal: Tensor, reduce: str = "sum") -> Objective:
+    """Objective: the learned temporal distance (environment steps) from each predicted latent to the
+    goal latents `(N, D)`, by the world model's distance head."""
+    head = world_model.distance_head
+
+    def objective(predicted: Tensor) -> Tensor:  # (S, H, N, D) -> (S,)
+        per_step = head.distance(predicted, goal)  # (S, H)
+        return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)
+
+    return objective
+
+
 def make_objective(world_model, goal: Tensor, config: PlannerConfig) -> Objective:
     """The configured objective toward the goal latents `(N, D)` (see `PlannerConfig.objective`)."""
     if config.objective == "latent":
         return goal_energy(goal, config.energy, config.reduce)
-    if getattr(world_model, "state_head", None) is None:
+    head = "state_head" if config.objective == "state" else "distance_head"
+    if getattr(world_model, head, None) is None:
         raise ValueError(
-            "objective=state needs a world model with a state head (trained on observation.state)"
+            f"objective={config.objective} needs a world model with a {head.replace('_', ' ')} "
+            "(train-wm adds one: see loss.state_decoding and distance.steps)"
         )
-    return state_energy(world_model, goal, config.reduce)
+    make = state_energy if config.objective == "state" else distance_energy
+    return make(world_model, goal, config.reduce)
 
 
 @dataclass
@@ -280,6 +295,7 @@ __all__ = [
     "Objective",
     "Plan",
     "PlannerConfig",
+    "distance_energy",
     "goal_energy",
     "make_objective",
     "plan_actions",

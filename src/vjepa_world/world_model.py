@@ -31,13 +31,13 @@ from .data.video import normalize_frames
 from .files import atomic_write, write_json
 from .jepa import VJEPAModel
 from .nn import ActionConditionedPredictor, KVCache, VideoEncoder
-from .nn.heads import StateHead, StateHeadConfig
+from .nn.heads import DistanceHeadConfig, StateHead, StateHeadConfig, TemporalDistanceHead
 from .nn.projector import LatentProjector, ProjectorConfig
 
 ENCODER_TRAINING = ("frozen", "finetune", "joint")
 SETTINGS_FILE = "world_model.json"  # latent kind, training mode, frame skip, history, head configs
-HEADS_FILE = "heads.safetensors"  # the projector's and the state head's weights (prefixed by name)
-HEADS = ("projector", "state_head")
+HEADS_FILE = "heads.safetensors"  # the projector's and the heads' weights (prefixed by name)
+HEADS = ("projector", "state_head", "distance_head")
 
 
 class WorldModel(nn.Module):
@@ -51,6 +51,7 @@ class WorldModel(nn.Module):
         *,
         projector: LatentProjector | None = None,
         state_head: StateHead | None = None,
+        distance_head: TemporalDistanceHead | None = None,
         encoder_training: str = "frozen",
         frame_skip: int = 1,
         history: int = 3,
@@ -91,6 +92,7 @@ class WorldModel(nn.Module):
             self.encoder.eval()
         self.projector = projector
         self.state_head = state_head
+        self.distance_head = distance_head  # a learned goal energy (environment steps to a goal)
         self.predictor = predictor
 
     def train(self, mode: bool = True) -> WorldModel:
@@ -264,7 +266,7 @@ class WorldModel(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Encoder and predictor in one directory (`config.json` + `model.safetensors`), plus
-        `world_model.json` (the settings) and `heads.safetensors` (projector, state head)."""
+        `world_model.json` (the settings) and `heads.safetensors` (projector, state and distance heads)."""
         directory = Path(directory)
         self.predictor.save_pretrained(directory, encoder=self.encoder)
         weights = {
@@ -290,6 +292,7 @@ class WorldModel(nn.Module):
         builders = {
             "projector": (LatentProjector, ProjectorConfig),
             "state_head": (StateHead, StateHeadConfig),
+            "distance_head": (TemporalDistanceHead, DistanceHeadConfig),
         }
         for name, (module, config) in builders.items():
             if settings.get(name):

@@ -1,10 +1,11 @@
 """vjepa_world/ReacherGoal-v0: move MuJoCo's two-link reacher arm to a pose shown as a goal image.
 
 Observation: an RGB frame (H, W, 3) uint8, H = W = `image_size`, from a fixed top-down camera
-(world x to the right, y up, the arm's reach fills the frame). The red target sphere of Reacher-v5
-is hidden (alpha 0): the goal exists only as an image. The links and fingertip are drawn
-`arm_width` (3) times thicker than modelled, about 4 px at 64 px instead of 1 (they have no
-contacts and their inertia is fixed when the model compiles, so the physics are Reacher-v5's).
+(world x to the right, y up, the arm's reach fills the frame; `camera_elevation` and
+`camera_azimuth` in degrees tilt and turn it, e.g. -50 for an oblique view). The red target
+sphere of Reacher-v5 is hidden (alpha 0): the goal exists only as an image. The links and
+fingertip are drawn `arm_width` (3) times thicker than modelled, about 4 px at 64 px instead of
+1 (they have no contacts and their inertia is fixed when the model compiles, so the physics are Reacher-v5's).
 Action: Box(-1, 1, (2,)) joint torques (gear 200, as Reacher-v5), each held for `frame_skip` = 2
 physics steps of 0.01 s (50 steps/s).
 
@@ -104,13 +105,13 @@ def _make_renderer(model: Any, size: int) -> Any:
     return renderer
 
 
-def _top_down_camera(distance: float) -> Any:
-    """A free camera above the arena's centre looking straight down, x to the right and y up."""
+def _free_camera(distance: float, elevation: float = -90.0, azimuth: float = 90.0) -> Any:
+    """A free camera aimed at the arena's centre; by default straight down, x to the right and y up."""
     mujoco = _mujoco()
     camera = mujoco.MjvCamera()
     camera.type = mujoco.mjtCamera.mjCAMERA_FREE
     camera.lookat[:] = 0.0
-    camera.distance, camera.azimuth, camera.elevation = distance, 90.0, -90.0
+    camera.distance, camera.azimuth, camera.elevation = distance, azimuth, elevation
     return camera
 
 
@@ -128,6 +129,8 @@ class ReacherGoalEnv(gymnasium.Env):
         success_radius: float = SUCCESS_RADIUS,
         camera_distance: float = CAMERA_DISTANCE,
         arm_width: float = ARM_WIDTH,
+        camera_elevation: float = -90.0,
+        camera_azimuth: float = 90.0,
     ) -> None:
         if image_size < 8 or frame_skip < 1:
             raise ValueError(f"image_size must be >= 8 and frame_skip >= 1, got {image_size}, {frame_skip}")
@@ -147,7 +150,7 @@ class ReacherGoalEnv(gymnasium.Env):
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._elbow_range = self.model.jnt_range[1].copy()  # (2,) low, high
         self._fingertip_id = self.model.body("fingertip").id
-        self._camera = _top_down_camera(camera_distance)
+        self._camera = _free_camera(camera_distance, camera_elevation, camera_azimuth)
         self._renderer = _make_renderer(self.model, image_size)
         self._goal_qpos = np.zeros(2)
         self._goal_fingertip = np.zeros(2)

@@ -48,3 +48,49 @@ class StateHead(nn.Module):
 
     def forward(self, latents: Tensor) -> Tensor:
         return self.net(latents.flatten(-2))
+
+
+@dataclass
+class DistanceHeadConfig:
+    tokens: int = 1  # latent tokens per frame (1 for vector latents)
+    latent_dim: int = 64
+    embed_dim: int = 32  # the space whose Euclidean distance is the temporal distance
+    hidden_dim: int = 256
+    ensemble: int = 2  # independent embeddings: their mean distance is the energy, their min the TD target
+
+
+class TemporalDistanceHead(nn.Module):
+    """A learned goal energy: `distance(latents, goal)` = ||phi(latents) - phi(goal)||, trained
+    (`train/goal_distance.py`) so that it counts the environment steps needed to get from one frame
+    to the other, the shortest way the data shows. Latent distance only says how different two
+    frames look; this says how far apart they are for the body (a wall or a swing-up in between)."""
+
+    def __init__(self, config: DistanceHeadConfig | None = None, **overrides):
+        super().__init__()
+        self.config = config = dataclasses.replace(config or DistanceHeadConfig(), **overrides)
+        width = config.tokens * config.latent_dim
+        self.embeddings = nn.ModuleList(
+            nn.Sequential(
+                nn.Linear(width, config.hidden_dim),
+                nn.LayerNorm(config.hidden_dim),
+                nn.GELU(),
+                nn.Linear(config.hidden_dim, config.hidden_dim),
+                nn.LayerNorm(config.hidden_dim),
+                nn.GELU(),
+                nn.Linear(config.hidden_dim, config.embed_dim),
+            )
+            for _ in range(config.ensemble)
+        )
+
+    def forward(self, latents: Tensor) -> Tensor:
+        """latents `(..., N, D)` -> embeddings `(..., ensemble, embed_dim)`."""
+        flat = latents.flatten(-2)
+        return torch.stack([embed(flat) for embed in self.embeddings], dim=-2)
+
+    def distances(self, latents: Tensor, goal: Tensor) -> Tensor:
+        """Per-member distances `(..., ensemble)` between latents and goal latents (broadcast)."""
+        return (self(latents) - self(goal)).square().sum(-1).add(1e-12).sqrt()
+
+    def distance(self, latents: Tensor, goal: Tensor) -> Tensor:
+        """The energy: mean distance over the ensemble `(...)`, in environment steps (discounted)."""
+        return self.distances(latents, goal).mean(-1)

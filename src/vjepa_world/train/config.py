@@ -178,6 +178,20 @@ class EncoderPretraining:
     lr: float = 5e-4
 
 
+@dataclass
+class GoalDistanceConfig:
+    """The learned goal energy train-wm fits after the world model (`train/goal_distance.py`)."""
+
+    steps: int = 3000  # optimiser steps of the head (0: no head)
+    batch_size: int = 512
+    lr: float = 3e-4
+    discount: float = 0.98  # per environment step: distances saturate toward 1 / (1 - discount)
+    expectile: float = 0.9  # > 0.5 leans on the best transitions: shortest paths, not average ones
+    target_ema: float = 0.005  # the target embeddings follow the trained ones at this rate
+    goal_mix: tuple[float, float, float] = (0.2, 0.5, 0.3)  # goal = itself, later in its episode, anywhere
+    embed_dim: int = 32
+
+
 def _wm_optim() -> OptimConfig:
     return OptimConfig(
         batch_size=32, steps=1000, lr=5e-4, start_lr=1e-4, warmup_steps=100, decay_steps=300, grad_clip=1.0
@@ -190,6 +204,7 @@ class WorldModelConfig:
     data: SequenceConfig = field(default_factory=SequenceConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     encoder: EncoderPretraining = field(default_factory=EncoderPretraining)
+    distance: GoalDistanceConfig = field(default_factory=GoalDistanceConfig)
     optim: OptimConfig = field(default_factory=_wm_optim)
     run: RunConfig = field(default_factory=lambda: RunConfig(checkpoint_every=250, log_every=10))
 

@@ -43,6 +43,7 @@ from ..viz import plot_training_curves
 from ..world_model import ENCODER_TRAINING, WorldModel
 from . import distributed
 from .config import WorldModelConfig
+from .goal_distance import fit_distance_head
 from .logs import MetricsLog
 from .pretrain import check_run, param_groups
 from .schedules import set_learning_rate
@@ -344,12 +345,16 @@ def train_world_model(
     }
     if summary["finished"] and process.is_main:
         world_model.eval()
+        latents = _trained_latents(world_model, config, data, out, progress)
         if val_episodes:
-            summary["val"] = _held_out_errors(world_model, config, data, out, val_episodes, window, progress)
+            summary["val"] = _held_out_errors(world_model, config, data, latents, val_episodes, window)
             warning = action_blind_warning(summary["val"])
             if warning:
                 log.warning(warning)
                 summary["warning"] = warning
+        if config.distance.steps:
+            episodes = [latents.read(e, slice(None)) for e in train_episodes]  # (T_e, N, D) each
+            world_model.distance_head = fit_distance_head(episodes, config.distance, run.seed, progress)
         world_model.save_pretrained(out)
         plot_training_curves(out, out / "training_curves.png")
         write_json(out / "summary.json", summary)
@@ -357,28 +362,33 @@ def train_world_model(
     return summary
 
 
+def _trained_latents(
+    world_model: WorldModel, config: WorldModelConfig, data: Path, out: Path, progress: bool
+) -> FeatureCache:
+    """Every frame's latents under the finished model: the frozen encoder's cached tokens, or the
+    trained encoder's and projector's, encoded once into `OUT/features`."""
+    key = encoder_fingerprint(world_model.encoder, world_model.projector)
+    if world_model.encoder_training == "frozen":
+        return FeatureCache(out / "features", key)
+    return encode_episodes(
+        data,
+        world_model.encode,
+        out / "features",
+        key=key,
+        batch_size=config.data.encode_batch,
+        progress=progress,
+    )
+
+
 def _held_out_errors(
     world_model: WorldModel,
     config: WorldModelConfig,
     data: Path,
-    out: Path,
+    features: FeatureCache,
     episodes: list[int],
     window: dict,
-    progress: bool,
 ) -> dict:
-    """Rollout errors on the held-out episodes' latents (encoded by the trained model if it trained one)."""
-    key = encoder_fingerprint(world_model.encoder, world_model.projector)
-    if world_model.encoder_training == "frozen":
-        features = FeatureCache(out / "features", key)
-    else:
-        features = encode_episodes(
-            data,
-            world_model.encode,
-            out / "features",
-            key=key,
-            batch_size=config.data.encode_batch,
-            progress=progress,
-        )
+    """Rollout errors on the held-out episodes' latents."""
     context, horizon = config.loss.rollout_context, config.data.eval_horizon
     window = window | {"features": features, "keep_episodes": len(episodes)}
     val_set = SequenceDataset(data, context + 1 + horizon, episodes=episodes, **window)
