@@ -195,7 +195,7 @@ def _collect(args: argparse.Namespace) -> None:
         args.env, args.episodes, args.steps, policy=args.policy, seed=args.seed, image_size=args.size
     )
     out = write_lerobot_dataset(args.out, episodes, progress=False)
-    dataset = LeRobotDataset(out)
+    dataset = LeRobotDataset(out, state_key=None)
     summary = {
         "episodes": len(dataset),
         "frames": sum(dataset.lengths.values()),

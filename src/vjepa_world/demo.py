@@ -162,7 +162,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> dict:
     started = time.perf_counter()
     data = collect_stage(settings, out / "data")
     seconds["collect"], started = time.perf_counter() - started, time.perf_counter()
-    print(f"[1/3] data: {len(LeRobotDataset(data))} episodes in {data}", flush=True)
+    print(f"[1/3] data: {len(LeRobotDataset(data, state_key=None))} episodes in {data}", flush=True)
     training = train_stage(settings, data, out / "world_model")
     seconds["train"], started = time.perf_counter() - started, time.perf_counter()
     print(f"[2/3] world model: {out / 'world_model'}", flush=True)

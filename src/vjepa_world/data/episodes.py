@@ -141,8 +141,9 @@ def _episode_table(episode: Episode, episode_index: int, first: int, task_index:
     """The parquet rows of one episode; `first` is the global index of its first frame."""
     steps = len(episode)
     frame_index = np.arange(steps, dtype=np.int64)
+    states = {STATE_KEY: _fixed_list(episode.states)} if np.shape(episode.states)[1] else {}  # none: no column
     columns = {
-        STATE_KEY: _fixed_list(episode.states),
+        **states,
         ACTION_KEY: _fixed_list(episode.actions),
         "next.reward": pa.array(np.asarray(episode.rewards, dtype=np.float32).reshape(steps)),
         "next.done": pa.array(np.asarray(episode.dones, dtype=bool).reshape(steps)),
@@ -165,6 +166,7 @@ def _features(height: int, width: int, state_dim: int, action_dim: int, fps: flo
         "video.is_depth_map": False,
         "has_audio": False,
     }
+    state = {"dtype": "float32", "shape": [state_dim], "names": [f"state_{i}" for i in range(state_dim)]}
     return {
         IMAGE_KEY: {
             "dtype": "video",
@@ -172,11 +174,7 @@ def _features(height: int, width: int, state_dim: int, action_dim: int, fps: flo
             "names": ["height", "width", "channel"],
             "video_info": video_info,
         },
-        STATE_KEY: {
-            "dtype": "float32",
-            "shape": [state_dim],
-            "names": [f"state_{i}" for i in range(state_dim)],
-        },
+        **({STATE_KEY: state} if state_dim else {}),  # an environment without info["state"]: no feature
         ACTION_KEY: {
             "dtype": "float32",
             "shape": [action_dim],
@@ -325,7 +323,8 @@ def write_lerobot_dataset(
         task_index = tasks.setdefault(episode.task, len(tasks))
         table = _write_episode(out, episode, number, total, task_index, rate)
         for name, accumulator in stats.items():
-            accumulator.update(_column(table, name, "episode table"))
+            if name in table.column_names:
+                accumulator.update(_column(table, name, "episode table"))
         histogram += _pixel_histogram(np.asarray(episode.frames))
         rows.append({"episode_index": number, "tasks": [episode.task], "length": len(episode)})
         total += len(episode)
@@ -335,7 +334,10 @@ def write_lerobot_dataset(
     features = _features(height, width, state_dim, action_dim, rate)
     write_jsonl(out / "meta" / "tasks.jsonl", ({"task_index": i, "task": t} for t, i in tasks.items()))
     write_jsonl(out / "meta" / "episodes.jsonl", rows)
-    stats_json = {IMAGE_KEY: _image_stats(histogram), **{name: s.result() for name, s in stats.items()}}
+    stats_json = {
+        IMAGE_KEY: _image_stats(histogram),
+        **{name: s.result() for name, s in stats.items() if name in features},
+    }
     write_json(out / "meta" / "stats.json", stats_json)
     write_json(out / "meta" / "info.json", _info(rate, robot_type, len(rows), total, len(tasks), features))
     return out

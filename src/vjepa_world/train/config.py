@@ -132,8 +132,9 @@ class PredictorSettings:
     depth: int | None = None
     num_heads: int | None = None
     # V-JEPA 2-AC's recipe: observation.state as a token at every observed step (planning then reads
-    # info["state"]). Without it the model must infer velocity from latents and barely uses actions.
-    use_states: bool = True
+    # info["state"]). None: whenever the dataset has observation.state; true on a dataset without
+    # it is an error. Without it the model must infer velocity from the latents of its history.
+    use_states: bool | None = None
 
 
 @dataclass

@@ -20,6 +20,7 @@ with `WorldModel.from_pretrained(OUT)`, which carries the frame skip, history an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -220,12 +221,15 @@ def train_world_model(
             f"data.sequence_length {settings.sequence_length} is too short: the rollout loss needs "
             f"loss.rollout_context + 1 + loss.rollout_steps = {needed} frames"
         )
-    state_key = STATE_KEY if config.model.use_states else None
-    if state_key and state_key not in LeRobotDataset(data, state_key=None).features:
+    has_states = STATE_KEY in LeRobotDataset(data, state_key=None).features
+    if config.model.use_states and not has_states:
         raise ValueError(
-            f"{data} has no {state_key!r} feature for the state token: train without one "
-            "(--set model.use_states=false)"
+            f"{data} has no {STATE_KEY!r} feature for the state token: train without one "
+            "(--set model.use_states=false, or leave it unset)"
         )
+    if config.model.use_states is None:  # resolved once, so every later use reads a bool
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, use_states=has_states))
+    state_key = STATE_KEY if config.model.use_states else None
     if mode == "joint" and encoder is not None:
         raise ValueError("joint training starts the encoder from scratch: drop --encoder, or use finetune")
     meta = LeRobotDataset(data, state_key=None)
