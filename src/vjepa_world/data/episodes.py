@@ -141,7 +141,9 @@ def _episode_table(episode: Episode, episode_index: int, first: int, task_index:
     """The parquet rows of one episode; `first` is the global index of its first frame."""
     steps = len(episode)
     frame_index = np.arange(steps, dtype=np.int64)
-    states = {STATE_KEY: _fixed_list(episode.states)} if np.shape(episode.states)[1] else {}  # none: no column
+    states = (
+        {STATE_KEY: _fixed_list(episode.states)} if np.shape(episode.states)[1] else {}
+    )  # none: no column
     columns = {
         **states,
         ACTION_KEY: _fixed_list(episode.actions),

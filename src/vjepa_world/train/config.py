@@ -1,5 +1,10 @@
 """Training configuration: YAML files with `model`, `data`, `optim` and `run` sections, plus
-`--set section.key=value` overrides from the command line."""
+`--set section.key=value` overrides from the command line.
+
+Every key a command accepts acts, or is refused: `inert_keys` names the keys that have no effect
+in a given run (e.g. `optim.final_lr` without a decay, `encoder.*` when train-wm is given an
+encoder), and `refuse_inert_keys` turns any of them set away from its default into a one-line error.
+"""
 
 from __future__ import annotations
 
@@ -211,3 +216,85 @@ class WorldModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------- keys that would not act
+
+INACTIVE_ENCODER = "sets the encoder train-wm pretrains when it is given none; --encoder gives it one"
+JOINT_SKIPS = (
+    "sets V-JEPA pretraining, which joint training skips (it trains the encoder from scratch with "
+    "optim.*); use model.encoder_training=finetune"
+)
+FROZEN_ONLY = (
+    "acts on trained encoders only (a frozen encoder's latents cannot collapse); use "
+    "model.encoder_training=finetune or joint"
+)
+
+
+def _schedule_inert(optim: OptimConfig) -> dict[str, str]:
+    inert = {}
+    if not optim.decay_steps:
+        inert["optim.final_lr"] = "is where the lr decays to, and optim.decay_steps 0 has no decay"
+    if not optim.warmup_steps:
+        inert["optim.start_lr"] = "is where the lr warmup starts, and optim.warmup_steps 0 has none"
+    return inert
+
+
+def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool = False) -> dict[str, str]:
+    """{"section.key": why it has no effect} for the keys that would not act in a run of `config`
+    (train-wm: given an encoder or not). The command that takes `config` refuses any of them set
+    to a value other than its default (`refuse_inert_keys`)."""
+    inert = _schedule_inert(config.optim)
+    if isinstance(config, PretrainConfig):
+        model = config.model
+        inert["model.seed"] = (
+            "seeds VJEPAModel's own mask sampler, which pretraining replaces by one seeded by run.seed"
+        )
+        if model.masks:
+            for key in ("mask_ratio", "temporal_mask_ratio"):
+                inert[f"model.{key}"] = "sets the default masks, which model.masks replaces"
+        elif not model.temporal_mask_ratio:
+            inert["model.mask_ratio"] = "sets the future mask, which model.temporal_mask_ratio 0 leaves out"
+        if config.data.fps is not None:
+            inert["data.frame_step"] = "is replaced by data.fps (frames are sampled at that rate)"
+        return inert
+    mode = config.model.encoder_training
+    inert["optim.grad_accum"] = "splits pretraining batches; train-wm takes each batch whole"
+    inert["optim.ema"] = "is the momentum of pretraining's target encoder; train-wm has no EMA target"
+    inert["run.fsdp"] = (
+        "shards pretraining; train-wm runs DDP only (the predictor, even the released 300 M one, fits on "
+        "a device, and the encoder is small or frozen)"
+    )
+    if mode == "frozen":
+        inert |= {"loss.regularizer": FROZEN_ONLY, "loss.regularizer_weight": FROZEN_ONLY}
+        inert["model.latent_dim"] = (
+            "sizes the projector of trained encoders; a frozen one plans on its tokens"
+        )
+    if encoder_given:
+        inert |= {f"encoder.{f.name}": INACTIVE_ENCODER for f in dataclasses.fields(EncoderPretraining)}
+    elif mode == "joint":
+        inert |= {f"encoder.{key}": JOINT_SKIPS for key in ("steps", "batch_size", "lr")}
+        inert["encoder.num_frames"] = "is the clip length of V-JEPA pretraining, which joint training skips"
+    if not config.loss.rollout:
+        inert["loss.rollout_steps"] = "is the length of the rollout loss, which loss.rollout 0 turns off"
+    if config.model.use_states is False:
+        inert["loss.state_decoding"] = "weights the state head, which needs model.use_states"
+    if not config.data.val_fraction:
+        inert["data.eval_horizon"] = (
+            "is the held-out evaluation's horizon; data.val_fraction 0 holds none out"
+        )
+    if not config.distance.steps:
+        for f in dataclasses.fields(GoalDistanceConfig):
+            if f.name != "steps":
+                inert[f"distance.{f.name}"] = "trains the distance head, which distance.steps 0 leaves out"
+    return inert
+
+
+def refuse_inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool = False) -> None:
+    """A one-line error for the first key of `inert_keys` whose value is not its default."""
+    defaults = type(config)()
+    for key, reason in inert_keys(config, encoder_given=encoder_given).items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value != getattr(getattr(defaults, section), name):
+            raise ValueError(f"{key} {reason}: drop it (its value {value!r} would be ignored)")

@@ -21,33 +21,25 @@ with `WorldModel.from_pretrained(OUT)`, which carries the frame skip, history an
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from ..checkpoints import encoder_fingerprint, read_checkpoint_file
-from ..data.datasets import EpochSampler
+from ..checkpoints import encoder_fingerprint
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
-from ..files import atomic_torch_save, write_json
 from ..horizon_errors import rollout_errors
 from ..nn import VideoEncoder
 from ..nn.heads import StateHead, StateHeadConfig
 from ..nn.projector import LatentProjector, ProjectorConfig
 from ..nn.regularizers import REGULARIZERS
-from ..viz import plot_training_curves
 from ..world_model import ENCODER_TRAINING, WorldModel
 from . import distributed
-from .config import WorldModelConfig
+from .config import WorldModelConfig, refuse_inert_keys
 from .goal_distance import fit_distance_head
-from .logs import MetricsLog
-from .pretrain import check_run, param_groups
-from .schedules import set_learning_rate
+from .loop import TrainingLoop
 from .wm_encoder import encoder_architecture, pretrain_encoder, video_size
 from .wm_objective import WorldModelObjective
 
@@ -98,19 +90,11 @@ def _trained_modules(world_model: WorldModel) -> list[nn.Module]:
     return modules + ([world_model.state_head] if world_model.state_head is not None else [])
 
 
-def _save_state(path: Path, world_model: WorldModel, optimizer, step: int, config: WorldModelConfig):
-    state = {
-        "modules": [module.state_dict() for module in _trained_modules(world_model)],
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "config": json.dumps(config.to_dict()),
-    }
-    atomic_torch_save(state, path)
-
-
-def check_config(config: WorldModelConfig) -> None:
-    """One-line errors for settings that contradict the training mode (nothing is silently ignored)."""
+def check_config(config: WorldModelConfig, encoder_given: bool = False) -> None:
+    """One-line errors for settings that would not act in this run (nothing is silently ignored) and
+    for unknown choices."""
     mode, loss = config.model.encoder_training, config.loss
+    refuse_inert_keys(config, encoder_given=encoder_given)
     if mode not in ENCODER_TRAINING:
         raise ValueError(f"model.encoder_training must be one of {', '.join(ENCODER_TRAINING)}, got {mode!r}")
     if loss.distance not in (None, "l1", "mse"):
@@ -119,28 +103,6 @@ def check_config(config: WorldModelConfig) -> None:
         raise ValueError(
             f"loss.regularizer must be one of {', '.join(REGULARIZERS)}, got {loss.regularizer!r}"
         )
-    defaults = WorldModelConfig()
-    if mode == "frozen":
-        if loss.regularizer_weight is not None:
-            raise ValueError(
-                "loss.regularizer_weight acts on trained encoders only (a frozen encoder's latents cannot "
-                "collapse): set model.encoder_training=finetune or joint, or drop it"
-            )
-        if config.model.latent_dim != defaults.model.latent_dim:
-            raise ValueError(
-                "model.latent_dim sizes the projector of trained encoders; a frozen one plans on its tokens"
-            )
-    if mode == "joint":
-        changed = [
-            k
-            for k in ("steps", "batch_size", "lr")
-            if getattr(config.encoder, k) != getattr(defaults.encoder, k)
-        ]
-        if changed:
-            raise ValueError(
-                f"encoder.{changed[0]} sets V-JEPA pretraining, which joint training skips (it trains the "
-                "encoder from scratch with optim.*): drop it or use model.encoder_training=finetune"
-            )
 
 
 def build_world_model(
@@ -206,15 +168,11 @@ def train_world_model(
 ) -> dict:
     """Train a WorldModel on the LeRobot dataset `data`, writing into `out` (see the module docstring).
     `stop_after` ends the run early after that many steps (as a kill would, but cleanly)."""
-    check_config(config)
-    optim, run, settings, mode = config.optim, config.run, config.data, config.model.encoder_training
+    check_config(config, encoder_given=encoder is not None)
+    run, settings, mode = config.run, config.data, config.model.encoder_training
     data, out = Path(data), Path(out)
-    checkpoint = check_run(out, resume, run.precision)
-    if run.fsdp:
-        raise ValueError(
-            "train-wm runs DDP only (the predictor, even the released 300 M one, fits on a device; the "
-            "encoder is small or frozen): drop run.fsdp"
-        )
+    name = f"train-wm ({mode})"
+    loop = TrainingLoop(out, config, name=name, resume=resume, progress=progress, stop_after=stop_after)
     needed = config.loss.rollout_context + 1 + config.loss.rollout_steps if config.loss.rollout else 2
     if settings.sequence_length < needed:
         raise ValueError(
@@ -229,6 +187,7 @@ def train_world_model(
         )
     if config.model.use_states is None:  # resolved once, so every later use reads a bool
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, use_states=has_states))
+        check_config(config, encoder_given=encoder is not None)  # again, now that use_states is known
     state_key = STATE_KEY if config.model.use_states else None
     if mode == "joint" and encoder is not None:
         raise ValueError("joint training starts the encoder from scratch: drop --encoder, or use finetune")
@@ -241,11 +200,7 @@ def train_world_model(
     elif encoder is None:
         encoder = pretrain_encoder(data, out / "encoder", config.encoder, run.seed, progress)
     process = distributed.setup(run.device)  # after pretraining, which leaves the process group
-    per_rank, remainder = divmod(optim.batch_size, process.world_size)
-    if remainder or per_rank == 0:
-        raise ValueError(
-            f"optim.batch_size {optim.batch_size} must be a multiple of the {process.world_size} processes"
-        )
+    state = loop.start(process)
 
     encoder = encoder.to(process.device)
     if mode == "frozen":  # every frame's tokens, encoded once
@@ -278,75 +233,47 @@ def train_world_model(
     if world_model.state_head is not None:
         world_model.state_head.set_statistics(_state_sample(train_set))
     trained = _trained_modules(world_model)
-    step, state = 0, None
-    if resume and checkpoint.exists():
-        state = read_checkpoint_file(checkpoint)
+    if state is not None:
         for module, weights in zip(trained, state["modules"], strict=True):
             module.load_state_dict(weights)
-        step = state["step"]
-        log.info("resuming %s at step %d", out, step)
     world_model.to(process.device)
     world_model.predictor.gradient_checkpointing = run.activation_checkpointing
     objective = WorldModelObjective(world_model, config.loss)
     net = distributed.wrap(objective, trained, process, run.fsdp)
-    optimizer = torch.optim.AdamW(param_groups(trained, optim.weight_decay), betas=optim.betas, eps=optim.eps)
+    optimizer = loop.optimizer(trained)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
 
-    sampler = EpochSampler(
-        len(train_set), run.seed, process.rank, process.world_size, start=step * per_rank, batch_size=per_rank
-    )
-    keys = iter(sampler)
-    autocast = distributed.autocast(process, run.precision)
-    metrics_log = MetricsLog(out, enabled=process.is_main, start_step=step)
-    end = optim.steps if stop_after is None else min(optim.steps, stop_after)
-    bar = tqdm(total=optim.steps, initial=step, desc=f"train-wm ({mode})", unit="step", disable=not progress)
-    bar.disable = bar.disable or not process.is_main
-    started = time.perf_counter()
-    values: dict[str, float] = {}
+    keys = iter(loop.sampler(len(train_set)))
+    autocast = loop.autocast()
     pixels = None if mode == "frozen" else side
-    world_model.train()
-    while step < end:
-        tick = time.perf_counter()
-        lr = set_learning_rate(optimizer, optim, step)
-        batch_keys = [next(keys) for _ in range(per_rank)]
+    parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
+
+    def train_step(step: int) -> dict:
+        batch_keys = [next(keys) for _ in range(loop.per_rank)]
         batch = _batch(train_set, batch_keys, process.device, config.model.use_states, pixels)
         with autocast:
             loss, metrics = net(*batch, step=step)
         loss.backward()
-        if optim.grad_clip:
-            parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
-            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(parameters, optim.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+        loop.update(optimizer, parameters, metrics)
+        return metrics
 
-        values = distributed.mean({k: float(v) for k, v in metrics.items()}, process)
-        values["lr"] = lr
-        values["windows_per_second"] = optim.batch_size / (time.perf_counter() - tick)
-        if step % run.log_every == 0 or step == end:
-            metrics_log.write(step, values)
-        bar.set_postfix(loss=f"{values['loss']:.4f}", copy=f"{values['copy_last']:.4f}")
-        bar.update()
-        if process.is_main and (step % run.checkpoint_every == 0 or step == end):
-            _save_state(checkpoint, world_model, optimizer, step, config)
-        distributed.barrier(process)
-    bar.close()
-    metrics_log.close()
-    summary = {
-        "steps": step,
-        "finished": step >= optim.steps,
-        "final_loss": values.get("loss"),
-        "encoder_training": mode,
-        "latent": world_model.latent,
-        "train_episodes": len(train_episodes),
-        "val_episodes": len(val_episodes),
-        "action_dim": world_model.action_dim,
-        "frame_skip": world_model.frame_skip,
-        "history": world_model.history,
-        "seconds": round(time.perf_counter() - started, 2),
-        "processes": process.world_size,
-    }
+    def save() -> None:
+        modules = [module.state_dict() for module in trained]
+        loop.save(modules=modules, optimizer=optimizer.state_dict())
+
+    world_model.train()
+    values = loop.loop(optimizer, train_step, save, rate="windows_per_second", shown=("loss", "copy_last"))
+    summary = loop.summary(
+        values,
+        encoder_training=mode,
+        latent=world_model.latent,
+        train_episodes=len(train_episodes),
+        val_episodes=len(val_episodes),
+        action_dim=world_model.action_dim,
+        frame_skip=world_model.frame_skip,
+        history=world_model.history,
+    )
     if summary["finished"] and process.is_main:
         world_model.eval()
         latents = _trained_latents(world_model, config, data, out, progress)
@@ -359,11 +286,7 @@ def train_world_model(
         if config.distance.steps:
             episodes = [latents.read(e, slice(None)) for e in train_episodes]  # (T_e, N, D) each
             world_model.distance_head = fit_distance_head(episodes, config.distance, run.seed, progress)
-        world_model.save_pretrained(out)
-        plot_training_curves(out, out / "training_curves.png")
-        write_json(out / "summary.json", summary)
-    distributed.teardown()
-    return summary
+    return loop.finish(summary, world_model)
 
 
 def _trained_latents(
