@@ -194,10 +194,14 @@ class PlannerConfig:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.energy not in ("l1", "l2") or self.reduce not in ("final", "sum"):
             raise ValueError(f"energy must be l1|l2, reduce final|sum; got {self.energy!r}, {self.reduce!r}")
-        if not 1 <= self.elites <= self.samples or self.horizon < 1 or self.iterations < 1:
+        if self.samples < 1 or self.horizon < 1 or self.iterations < 1:
             raise ValueError(
-                f"need 1 <= elites <= samples, horizon >= 1 and iterations >= 1, got elites {self.elites}, "
-                f"samples {self.samples}, horizon {self.horizon}, iterations {self.iterations}"
+                f"need samples, horizon and iterations >= 1, got samples {self.samples}, horizon "
+                f"{self.horizon}, iterations {self.iterations}"
+            )
+        if self.method == "cem" and not 1 <= self.elites <= self.samples:
+            raise ValueError(
+                f"CEM needs 1 <= elites <= samples, got elites {self.elites}, samples {self.samples}"
             )
         if not 1 <= self.execute <= self.horizon:
             raise ValueError(f"execute must be in [1, horizon={self.horizon}], got {self.execute}")
@@ -248,8 +252,28 @@ def preset_config(name: str, role: str):
 
 
 def planner_config(preset: str = "default", **changes) -> PlannerConfig:
-    """A planner preset (`PLANNER_PRESETS`) with some fields changed (`--set planner.samples=200`)."""
-    return dataclasses.replace(_lookup(PLANNER_PRESETS, preset, "planner preset"), **changes)
+    """A planner preset (`PLANNER_PRESETS`) with some fields changed (`--set planner.samples=200`);
+    a change that would not act with the others (`planner_inert_keys`) is a one-line error."""
+    base = _lookup(PLANNER_PRESETS, preset, "planner preset")
+    check_keys(PlannerConfig, changes)
+    config = dataclasses.replace(base, **changes)
+    inert = planner_inert_keys(config)
+    for key, value in changes.items():
+        if key in inert and value != getattr(base, key):
+            raise ValueError(f"planner.{key} {inert[key]}: drop it (its value {value!r} would be ignored)")
+    return config
+
+
+def planner_inert_keys(config: PlannerConfig) -> dict[str, str]:
+    """{key: why it has no effect} for the planner settings that would not act with the others."""
+    inert = {}
+    if config.method != "cem":
+        inert["elites"] = "is CEM's (the samples it refits to); MPPI weights every sample by temperature"
+    if config.method != "mppi":
+        inert["temperature"] = "is MPPI's; CEM refits to the elites (set method=mppi)"
+    if config.objective != "latent":
+        inert["energy"] = f"is the latent objective's distance; objective={config.objective} has its own"
+    return inert
 
 
 # ---------------------------------------------------------------------------- config helpers
@@ -294,6 +318,7 @@ __all__ = [
     "get_preset",
     "mlp_hidden_dim",
     "planner_config",
+    "planner_inert_keys",
     "preset_config",
     "to_dict",
 ]

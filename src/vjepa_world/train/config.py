@@ -259,7 +259,6 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
             inert["data.frame_step"] = "is replaced by data.fps (frames are sampled at that rate)"
         return inert
     mode = config.model.encoder_training
-    inert["optim.grad_accum"] = "splits pretraining batches; train-wm takes each batch whole"
     inert["optim.ema"] = "is the momentum of pretraining's target encoder; train-wm has no EMA target"
     inert["run.fsdp"] = (
         "shards pretraining; train-wm runs DDP only (the predictor, even the released 300 M one, fits on "

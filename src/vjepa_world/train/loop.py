@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..checkpoints import read_checkpoint_file
@@ -106,6 +106,19 @@ class TrainingLoop:
 
     def autocast(self):
         return distributed.autocast(self.process, self.run.precision)
+
+    def accumulate(self, net: nn.Module, forward: Callable[[int], tuple[Tensor, dict]]) -> dict[str, float]:
+        """The backward passes of one optimiser step: `forward(micro)` -> (loss, metrics) for each of
+        the `optim.grad_accum` micro-batches, under autocast, gradients all-reduced on the last one
+        only; returns the metrics averaged over the micro-batches."""
+        count, sums = self.optim.grad_accum, {}
+        for micro in range(count):
+            with distributed.no_sync(net, skip=micro < count - 1), self.autocast():
+                loss, metrics = forward(micro)
+            (loss / count).backward()
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + float(value) / count
+        return sums
 
     def update(self, optimizer, parameters: list[nn.Parameter], metrics: dict) -> None:
         """The optimiser step after the backward passes: gradient clipping (the norm before it goes

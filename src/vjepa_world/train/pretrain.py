@@ -99,28 +99,23 @@ def pretrain(
         torch.empty(1, 3, encoder_config.num_frames, encoder_config.image_size, encoder_config.image_size)
     )
     trainable = [p for p in model.parameters() if p.requires_grad]
-    autocast = loop.autocast()
 
     def train_step(step: int) -> dict[str, float]:
         """One optimiser step over `optim.grad_accum` micro-batches, then the EMA target update."""
-        nonlocal bad_files
-        sums: dict[str, float] = {}
-        for micro in range(optim.grad_accum):
+
+        def forward(micro: int):
+            nonlocal bad_files
             batch = next(batches)
-            video = batch["video"].to(process.device, non_blocking=True)
-            masks = model.sample_masks(
-                grid, per_rank * process.world_size, step_generator(run.seed, step, micro)
-            )
-            last = micro == optim.grad_accum - 1
-            with distributed.no_sync(net, skip=not last), autocast:
-                loss, metrics = net(video, rank_slice(masks, process.rank, per_rank))
-            (loss / optim.grad_accum).backward()
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + float(value) / optim.grad_accum
             bad_files += batch["bad_files"]
-        loop.update(optimizer, trainable, sums)
+            video = batch["video"].to(process.device, non_blocking=True)
+            generator = step_generator(run.seed, step, micro)
+            masks = model.sample_masks(grid, per_rank * process.world_size, generator)
+            return net(video, rank_slice(masks, process.rank, per_rank))
+
+        metrics = loop.accumulate(net, forward)
+        loop.update(optimizer, trainable, metrics)
         model.update_target(linear(step, optim.steps, *optim.ema))
-        return sums | {"data/bad_files": distributed.total(bad_files, process)}  # the same on every rank
+        return metrics | {"data/bad_files": distributed.total(bad_files, process)}  # the same on every rank
 
     def save() -> None:  # under FSDP a collective: every rank gathers its shards
         weights, optimizer_state = distributed.full_state(model, optimizer, sharded)

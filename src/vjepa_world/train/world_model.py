@@ -245,16 +245,16 @@ def train_world_model(
         optimizer.load_state_dict(state["optimizer"])
 
     keys = iter(loop.sampler(len(train_set)))
-    autocast = loop.autocast()
     pixels = None if mode == "frozen" else side
     parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
 
     def train_step(step: int) -> dict:
-        batch_keys = [next(keys) for _ in range(loop.per_rank)]
-        batch = _batch(train_set, batch_keys, process.device, config.model.use_states, pixels)
-        with autocast:
-            loss, metrics = net(*batch, step=step)
-        loss.backward()
+        def forward(micro: int):
+            batch_keys = [next(keys) for _ in range(loop.per_rank)]
+            batch = _batch(train_set, batch_keys, process.device, config.model.use_states, pixels)
+            return net(*batch, step=step)
+
+        metrics = loop.accumulate(net, forward)
         loop.update(optimizer, parameters, metrics)
         return metrics
 
