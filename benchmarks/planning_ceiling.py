@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from vjepa_world import WorldModel
-from vjepa_world.cli import planner_settings
+from vjepa_world.cli import planner_overrides
+from vjepa_world.config import PLANNER_PRESETS, planner_config
 from vjepa_world.envs import REACHER_ID, make_env
 from vjepa_world.eval.ceiling import SimulatorWorldModel
-from vjepa_world.planning import PLANNER_PRESETS, run_mpc_episode, run_random_episode
+from vjepa_world.planning import run_mpc_episode, run_random_episode
 
 
 def ceiling_rows(env, config, frame_skip: int, models: dict, seeds, limit: int) -> list[tuple]:
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i (as `plan`)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    config = planner_settings(args.preset, None, args.set)
+    config = planner_config(args.preset, **planner_overrides([f"planner.{pair}" for pair in args.set])[0])
     models = {run: WorldModel.from_pretrained(run).eval() for run in args.world_model}
     skip = args.frame_skip or (next(iter(models.values())).frame_skip if models else 5)
     env = make_env(REACHER_ID)

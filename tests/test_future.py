@@ -89,7 +89,7 @@ def test_evaluate_future_command(tmp_path, capsys):
     assert "predictor" in capsys.readouterr().out
 
 
-def test_an_untrained_mask_index_is_refused_naming_the_trained_types(tmp_path):
+def test_an_untrained_mask_index_is_refused_naming_the_trained_types(tmp_path, capsys):
     """vitl.yaml-style masks (two multiblock types, no future mask): mask token 2 was never trained.
     The mask types travel with the saved predictor, so the check holds after loading."""
     from vjepa_world import MaskedPredictor
@@ -122,3 +122,6 @@ def test_an_untrained_mask_index_is_refused_naming_the_trained_types(tmp_path):
         str(tmp_path / "o"),
     ]
     assert main([*argv, "--mask-index", "2"]) == 2  # a one-line error, before any video is read
+    assert "mask index 2 was not trained" in capsys.readouterr().err
+    assert main(argv) == 2  # the default asks for the future mask, which this run never learned
+    assert "trained without a future mask" in capsys.readouterr().err

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class Deprecated(FutureWarning):
+    """An old spelling (a flag, a --set form, a preset name as an encoder) kept working for one
+    release; the command line prints these as one line naming the new spelling."""
+
+
 @dataclass
 class EncoderConfig:
     """The video ViT. `image_size` and `num_frames` are the training clip; inference takes any
@@ -309,6 +314,7 @@ __all__ = [
     "PLANNER_PRESETS",
     "PRESETS",
     "ACPredictorConfig",
+    "Deprecated",
     "EncoderConfig",
     "PlannerConfig",
     "PredictorConfig",

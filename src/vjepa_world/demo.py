@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data.episodes import LeRobotDataset, write_lerobot_dataset
-from .envs import REACHER_ID, collect_episodes
+from .config import planner_config
+from .data.episodes import LeRobotDataset
+from .envs import REACHER_ID, collect_dataset
 from .eval.planning import evaluate_planning
 from .files import write_json, write_text
-from .planning import planner_config
 from .train.config import WorldModelConfig, build_config
-from .train.world_model import train_world_model
+from .train.world_model import check_config, train_world_model
 from .viz import plot_errors_by_horizon
 from .world_model import WorldModel
 
@@ -78,15 +78,16 @@ def collect_stage(settings: DemoSettings, out: Path) -> Path:
     """The training data, collected unless `out` already holds a finished dataset."""
     if (out / "meta" / "info.json").exists():
         return out
-    episodes = collect_episodes(
+    collect_dataset(
         settings.env,
+        out,
         settings.episodes,
         settings.steps,
         policy=settings.policy,
         seed=settings.seed,
         image_size=settings.image_size,
     )
-    return write_lerobot_dataset(out, episodes, progress=False)
+    return out
 
 
 def train_stage(settings: DemoSettings, data: Path, out: Path) -> dict:
@@ -158,6 +159,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> dict:
     """Collect, train, plan, report (see the module docstring); returns the summary."""
     settings = settings or DemoSettings()
     out = Path(out)
+    config = planner_config(settings.planner, **settings.planner_changes)  # bad settings fail before
+    check_config(build_config({}, settings.training, kind=WorldModelConfig))  # any work
     seconds = {}
     started = time.perf_counter()
     data = collect_stage(settings, out / "data")
@@ -167,7 +170,6 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> dict:
     seconds["train"], started = time.perf_counter() - started, time.perf_counter()
     print(f"[2/3] world model: {out / 'world_model'}", flush=True)
     world_model = WorldModel.from_pretrained(out / "world_model").eval()
-    config = planner_config(settings.planner, **settings.planner_changes)
     planning = evaluate_planning(
         settings.env,
         world_model,

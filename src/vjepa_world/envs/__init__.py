@@ -9,7 +9,7 @@ the reacher settles MUJOCO_GL (see `select_gl_backend`) and imports mujoco when 
 
 import gymnasium
 
-from .collect import collect_episodes, rollout
+from .collect import collect_dataset, collect_episodes, rollout
 from .pendulum import PendulumGoalEnv
 from .point_mass import PointMassGoalEnv
 from .policies import POLICIES, make_policy
@@ -53,6 +53,7 @@ __all__ = [
     "PixelObservation",
     "PointMassGoalEnv",
     "ReacherGoalEnv",
+    "collect_dataset",
     "collect_episodes",
     "is_frame_space",
     "make_env",

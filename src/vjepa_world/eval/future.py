@@ -9,13 +9,20 @@ step, and the mean of the observed steps (per spatial position).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
+from ..data.datasets import VideoDataset, collate_clips
+from ..files import write_json
 from ..horizon_errors import HorizonErrors, copy_last
 from ..nn import MaskedPredictor, VideoEncoder
 from ..nn.vit import as_video
+from ..viz import plot_errors_by_horizon
 
 
 def observed_mean(observed: Tensor, horizons: int) -> Tensor:
@@ -97,3 +104,64 @@ def evaluate_future(
         errors.add("observed mean", observed_mean(observed, horizons), target)
         errors.clips += video.shape[0]
     return errors.mean()
+
+
+def run_future_evaluation(
+    encoder: VideoEncoder,
+    predictor: MaskedPredictor,
+    data,
+    out: str | Path,
+    *,
+    frames: int = 16,
+    frame_step: int = 4,
+    clips: int = 1,
+    size: int | None = None,
+    context_steps: int | None = None,
+    mask_index: int | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict:
+    """`vjepa-world evaluate-future`: score `predictor` on clips of the videos of `data` (a folder or
+    CSV; `frames` frames every `frame_step`, `clips` per video, `size` px, default the encoder's),
+    observing the first `context_steps` tubelet steps (default half). Writes `summary.json`,
+    `l1_by_horizon.png` and `cosine_by_horizon.png` into `out` and returns the summary."""
+    mask_index = future_mask_index(predictor) if mask_index is None else mask_index
+    predictor.check_mask_index(mask_index)  # before any video is read
+    steps = frames // encoder.config.tubelet_size
+    context_steps = context_steps or steps // 2
+    dataset = VideoDataset(
+        data,
+        num_frames=frames,
+        frame_step=frame_step,
+        clips_per_video=clips,
+        image_size=size or encoder.config.image_size,
+        train=False,
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_clips, num_workers=workers)
+    loaded = tqdm(loader, desc="evaluate-future", unit="batch", disable=not progress)
+    errors = evaluate_future(
+        encoder, encoder, predictor, (batch["video"] for batch in loaded), context_steps, mask_index
+    )
+    out = Path(out)
+    horizons = list(range(1, steps - context_steps + 1))
+    summary = {
+        "clips": errors.clips,
+        "context_steps": context_steps,
+        "mask_index": mask_index,
+        "horizons": horizons,
+        "l1": errors.l1,
+        "cosine_distance": errors.cosine,
+        "settings": {
+            "data": str(data),
+            "frames": frames,
+            "frame_step": frame_step,
+            "clips": clips,
+            "size": size,
+            "batch_size": batch_size,
+        },
+    }
+    write_json(out / "summary.json", summary)
+    plot_errors_by_horizon(horizons, errors.l1, out / "l1_by_horizon.png", ylabel="L1 error")
+    plot_errors_by_horizon(horizons, errors.cosine, out / "cosine_by_horizon.png", ylabel="1 - cosine")
+    return summary

@@ -8,6 +8,7 @@ the same batches (upstream trains 20 heads at once) and the best head is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -26,8 +27,9 @@ from tqdm import tqdm
 
 from ..checkpoints import encoder_fingerprint
 from ..data.datasets import EpochSampler, VideoDataset, collate_clips
-from ..files import atomic_write
+from ..files import atomic_torch_save, atomic_write, write_json
 from ..nn import VideoEncoder
+from ..viz import plot_confusion_matrix
 from .probes import AttentiveProbe, LinearProbe, ProbeConfig, knn_scores, topk_accuracy
 
 log = logging.getLogger(__name__)
@@ -283,3 +285,77 @@ def train_heads(
         "heads": history,
     }
     return heads[index], summary
+
+
+def run_probe(
+    encoder: VideoEncoder,
+    train,
+    val,
+    out: str | Path,
+    *,
+    features: FeatureSettings | None = None,
+    kind: str = "attentive",
+    lrs: tuple[float, ...] = (1e-3, 3e-4),
+    weight_decays: tuple[float, ...] = (0.01, 0.1),
+    epochs: int = 20,
+    batch_size: int = 16,
+    num_heads: int = 16,
+    augment: bool = False,
+    cache: bool = True,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
+) -> dict:
+    """`vjepa-world probe`: encode the `path,label` CSVs (or folders) `train` and `val` with the frozen
+    encoder (cached in `out/cache` unless `cache` is off; `augment` re-encodes random crops of the
+    training clips every epoch instead), train a probe per lr x weight decay (`train_heads`), and
+    write into `out`: `probe.pt` (the best head, released probe layout), `confusion_matrix.png` and
+    `summary.json`. Returns the summary."""
+    features = features or FeatureSettings()
+    out = Path(out)
+    encode = dict(
+        cache_dir=out / "cache" if cache else None, batch_size=batch_size, device=device, dtype=dtype
+    )
+    val_features = encode_csv(encoder, val, features, progress=progress, **encode)
+    if augment:  # features change every epoch: encode each batch afresh, no cache
+        single_view = dataclasses.replace(features, views=1)
+        train_set = AugmentedTrainSet(encoder, train, single_view, batch_size, device=device, dtype=dtype)
+    else:
+        train_set = encode_csv(
+            encoder, train, dataclasses.replace(features, views=1), progress=progress, **encode
+        )
+    probe, summary = train_heads(
+        train_set,
+        val_features,
+        kind=kind,
+        lrs=tuple(lrs),
+        weight_decays=tuple(weight_decays),
+        epochs=epochs,
+        batch_size=batch_size,
+        num_heads=num_heads,
+        progress=progress,
+        on_epoch=on_epoch,
+    )
+    summary["settings"] = {
+        "train": str(train),
+        "val": str(val),
+        **asdict(features),
+        "probe": kind,
+        "lr": list(lrs),
+        "wd": list(weight_decays),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "heads": num_heads,
+        "augment": augment,
+        "cache": cache,
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    if probe is not None:  # the released probe layout: AttentiveProbe.from_released reads it back
+        atomic_torch_save({"classifiers": [probe.state_dict()], "num_heads": num_heads}, out / "probe.pt")
+        scores, labels = predict_videos(probe, val_features)
+        classes = [str(c) for c in range(scores.shape[1])]
+        plot_confusion_matrix(labels, scores.argmax(1), classes, out / "confusion_matrix.png")
+    write_json(out / "summary.json", summary)
+    return summary

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import PRESETS, EncoderConfig, get_preset
+from ..config import PRESETS, Deprecated, EncoderConfig, get_preset
 from .block import Block
 from .divided import DividedAttention
 from .init import init_weights, rescale_blocks
@@ -170,7 +170,7 @@ def load_encoder(
         warnings.warn(
             f"a bare preset name as the encoder ({source!r}) is deprecated and will be an error in the next "
             f"release: write random:{source} for randomly initialised weights",
-            FutureWarning,
+            Deprecated,
             stacklevel=2,
         )
         name = source

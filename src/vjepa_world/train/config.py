@@ -9,6 +9,7 @@ encoder), and `refuse_inert_keys` turns any of them set away from its default in
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,9 @@ def _sections(kind: type) -> dict[str, Any]:
     return {f.name: f.default_factory() for f in dataclasses.fields(kind)}
 
 
-def parse_overrides(pairs: list[str], kind: type = PretrainConfig) -> dict[str, dict[str, Any]]:
-    """["optim.lr=1e-3", "model.preset=vit_small"] -> {"optim": {"lr": 0.001}, ...}; values are YAML."""
-    sections = _sections(kind)
+def parse_overrides(pairs: list[str], sections: Collection[str]) -> dict[str, dict[str, Any]]:
+    """["optim.lr=1e-3", "model.preset=vit_small"] -> {"optim": {"lr": 0.001}, ...}; values are YAML,
+    and every section must be one of `sections`."""
     nested: dict[str, dict[str, Any]] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -97,7 +98,7 @@ def build_config(
     unknown = set(values) - set(sections)
     if unknown:
         raise ValueError(f"unknown config sections {sorted(unknown)}: use {sorted(sections)}")
-    for section, changes in parse_overrides(overrides or [], kind).items():
+    for section, changes in parse_overrides(overrides or [], sections).items():
         values.setdefault(section, {}).update(changes)
     built = {}
     for name, default in sections.items():
