@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -195,3 +196,25 @@ def test_a_stored_config_survives_preset_and_contradictions_are_refused(tmp_path
     VideoEncoder(bigger).save_pretrained(tmp_path / "big")
     with pytest.raises(ValueError, match=r"image_size 32 \(stored: 64\)"):
         VideoEncoder.from_pretrained(tmp_path / "big", preset="vit_micro")
+
+
+def test_save_pretrained_returns_the_directory_everywhere(tmp_path):
+    import inspect
+
+    from vjepa_world import ActionConditionedPredictor, VJEPAModel, WorldModel
+    from vjepa_world.config import AC_PRESETS
+
+    encoder = VideoEncoder(ENCODER)
+    saved = {
+        "encoder": encoder.save_pretrained(tmp_path / "encoder"),
+        "predictor": MaskedPredictor(PREDICTOR).save_pretrained(tmp_path / "predictor"),
+        "ac": ActionConditionedPredictor(AC_PRESETS["ac_tiny"]).save_pretrained(str(tmp_path / "ac")),
+        "jepa": VJEPAModel({"preset": "vit_micro"}).save_pretrained(tmp_path / "jepa"),
+        "world_model": WorldModel(encoder, action_dim=2, dim=32, depth=1, num_heads=2).save_pretrained(
+            tmp_path / "world_model"
+        ),
+    }
+    for name, path in saved.items():
+        assert path == tmp_path / name and (path / "config.json").is_file(), name
+    for cls in (VideoEncoder, MaskedPredictor, ActionConditionedPredictor, VJEPAModel, WorldModel):
+        assert inspect.signature(cls.save_pretrained).return_annotation in ("Path", Path), cls
