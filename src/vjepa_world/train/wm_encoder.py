@@ -42,11 +42,11 @@ def pretrain_encoder(
                     "steps": settings.steps,
                     "batch_size": settings.batch_size,
                     "lr": settings.lr,
-                    "start_lr": settings.lr / 5,
                     "warmup_steps": settings.steps // 10,
                     "decay_steps": settings.steps // 5,
                     "ema": [0.99, 0.999],
-                },
+                }
+                | ({"start_lr": settings.lr / 5} if settings.steps >= 10 else {}),  # only with a warmup
                 "run": {"seed": seed, "checkpoint_every": max(settings.steps // 4, 1), "log_every": 10},
             }
         )
