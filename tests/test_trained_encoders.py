@@ -41,6 +41,7 @@ def test_joint_training_trains_end_to_end_and_the_saved_model_reloads_with_ident
     assert (
         settings["encoder_training"] == "joint" and settings["frame_skip"] == 1 and settings["history"] == 3
     )
+    assert settings["observation_frames"] == 2  # trained encoders see motion by default
     loaded = WorldModel.from_pretrained(tmp_path / "joint").eval()
     assert loaded.latent == "vector" and loaded.state_head is not None
     frames = torch.randint(0, 255, (2, 32, 32, 3), dtype=torch.uint8)
@@ -78,6 +79,7 @@ def test_frozen_encoder_is_bit_identical_after_training_and_finetune_changes_it(
         assert torch.equal(frozen.encoder.state_dict()[key], value), key
         assert torch.equal(encoder.state_dict()[key], value), key
     assert frozen.latent == "tokens" and frozen.encoder_training == "frozen"
+    assert frozen.observation_frames == 1  # V-JEPA 2-AC: the frame repeated to a tubelet
     _train([*TINY, "model.encoder_training=finetune"], data, tmp_path / "finetune", encoder=encoder)
     tuned = WorldModel.from_pretrained(tmp_path / "finetune")
     changed = [k for k, v in before.items() if not torch.equal(tuned.encoder.state_dict()[k], v)]
@@ -91,6 +93,7 @@ def test_frozen_encoder_is_bit_identical_after_training_and_finetune_changes_it(
         (["model.encoder_training=joint", "encoder.steps=50"], "joint training skips"),
         (["model.encoder_training=pretrained"], "encoder_training must be one of"),
         (["loss.distance=huber"], "loss.distance"),
+        (["model.observation_frames=3"], "observation_frames must be 1 or 2"),
         (["model.encoder_training=joint", "loss.regularizer=barlow"], "loss.regularizer"),
     ],
 )

@@ -199,7 +199,15 @@ def run_mpc_episode(
     frames, goal_image = [np.asarray(observation)], np.asarray(info["goal_image"])
     use_states = getattr(world_model, "state_dim", 0) > 0  # proprioception: info["state"] is observed
     observe_state = lambda: torch.as_tensor(info["state"], dtype=torch.float32)[None] if use_states else None
-    current = world_model.encode(torch.as_tensor(frames[-1])[None])  # (1, N, D)
+    motion = getattr(world_model, "observation_frames", 1) == 2  # latents of (previous, current) frames
+
+    def observe_latents() -> Tensor:  # (1, N, D)
+        frame = torch.as_tensor(frames[-1])[None]
+        if not motion:
+            return world_model.encode(frame)
+        return world_model.encode(frame, torch.as_tensor(frames[-2] if len(frames) > 1 else frames[-1])[None])
+
+    current = observe_latents()
     state = observe_state()  # (1, S) or None
     past = {"latents": [], "actions": [], "states": []}  # observed model steps and the actions taken there
     reached, steps, done, seconds, energies, previous = bool(info.get("is_success")), 0, False, [], [], None
@@ -243,7 +251,7 @@ def run_mpc_episode(
                     break
             if done:
                 break
-            current, state = world_model.encode(torch.as_tensor(frames[-1])[None]), observe_state()
+            current, state = observe_latents(), observe_state()
         if config.warm_start:
             previous = warm_start(plan.actions, config.execute, model_low, model_high)
     distance = info.get("distance")

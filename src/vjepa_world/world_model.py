@@ -53,6 +53,7 @@ class WorldModel(nn.Module):
         state_head: StateHead | None = None,
         distance_head: TemporalDistanceHead | None = None,
         encoder_training: str = "frozen",
+        observation_frames: int = 1,
         frame_skip: int = 1,
         history: int = 3,
         action_dim: int | None = None,
@@ -69,6 +70,11 @@ class WorldModel(nn.Module):
             )
         if frame_skip < 1 or history < 0:
             raise ValueError(f"need frame_skip >= 1 and history >= 0, got {frame_skip} and {history}")
+        if observation_frames not in (1, encoder.config.tubelet_size):
+            raise ValueError(
+                f"observation_frames must be 1 or the encoder's tubelet size "
+                f"{encoder.config.tubelet_size}, got {observation_frames}"
+            )
         latent_dim = projector.config.latent_dim if projector is not None else encoder.config.dim
         if predictor is None:
             if action_dim is None:
@@ -87,6 +93,7 @@ class WorldModel(nn.Module):
                 f"gives {latent_dim}: build the predictor for this encoder"
             )
         self.encoder_training, self.frame_skip, self.history = encoder_training, frame_skip, history
+        self.observation_frames = observation_frames  # 2: the frame and the one before (motion)
         self.encoder = encoder.requires_grad_(encoder_training != "frozen")
         if encoder_training == "frozen":
             self.encoder.eval()
@@ -115,27 +122,43 @@ class WorldModel(nn.Module):
         """Width of the state token (0: the model sees frames and actions only)."""
         return self.predictor.config.state_dim
 
-    def embed(self, observations: Tensor) -> Tensor:
-        """`encode` with gradients (training through the encoder): uint8 RGB frames `(B, H, W, 3)`
-        -> latents `(B, N, D)`; `(B, T, H, W, 3)` -> `(B, T, N, D)`. Frames are resized to the
-        encoder's image size; float `(B, 3, H, W)` images already normalised are taken as they are."""
+    def _images(self, observations: Tensor) -> Tensor:
+        """uint8 RGB frames `(..., H, W, 3)` (or normalised float `(..., 3, H, W)`) -> normalised
+        images `(M, 3, S, S)` at the encoder's size, the leading dimensions flattened."""
         if observations.dtype == torch.uint8:
             images = normalize_frames(observations.to(self._device()))
         else:
             images = observations
-        lead = images.shape[:-3]
-        images = images.flatten(0, len(lead) - 1)  # (B*T, 3, H, W)
+        images = images.flatten(0, images.ndim - 4)  # (M, 3, H, W)
         size = self.encoder.config.image_size
         if tuple(images.shape[-2:]) != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-        tokens = self.encoder(images)  # images -> one tubelet each: (B*T, N, D)
+        return images
+
+    def embed(self, observations: Tensor, previous: Tensor | None = None) -> Tensor:
+        """`encode` with gradients (training through the encoder): uint8 RGB frames `(B, H, W, 3)`
+        -> latents `(B, N, D)`; `(B, T, H, W, 3)` -> `(B, T, N, D)`. Frames are resized to the
+        encoder's image size; float `(B, 3, H, W)` images already normalised are taken as they are.
+
+        A model with `observation_frames` 2 sees each observation as the encoder's two-frame
+        tubelet: `previous` (the frames one environment step earlier, same shape) then the frame,
+        so its latents show motion; without `previous` the frame is repeated (at rest, as a goal
+        image is). With 1 the frame is always repeated (V-JEPA 2-AC) and `previous` is refused."""
+        if previous is not None and self.observation_frames == 1:
+            raise ValueError("this world model sees single frames (observation_frames 1): drop previous=")
+        lead = observations.shape[:-3]
+        images = self._images(observations)  # (M, 3, S, S)
+        if self.observation_frames == 2:
+            before = images if previous is None else self._images(previous)
+            images = torch.stack([before, images], dim=2)  # (M, 3, 2, S, S): one tubelet
+        tokens = self.encoder(images)  # (M, N, D): an image is repeated to fill its tubelet
         latents = self._normalize(tokens) if self.projector is None else self.projector(tokens)
         return latents.unflatten(0, lead)
 
     @torch.no_grad()
-    def encode(self, observations: Tensor) -> Tensor:
+    def encode(self, observations: Tensor, previous: Tensor | None = None) -> Tensor:
         """Latents of observations, as `embed` but without gradients."""
-        return self.embed(observations)
+        return self.embed(observations, previous)
 
     def _normalize(self, latents: Tensor) -> Tensor:
         """V-JEPA 2-AC layer-norms token latents (targets and predictions); vectors stay as they are
@@ -256,6 +279,7 @@ class WorldModel(nn.Module):
         return {
             "latent": self.latent,
             "encoder_training": self.encoder_training,
+            "observation_frames": self.observation_frames,
             "frame_skip": self.frame_skip,
             "history": self.history,
             **{
@@ -308,6 +332,7 @@ class WorldModel(nn.Module):
             ActionConditionedPredictor.from_pretrained(directory),
             **heads,
             encoder_training=settings.get("encoder_training", "frozen"),
+            observation_frames=settings.get("observation_frames", 1),
             frame_skip=settings.get("frame_skip", 1),
             history=settings.get("history", 3),
         )

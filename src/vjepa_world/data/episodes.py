@@ -599,20 +599,27 @@ class FeatureCache:
             return handle.get_slice("features")[rows]
 
 
-def _encode_episode(dataset: LeRobotDataset, episode_index: int, encode_fn, batch_size: int, bar) -> Tensor:
-    """encode_fn over every frame of one episode, decoded once in batches; (T, N, D) on the CPU."""
+def _encode_episode(
+    dataset: LeRobotDataset, episode_index: int, encode_fn, batch_size: int, pairs: bool, bar
+) -> Tensor:
+    """encode_fn over every frame of one episode, decoded once in batches; (T, N, D) on the CPU.
+    With `pairs`, encode_fn(frames, previous) also gets each frame's predecessor (the first its own)."""
     video, length = dataset.check_video(episode_index), dataset.length(episode_index)
     batches = [list(range(i, min(i + batch_size, length))) for i in range(0, length, batch_size)]
+    if pairs:  # each batch led by the frame before its first
+        batches = [[max(rows[0] - 1, 0), *rows] for rows in batches]
     outputs = []
-    for frames in iter_clip_frames(video, batches):  # frames (B, H, W, 3) uint8
-        out = encode_fn(torch.from_numpy(frames))
-        if not isinstance(out, Tensor) or out.ndim != 3 or len(out) != len(frames):
+    for frames in iter_clip_frames(video, batches):  # frames (B, H, W, 3) uint8 (B + 1 with pairs)
+        frames = torch.from_numpy(frames)
+        out = encode_fn(frames[1:], frames[:-1]) if pairs else encode_fn(frames)
+        count = len(frames) - pairs
+        if not isinstance(out, Tensor) or out.ndim != 3 or len(out) != count:
             raise ValueError(
                 f"encode_fn must map uint8 frames (B, H, W, 3) to a tensor (B, N, D), got "
-                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))} for B = {len(frames)}"
+                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))} for B = {count}"
             )
         outputs.append(out.detach().cpu())
-        bar.update(len(frames))
+        bar.update(count)
     return torch.cat(outputs).contiguous()
 
 
@@ -625,6 +632,7 @@ def encode_episodes(
     key: str,
     batch_size: int = 64,
     image_key: str | None = None,
+    pairs: bool = False,
     progress: bool = True,
 ) -> FeatureCache:
     """Encode every frame of every episode once and cache the features under `cache_path`.
@@ -633,7 +641,9 @@ def encode_episodes(
     dtype; stored as returned, on the CPU); it does its own resizing, normalising and device moves.
     `key` names the encoder: change it whenever encode_fn's output would change (weights, image
     size, ...), so features of another encoder are never reused. Episodes already cached under the
-    same key (same length and video) are skipped; each file is written atomically.
+    same key (same length and video) are skipped; each file is written atomically. With `pairs`,
+    `encode_fn(frames, previous)` also receives each frame's predecessor in its episode (the
+    episode's first frame is its own), for encoders that see motion.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -643,7 +653,7 @@ def encode_episodes(
     total = sum(dataset.length(e) for e in todo)
     with tqdm(total=total, desc=f"encode {dataset.root.name}", unit="frame", disable=not progress) as bar:
         for episode_index in todo:
-            features = _encode_episode(dataset, episode_index, encode_fn, batch_size, bar)
+            features = _encode_episode(dataset, episode_index, encode_fn, batch_size, pairs, bar)
             metadata = cache.fingerprint(dataset, episode_index)
             atomic_write(
                 cache.path(episode_index),
@@ -698,6 +708,7 @@ class SequenceDataset(Dataset):
         state_key: str | None = STATE_KEY,
         action_key: str = ACTION_KEY,
         keep_episodes: int = 256,
+        previous: bool = False,
     ) -> None:
         if sequence_length < 1 or frame_skip < 1:
             raise ValueError(
@@ -707,11 +718,13 @@ class SequenceDataset(Dataset):
             raise ValueError(
                 "image_size resizes frames, but with features= items hold cached features: drop one"
             )
+        if previous and features is None:
+            raise ValueError("previous= reads the cached features of earlier rows: pass features= too")
         self.meta = LeRobotDataset(
             dataset_dir, image_key=image_key, state_key=state_key, action_key=action_key
         )
         self.sequence_length, self.frame_skip, self.image_size = sequence_length, frame_skip, image_size
-        self.features = features
+        self.features, self.previous = features, previous
         self._rows = functools.lru_cache(maxsize=keep_episodes)(self.meta.read_rows)
         if features is not None:
             self._features = functools.lru_cache(maxsize=keep_episodes)(
@@ -784,6 +797,9 @@ class SequenceDataset(Dataset):
         }
         if self.features is not None:
             item["features"] = self._features(episode)[sampled]  # (T, N, D)
+            if self.previous:  # the row before each sampled one (the episode's first: itself)
+                before = np.maximum(np.arange(start, start + self.span, skip) - 1, 0)
+                item["previous_features"] = self._features(episode)[before]  # (T, N, D)
         else:
             frames = torch.from_numpy(self.meta.read_frames(episode, range(start, start + self.span, skip)))
             item["frames"] = frames if self.image_size is None else _resize(frames, self.image_size)

@@ -141,6 +141,10 @@ class PredictorSettings:
     # info["state"]). None: whenever the dataset has observation.state; true on a dataset without
     # it is an error. Without it the model must infer velocity from the latents of its history.
     use_states: bool | None = None
+    # frames per observation: 2 shows the encoder the frame and the one before it as its two-frame
+    # tubelet, so a latent holds the velocity the next step depends on (goal images, repeated, are
+    # at rest); 1 repeats the frame (V-JEPA 2-AC). None: 1 for a frozen encoder, else 2.
+    observation_frames: int | None = None
 
 
 @dataclass

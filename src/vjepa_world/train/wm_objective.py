@@ -28,7 +28,8 @@ def _resolved_loss(loss: LossConfig, mode: str) -> LossConfig:
 
 class WorldModelObjective(nn.Module):
     """loss, metrics = objective(inputs, actions (B, T, A), states (B, T, S) or None), where inputs
-    are cached latents `(B, T, N, D)` for a frozen encoder, else uint8 frames `(B, T, H, W, 3)`."""
+    are cached latents `(B, T, N, D)` for a frozen encoder, else uint8 frames `(B, T, H, W, 3)`
+    (with `previous`, the frames one environment step before each, for two-frame observations)."""
 
     def __init__(self, world_model: WorldModel, loss: LossConfig):
         super().__init__()
@@ -40,11 +41,16 @@ class WorldModelObjective(nn.Module):
         return (difference.abs() if self.loss.distance == "l1" else difference.square()).mean()
 
     def forward(
-        self, inputs: Tensor, actions: Tensor, states: Tensor | None, step: int = 0
+        self,
+        inputs: Tensor,
+        actions: Tensor,
+        states: Tensor | None,
+        step: int = 0,
+        previous: Tensor | None = None,
     ) -> tuple[Tensor, dict]:
         world_model, context, horizon = self.world_model, self.loss.rollout_context, self.loss.rollout_steps
         trained = world_model.encoder_training != "frozen"
-        latents = world_model.embed(inputs) if trained else inputs  # (B, T, N, D)
+        latents = world_model.embed(inputs, previous) if trained else inputs  # (B, T, N, D)
         pick = lambda x, steps: None if x is None else x[:, steps]
         cache = KVCache(world_model.predictor.config.depth)
         observed = slice(None, -1)  # steps 0..T-2 predict steps 1..T-1

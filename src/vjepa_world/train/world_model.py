@@ -63,16 +63,19 @@ def _flat_frames(frames: Tensor) -> Tensor:
 
 def _batch(
     dataset: SequenceDataset, keys: list[int], device: torch.device, use_states: bool, side: int | None
-):
+) -> dict[str, Tensor | None]:
     """Stack windows `keys` (sampler keys, taken modulo the dataset size) on `device`: cached latents
-    `(B, T, N, D)`, or with `side` the cached frames `(B, T, side, side, 3)`."""
+    `(B, T, N, D)`, or with `side` the cached frames `(B, T, side, side, 3)` (and, when the dataset
+    reads them, the frames one row earlier: `previous`)."""
     items = [dataset[key % len(dataset)] for key in keys]
-    inputs = torch.stack([item["features"] for item in items]).to(device)  # (B, T, N, D)
-    if side is not None:
-        inputs = inputs.unflatten(2, (side, side))  # (B, T, H, W, 3) uint8
-    actions = torch.stack([item["actions"] for item in items]).to(device)  # (B, T, A)
-    states = torch.stack([item["states"] for item in items]).to(device) if use_states else None
-    return inputs, actions, states
+    stack = lambda key: torch.stack([item[key] for item in items]).to(device)
+    frames = lambda key: stack(key) if side is None else stack(key).unflatten(2, (side, side))
+    return {
+        "inputs": frames("features"),  # (B, T, N, D), or frames (B, T, H, W, 3) uint8
+        "previous": frames("previous_features") if dataset.previous else None,
+        "actions": stack("actions"),  # (B, T, A)
+        "states": stack("states") if use_states else None,
+    }
 
 
 def _state_sample(windows: SequenceDataset, episodes: int = 64) -> Tensor:
@@ -99,6 +102,10 @@ def check_config(config: WorldModelConfig, encoder_given: bool = False) -> None:
         raise ValueError(f"model.encoder_training must be one of {', '.join(ENCODER_TRAINING)}, got {mode!r}")
     if loss.distance not in (None, "l1", "mse"):
         raise ValueError(f"loss.distance must be l1 or mse, got {loss.distance!r}")
+    if config.model.observation_frames not in (None, 1, 2):
+        raise ValueError(
+            f"model.observation_frames must be 1 or 2 (or unset), got {config.model.observation_frames!r}"
+        )
     if loss.regularizer not in REGULARIZERS:
         raise ValueError(
             f"loss.regularizer must be one of {', '.join(REGULARIZERS)}, got {loss.regularizer!r}"
@@ -130,6 +137,7 @@ def build_world_model(
         projector=projector,
         state_head=state_head,
         encoder_training=mode,
+        observation_frames=config.model.observation_frames or 1,
         frame_skip=config.data.frame_skip,
         history=config.loss.rollout_context,
         action_dim=action_dim,
@@ -203,24 +211,31 @@ def train_world_model(
     state = loop.start(process)
 
     encoder = encoder.to(process.device)
-    if mode == "frozen":  # every frame's tokens, encoded once
-        cache_dir, key = out / "features", encoder_fingerprint(encoder)
-        encode_fn = WorldModel(
-            encoder, action_dim=1
-        ).encode  # only its encode(): the predictor is built below
+    frames = config.model.observation_frames or (1 if mode == "frozen" else encoder.config.tubelet_size)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, observation_frames=frames))
+    pairs = mode == "frozen" and frames == 2  # tokens of (previous, current) tubelets, cached
+    if mode == "frozen":  # every frame's tokens, encoded once (only encode() of this model is used)
+        cache_dir, key = out / "features", encoder_fingerprint(encoder) + ("-pairs" if pairs else "")
+        encode_fn = WorldModel(encoder, action_dim=1, observation_frames=frames).encode
     else:  # every frame decoded once; the encoder sees them in every step
         cache_dir, key, encode_fn = out / "frames", f"{FRAME_CACHE_KEY}-{side}", _flat_frames
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
         encode_episodes(
-            data, encode_fn, cache_dir, key=key, batch_size=settings.encode_batch, progress=progress
+            data,
+            encode_fn,
+            cache_dir,
+            key=key,
+            batch_size=settings.encode_batch,
+            pairs=pairs,
+            progress=progress,
         )
     distributed.barrier(process)
     inputs = FeatureCache(cache_dir, key)  # complete now: the main process wrote it
 
     # decoded frames are small (12 KB at 64 px): keep every training episode in memory; cached tokens
     # of a large encoder are not (the SequenceDataset default keeps the last 256 episodes read)
-    kept = {} if mode == "frozen" else {"keep_episodes": len(train_episodes)}
+    kept = {} if mode == "frozen" else {"keep_episodes": len(train_episodes), "previous": frames == 2}
     window = dict(frame_skip=settings.frame_skip, state_key=state_key, **kept)
     train_set = SequenceDataset(
         data, settings.sequence_length, episodes=train_episodes, features=inputs, **window
@@ -252,7 +267,7 @@ def train_world_model(
         def forward(micro: int):
             batch_keys = [next(keys) for _ in range(loop.per_rank)]
             batch = _batch(train_set, batch_keys, process.device, config.model.use_states, pixels)
-            return net(*batch, step=step)
+            return net(**batch, step=step)
 
         metrics = loop.accumulate(net, forward)
         loop.update(optimizer, parameters, metrics)
