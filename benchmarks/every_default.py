@@ -129,9 +129,7 @@ def main() -> None:
         )
     training, planner = " ".join(args.train_set) or "defaults", " ".join(args.plan_set) or "defaults"
     print(f"\ntrain-wm {training}; planner {planner}")
-    print(
-        "| env | success | random | final distance (random) | s/env step | held-out L1 h=1: model, copy, shuffled |"
-    )
+    print("| env | success | random | final distance (random) | s/step | L1 h=1: model, copy, shuffled |")
     print("|---|---|---|---|---|---|")
     for name, plan, l1 in rows:
         errors = ", ".join(
