@@ -32,10 +32,12 @@ from vjepa_world.eval.ceiling import SimulatorWorldModel
 from vjepa_world.planning import PLANNER_PRESETS, run_mpc_episode, run_random_episode
 
 
-def ceiling_rows(env, config, frame_skip: int, models: dict, seeds, limit: int) -> list[tuple]:
+def ceiling_rows(
+    env, config, frame_skip: int, models: dict, seeds, limit: int, energies=("fingertip", "pixels")
+) -> list[tuple]:
     """(energy, success, final distance, s/action) per energy, then random actions."""
     rows = []
-    candidates = [("fingertip", None), ("pixels", None)] + [(f"latents {r}", m) for r, m in models.items()]
+    candidates = [(name, None) for name in energies] + [(f"latents {r}", m) for r, m in models.items()]
     for name, world_model in candidates:
         model = SimulatorWorldModel(env, name.split()[0], frame_skip, world_model)
         results = [run_mpc_episode(env, model, config, seed=seed, max_steps=limit) for seed in seeds]
@@ -64,6 +66,9 @@ def main() -> None:
     )
     parser.add_argument("--env", default=REACHER_ID, help="a built-in goal task (one with simulate)")
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument(
+        "--energy", action="append", choices=["fingertip", "pixels"], help="default: both (plus each model's)"
+    )
     parser.add_argument("--preset", default="default", choices=list(PLANNER_PRESETS))
     parser.add_argument("--frame-skip", type=int, help="default: the first --world-model's, else 5")
     parser.add_argument(
@@ -86,7 +91,8 @@ def main() -> None:
         f"{config.iterations} iterations, horizon {config.horizon} model steps of {skip} env steps, "
         f"executing {config.execute}; the true simulator as the model"
     )
-    rows = ceiling_rows(env, config, skip, models, range(args.seed, args.seed + args.episodes), limit)
+    seeds = range(args.seed, args.seed + args.episodes)
+    rows = ceiling_rows(env, config, skip, models, seeds, limit, args.energy or ("fingertip", "pixels"))
     width = max(len(row[0]) for row in rows)
     print(f"\n{'energy':{width}} {'success':>8} {'final distance':>15} {'s/env step':>11}")
     for name, success, distance, seconds in rows:
