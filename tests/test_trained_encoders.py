@@ -12,10 +12,12 @@ from test_train_wm import TINY, collect_reacher
 from vjepa_world import VideoEncoder, WorldModel
 from vjepa_world.cli import main
 from vjepa_world.config import get_preset
+from vjepa_world.data.episodes import FeatureCache, LeRobotDataset
 from vjepa_world.envs import REACHER_ID, PointMassGoalEnv, make_env
 from vjepa_world.planning import planner_config, run_mpc_episode
 from vjepa_world.train.config import WorldModelConfig, build_config
 from vjepa_world.train.logs import read_log
+from vjepa_world.train.wm_encoder import encoder_fingerprint
 from vjepa_world.train.world_model import action_blind_warning, train_world_model
 
 JOINT = [*TINY, "model.encoder_training=joint", "encoder.preset=vit_micro", "model.latent_dim=8"]
@@ -58,6 +60,11 @@ def test_joint_training_trains_end_to_end_and_the_saved_model_reloads_with_ident
         rtol=0,
     )
     assert loaded.decode_state(latents).shape == (2, 6)
+    # the held-out evaluation and the distance head read latents with motion (frame and predecessor)
+    run, dataset = tmp_path / "joint", LeRobotDataset(data, state_key=None)
+    cached = FeatureCache(run / "features", encoder_fingerprint(loaded.encoder, loaded.projector) + "-pairs")
+    pair = torch.from_numpy(dataset.read_frames(0, [2, 3]))  # rows 2 and 3 of episode 0
+    torch.testing.assert_close(cached.read(0, slice(3, 4)), loaded.encode(pair[1:], pair[:1]))
     distances = loaded.distance_head.distance(latents[:, None], latents[None])  # (2, 2) learned steps apart
     torch.testing.assert_close(distances, again.distance_head.distance(latents[:, None], latents[None]))
     assert distances.shape == (2, 2) and distances.diagonal().abs().max() < 1e-4

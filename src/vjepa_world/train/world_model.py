@@ -377,7 +377,13 @@ def train_world_model(
                 summary["warning"] = warning
         if config.distance.steps:
             episodes = [latents.read(e, slice(None)) for e in train_episodes]  # (T_e, N, D) each
-            world_model.distance_head = fit_distance_head(episodes, config.distance, run.seed, progress)
+            goals = None
+            if world_model.observation_frames == 2:  # goal images are at rest: their latents too
+                still = _trained_latents(world_model, config, data, out, progress, pairs=False)
+                goals = [still.read(e, slice(None)) for e in train_episodes]
+            world_model.distance_head = fit_distance_head(
+                episodes, config.distance, goals, run.seed, progress
+            )
         world_model.save_pretrained(out)
         plot_training_curves(out, out / "training_curves.png")
         atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
@@ -386,12 +392,19 @@ def train_world_model(
 
 
 def _trained_latents(
-    world_model: WorldModel, config: WorldModelConfig, data: Path, out: Path, progress: bool
+    world_model: WorldModel,
+    config: WorldModelConfig,
+    data: Path,
+    out: Path,
+    progress: bool,
+    pairs: bool | None = None,
 ) -> FeatureCache:
-    """Every frame's latents under the finished model: the frozen encoder's cached tokens, or the
-    trained encoder's and projector's, encoded once into `OUT/features`."""
-    key = encoder_fingerprint(world_model.encoder, world_model.projector)
-    if world_model.encoder_training == "frozen":
+    """Every frame's latents under the finished model, encoded once into `OUT/features` (a frozen
+    encoder's were cached before training): with motion (the frame and the one before) for a
+    two-frame model unless `pairs` is False (each frame at rest, as goal images are encoded)."""
+    pairs = world_model.observation_frames == 2 if pairs is None else pairs
+    key = encoder_fingerprint(world_model.encoder, world_model.projector) + ("-pairs" if pairs else "")
+    if world_model.encoder_training == "frozen" and pairs == (world_model.observation_frames == 2):
         return FeatureCache(out / "features", key)
     return encode_episodes(
         data,
@@ -399,6 +412,7 @@ def _trained_latents(
         out / "features",
         key=key,
         batch_size=config.data.encode_batch,
+        pairs=pairs,
         progress=progress,
     )
 
