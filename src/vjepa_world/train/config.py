@@ -167,6 +167,10 @@ class LossConfig:
     state_decoding: float = 1.0
     regularizer: str = "sigreg"  # or vicreg
     regularizer_weight: float | None = None  # None: 0.1 for trained encoders
+    # DreamerV3's heads on the latents of the step an action leads to, from next.reward / next.done:
+    # the reward (symlog two-hot, 255 bins) and whether the episode goes on (binary); 0: no head
+    reward: float = 1.0
+    continuation: float = 1.0
 
 
 @dataclass

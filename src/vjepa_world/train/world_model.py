@@ -36,7 +36,14 @@ from ..data.datasets import EpochSampler
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
 from ..eval.world_model import rollout_errors
 from ..nn import VideoEncoder
-from ..nn.heads import StateHead, StateHeadConfig
+from ..nn.heads import (
+    ContinueHead,
+    ContinueHeadConfig,
+    RewardHead,
+    RewardHeadConfig,
+    StateHead,
+    StateHeadConfig,
+)
 from ..nn.projector import LatentProjector, ProjectorConfig
 from ..nn.regularizers import REGULARIZERS
 from ..viz import plot_training_curves
@@ -82,6 +89,8 @@ def _batch(
         "previous": frames("previous_features") if dataset.previous else None,
         "actions": stack("actions"),  # (B, T, A)
         "states": stack("states") if use_states else None,
+        "rewards": stack("rewards"),  # (B, T) summed over the frame skip
+        "dones": stack("dones"),  # (B, T)
     }
 
 
@@ -97,7 +106,8 @@ def _trained_modules(world_model: WorldModel) -> list[nn.Module]:
     modules = [world_model.predictor]
     if world_model.encoder_training != "frozen":
         modules += [world_model.encoder, world_model.projector]
-    return modules + ([world_model.state_head] if world_model.state_head is not None else [])
+    heads = (world_model.state_head, world_model.reward_head, world_model.continue_head)
+    return modules + [head for head in heads if head is not None]
 
 
 def _save_state(path: Path, world_model: WorldModel, optimizer, step: int, config: WorldModelConfig):
@@ -161,18 +171,23 @@ def build_world_model(
         projector = LatentProjector(
             ProjectorConfig(tokens=tokens, encoder_dim=encoder.config.dim, latent_dim=config.model.latent_dim)
         )
+    latent_tokens, latent_dim = (
+        (tokens, encoder.config.dim) if projector is None else (1, config.model.latent_dim)
+    )
     if state_dim and config.loss.state_decoding:
-        latent_tokens, latent_dim = (
-            (tokens, encoder.config.dim) if projector is None else (1, config.model.latent_dim)
-        )
         state_head = StateHead(
             StateHeadConfig(tokens=latent_tokens, latent_dim=latent_dim, state_dim=state_dim)
         )
+    shape = {"tokens": latent_tokens, "latent_dim": latent_dim}
+    reward_head = RewardHead(RewardHeadConfig(**shape)) if config.loss.reward else None
+    continue_head = ContinueHead(ContinueHeadConfig(**shape)) if config.loss.continuation else None
     widths = {k: v for k in ("dim", "depth", "num_heads") if (v := getattr(config.model, k)) is not None}
     return WorldModel(
         encoder,
         projector=projector,
         state_head=state_head,
+        reward_head=reward_head,
+        continue_head=continue_head,
         encoder_training=mode,
         observation_frames=config.model.observation_frames or 1,
         frame_skip=config.data.frame_skip,
