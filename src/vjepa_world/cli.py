@@ -228,8 +228,8 @@ def _train_wm(args: argparse.Namespace) -> None:
         print(f"warning: {summary['warning']}")
 
 
-def planner_settings(preset: str, method: str | None, pairs: list[str]):
-    """A PlannerConfig from a preset, --planner and `key=value` pairs (values are YAML)."""
+def planner_settings(preset: str, method: str | None, pairs: list[str], objective: str | None = None):
+    """A PlannerConfig from a preset, --planner, --objective and `key=value` pairs (values are YAML)."""
     import yaml
 
     from .config import check_keys
@@ -244,6 +244,8 @@ def planner_settings(preset: str, method: str | None, pairs: list[str]):
     check_keys(PlannerConfig, changes)
     if method:
         changes["method"] = method
+    if objective:
+        changes["objective"] = objective
     return planner_config(preset, **changes)
 
 
@@ -251,7 +253,7 @@ def _plan(args: argparse.Namespace) -> None:
     from .eval.planning import evaluate_planning
     from .world_model import WorldModel
 
-    config = planner_settings(args.preset, args.planner, args.set)
+    config = planner_settings(args.preset, args.planner, args.set, args.objective)
     world_model = WorldModel.from_pretrained(args.world_model).eval()
     summary = evaluate_planning(
         args.env,
@@ -265,7 +267,8 @@ def _plan(args: argparse.Namespace) -> None:
     )
     print(
         f"{args.env}: planning success {100 * summary['success_rate']:.0f}% vs random "
-        f"{100 * summary['random_success_rate']:.0f}% over {summary['episodes']} episodes, "
+        f"{100 * summary['random_success_rate']:.0f}%, return {summary['return']:.1f} vs "
+        f"{summary['random_return']:.1f} over {summary['episodes']} episodes, "
         f"{summary['seconds_per_action']:.3f} s per action (median) -> {args.out}"
     )
 
@@ -499,10 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser(
         "plan",
-        help="plan toward goal images with a world model (MPC), against a random policy",
-        description="Closed-loop episodes: encode the goal image, plan with CEM or MPPI over the world "
-        "model's rollouts, execute, replan. Reports success rate, final distance and planning seconds per "
-        "action against random actions from the same starts; writes OUT/episode_XXX.mp4 (observation | "
+        help="plan toward goal images or rewards with a world model (MPC), against a random policy",
+        description="Closed-loop episodes: encode the goal image (unless --objective reward: the predicted "
+        "return), plan with CEM or MPPI over the world model's rollouts, execute, replan. Reports success "
+        "rate, return, final distance and planning seconds per action against random actions from the "
+        "same starts; writes OUT/episode_XXX.mp4 (observation | "
         "goal), OUT/energy_by_iteration.png and OUT/summary.json.",
     )
     plan.add_argument("--env", default="vjepa_world/ReacherGoal-v0", help="registered id or module:ClassName")
@@ -510,6 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--episodes", type=int, default=50)
     plan.add_argument("--out", required=True, help="output directory")
     plan.add_argument("--planner", choices=["cem", "mppi"], help="default: the preset's (cem)")
+    plan.add_argument(
+        "--objective",
+        choices=["latent", "state", "distance", "reward"],
+        help="what plans are scored by (default: the preset's, latent): reward needs no goal image",
+    )
     plan.add_argument(
         "--preset", default="default", help="planner preset: default, vjepa2_ac (upstream), lewm or fast"
     )
