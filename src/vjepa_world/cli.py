@@ -273,6 +273,76 @@ def _plan(args: argparse.Namespace) -> None:
     )
 
 
+def _train_agent(args: argparse.Namespace) -> None:
+    from .train.agent import train_agent
+    from .train.config import TrainAgentConfig, load_config
+
+    config = load_config(args.config, args.set, kind=TrainAgentConfig)
+    summary = train_agent(
+        config,
+        args.world_model,
+        args.out,
+        env=args.env,
+        data=args.data,
+        resume=args.resume,
+        online=args.online,
+    )
+    if not summary["finished"]:
+        return
+    final = summary["final"]
+    print(
+        f"trained {summary['steps']} updates in imagination (imagined return {final['return']:.2f}, "
+        f"reward per step {final['imagined_reward']:.3f}) -> {args.out}"
+    )
+    for row in summary["online_iterations"]:
+        print(
+            f"online iteration {row['iteration']}: {row['episodes']} episodes, return {row['return']:.1f}, "
+            f"success {100 * row['success_rate']:.0f}%"
+        )
+    if "eval" in summary:
+        _print_evaluation(summary["eval"])
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .agent import Agent
+    from .eval.agent import evaluate_agent
+    from .world_model import WorldModel
+
+    run = Path(args.agent)
+    agent = Agent.from_pretrained(run)
+    world_model = WorldModel.from_pretrained(run / "world_model").eval()
+    summary = evaluate_agent(
+        args.env,
+        world_model,
+        agent,
+        args.out,
+        episodes=args.episodes,
+        seed=args.seed,
+        image_size=args.size,
+        max_steps=args.steps,
+        videos=args.videos,
+    )
+    _print_evaluation(summary)
+    print(f"-> {args.out}")
+
+
+def _print_evaluation(summary: dict) -> None:
+    print(f"\n{summary['env']}, {summary['episodes']} episodes{'':4}{'agent':>10}{'random':>10}")
+    rows = [
+        (
+            "success rate",
+            f"{100 * summary['success_rate']:.0f}%",
+            f"{100 * summary['random_success_rate']:.0f}%",
+        ),
+        ("return", f"{summary['return']:.1f}", f"{summary['random_return']:.1f}"),
+        ("seconds per action", f"{summary['seconds_per_action']:.5f}", "-"),
+    ]
+    for name, agent, random in rows:
+        print(f"{name:34}{agent:>10}{random:>10}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from .demo import DemoSettings, run_demo
 
@@ -527,6 +597,47 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--size", type=int, default=64, help="observation side in pixels")
     plan.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
     plan.set_defaults(run=_plan)
+
+    train_agent = commands.add_parser(
+        "train-agent",
+        help="learn a policy inside a trained world model (actor-critic in imagination)",
+        description="Train an actor and a critic on rollouts imagined by the world model of a train-wm run "
+        "(rewards from its reward head), starting from the latents of its dataset; evaluate the policy "
+        "against random actions in --env. Writes OUT/agent.json + agent.safetensors, OUT/world_model/, "
+        "checkpoint.pt, log.jsonl, OUT/eval/ and summary.json. --online then repeats: collect with the "
+        "policy, continue training the world model and the agent (online.* settings); --resume continues "
+        "a killed run.",
+    )
+    train_agent.add_argument(
+        "--world-model", required=True, help="a train-wm run directory (with a reward head)"
+    )
+    train_agent.add_argument("--env", help="environment to evaluate (and, --online, collect) in")
+    train_agent.add_argument("--out", required=True, help="run directory")
+    train_agent.add_argument(
+        "--data", help="start states' dataset (default: the one the world model trained on)"
+    )
+    train_agent.add_argument("--config", help="YAML config with agent/online/run sections")
+    add_set_arg(train_agent, "override a config value, e.g. agent.steps=500 online.iterations=2")
+    train_agent.add_argument("--online", action="store_true", help="collect, retrain and repeat (online.*)")
+    train_agent.add_argument("--resume", action="store_true", help="continue the run in OUT")
+    train_agent.set_defaults(run=_train_agent)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="run a trained agent in an environment against random actions",
+        description="Closed-loop episodes of a train-agent run's policy (acting from pixels) and of random "
+        "actions from the same starts; reports return, success and seconds per action, writes "
+        "OUT/episode_XXX.mp4 and OUT/summary.json.",
+    )
+    evaluate.add_argument("--agent", required=True, help="a train-agent run directory")
+    evaluate.add_argument("--env", required=True, help="registered id or module:ClassName")
+    evaluate.add_argument("--episodes", type=int, default=20)
+    evaluate.add_argument("--out", required=True, help="output directory")
+    evaluate.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
+    evaluate.add_argument("--size", type=int, default=64, help="observation side in pixels")
+    evaluate.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
+    evaluate.add_argument("--videos", type=int, default=4, help="episodes written as videos (default 4)")
+    evaluate.set_defaults(run=_evaluate)
 
     demo = commands.add_parser(
         "demo",

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..agent import AgentConfig
 from ..config import check_keys
 from ..jepa import VJEPAConfig
 
@@ -216,6 +217,37 @@ class WorldModelConfig:
     distance: GoalDistanceConfig = field(default_factory=GoalDistanceConfig)
     optim: OptimConfig = field(default_factory=_wm_optim)
     run: RunConfig = field(default_factory=lambda: RunConfig(checkpoint_every=250, log_every=10))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------- agent training
+
+
+@dataclass
+class AgentRun:
+    seed: int = 0
+    checkpoint_every: int = 100  # agent updates between checkpoints
+    log_every: int = 10
+    eval_episodes: int = 10  # closed-loop episodes against random actions at the end (0: none)
+
+
+@dataclass
+class OnlineConfig:
+    """`train-agent --online`: collect with the current policy, retrain world model and agent, repeat."""
+
+    iterations: int = 3
+    episodes: int = 50  # collected per iteration with the policy's sampled actions
+    world_model_steps: int = 250  # train-wm steps per iteration, continuing the world model's run
+    agent_steps: int = 250  # agent updates per iteration, continuing the agent
+
+
+@dataclass
+class TrainAgentConfig:
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    run: AgentRun = field(default_factory=AgentRun)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

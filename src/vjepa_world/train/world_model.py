@@ -374,6 +374,7 @@ def train_world_model(
         "frame_skip": world_model.frame_skip,
         "history": world_model.history,
         "seconds": round(time.perf_counter() - started, 2),
+        "data": str(data.resolve()),  # what train-agent replays start states from
         "processes": process.world_size,
     }
     if summary["finished"] and process.is_main:
@@ -395,21 +396,31 @@ def train_world_model(
     return summary
 
 
+def encode_dataset(
+    world_model: WorldModel, data: Path, cache_dir: Path, *, batch_size: int = 64, progress: bool = True
+) -> FeatureCache:
+    """Every frame's latents under `world_model`, encoded once into `cache_dir` (keyed by the
+    encoder's and projector's weights); a two-frame model sees each frame with the one before it,
+    as in training and acting."""
+    pairs = world_model.observation_frames == 2
+    key = encoder_fingerprint(world_model.encoder, world_model.projector) + ("-pairs" if pairs else "")
+    return encode_episodes(
+        data, world_model.encode, cache_dir, key=key, batch_size=batch_size, pairs=pairs, progress=progress
+    )
+
+
 def _trained_latents(
     world_model: WorldModel, config: WorldModelConfig, data: Path, out: Path, progress: bool
 ) -> FeatureCache:
     """Every frame's latents under the finished model: the frozen encoder's cached tokens, or the
     trained encoder's and projector's, encoded once into `OUT/features`."""
-    key = encoder_fingerprint(world_model.encoder, world_model.projector)
     if world_model.encoder_training == "frozen":
-        return FeatureCache(out / "features", key)
-    return encode_episodes(
-        data,
-        world_model.encode,
-        out / "features",
-        key=key,
-        batch_size=config.data.encode_batch,
-        progress=progress,
+        pairs = world_model.observation_frames == 2
+        return FeatureCache(
+            out / "features", encoder_fingerprint(world_model.encoder) + ("-pairs" if pairs else "")
+        )
+    return encode_dataset(
+        world_model, data, out / "features", batch_size=config.data.encode_batch, progress=progress
     )
 
 
