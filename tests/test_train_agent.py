@@ -29,6 +29,8 @@ WM = [  # a frozen micro encoder and a tiny predictor: seconds
     "loss.rollout_context=1",
     "loss.rollout_steps=1",
     "distance.steps=0",
+    "uncertainty.steps=3",
+    "uncertainty.batch_size=8",
 ]
 AGENT = [
     "--set", "agent.steps=4", "--set", "agent.batch_size=8", "--set", "agent.horizon=3",

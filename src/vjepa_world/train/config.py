@@ -202,6 +202,20 @@ class GoalDistanceConfig:
     embed_dim: int = 32
 
 
+@dataclass
+class UncertaintyConfig:
+    """The uncertainty heads train-wm fits after the world model (`train/uncertainty.py`)."""
+
+    kind: str = "categorical"  # the stochastic latent: categorical (32 x 32), gaussian (32-d) or none
+    ensemble: int = 5  # members of the ensemble head (0: none)
+    steps: int = 2000  # optimiser steps of each head
+    batch_size: int = 256
+    lr: float = 3e-4
+    dynamics: float = 0.5  # KL balancing (DreamerV3): weight of KL[sg(q) || p], trains the prior
+    representation: float = 0.1  # weight of KL[q || sg(p)], keeps the posterior predictable
+    free_nats: float = 1.0  # free bits: KL below this many nats is not penalised
+
+
 def _wm_optim() -> OptimConfig:
     return OptimConfig(
         batch_size=32, steps=1000, lr=5e-4, start_lr=1e-4, warmup_steps=100, decay_steps=300, grad_clip=1.0
@@ -215,6 +229,7 @@ class WorldModelConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     encoder: EncoderPretraining = field(default_factory=EncoderPretraining)
     distance: GoalDistanceConfig = field(default_factory=GoalDistanceConfig)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     optim: OptimConfig = field(default_factory=_wm_optim)
     run: RunConfig = field(default_factory=lambda: RunConfig(checkpoint_every=250, log_every=10))
 

@@ -51,6 +51,7 @@ from ..world_model import ENCODER_TRAINING, WorldModel
 from . import distributed
 from .config import WorldModelConfig
 from .goal_distance import fit_distance_head
+from .uncertainty import fit_uncertainty
 from .logs import MetricsLog
 from .pretrain import check_run, param_groups
 from .schedules import set_learning_rate
@@ -130,6 +131,10 @@ def check_config(config: WorldModelConfig) -> None:
     if config.model.observation_frames not in (None, 1, 2):
         raise ValueError(
             f"model.observation_frames must be 1 or 2 (or unset), got {config.model.observation_frames!r}"
+        )
+    if config.uncertainty.kind not in ("categorical", "gaussian", "none"):
+        raise ValueError(
+            f"uncertainty.kind must be categorical, gaussian or none, got {config.uncertainty.kind!r}"
         )
     if loss.regularizer not in REGULARIZERS:
         raise ValueError(
@@ -389,6 +394,11 @@ def train_world_model(
         if config.distance.steps:
             episodes = [latents.read(e, slice(None)) for e in train_episodes]  # (T_e, N, D) each
             world_model.distance_head = fit_distance_head(episodes, config.distance, run.seed, progress)
+        if config.uncertainty.steps and (config.uncertainty.kind != "none" or config.uncertainty.ensemble):
+            shape = window | {"sequence_length": settings.sequence_length}
+            world_model.stochastic, world_model.ensemble = fit_uncertainty(
+                world_model, data, latents, train_episodes, config.uncertainty, shape, run.seed, progress
+            )
         world_model.save_pretrained(out)
         plot_training_curves(out, out / "training_curves.png")
         atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
