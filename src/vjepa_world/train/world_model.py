@@ -51,10 +51,10 @@ from ..world_model import ENCODER_TRAINING, WorldModel
 from . import distributed
 from .config import WorldModelConfig
 from .goal_distance import fit_distance_head
-from .uncertainty import fit_uncertainty
 from .logs import MetricsLog
 from .pretrain import check_run, param_groups
 from .schedules import set_learning_rate
+from .uncertainty import fit_uncertainty
 from .wm_encoder import encoder_architecture, encoder_fingerprint, pretrain_encoder, video_size
 from .wm_objective import WorldModelObjective
 
