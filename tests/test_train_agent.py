@@ -1,6 +1,7 @@
 """collect -> train-wm (with reward heads) -> train-agent -> evaluate, end to end in a smoke configuration."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -8,11 +9,12 @@ import torch
 from vjepa_world import VideoEncoder, WorldModel, get_preset
 from vjepa_world.agent import Agent
 from vjepa_world.cli import main
-from vjepa_world.data.episodes import LeRobotDataset
+from vjepa_world.data.episodes import LeRobotDataset, SequenceDataset
 from vjepa_world.envs import REACHER_REWARD_ID
+from vjepa_world.eval.uncertainty import fitted_noise, future_likelihood
 from vjepa_world.train.agent import train_agent
 from vjepa_world.train.config import TrainAgentConfig, WorldModelConfig, build_config
-from vjepa_world.train.world_model import train_world_model
+from vjepa_world.train.world_model import encode_dataset, train_world_model
 
 WM = [  # a frozen micro encoder and a tiny predictor: seconds
     "model.encoder_training=frozen",
@@ -135,3 +137,21 @@ def test_the_online_loop_collects_retrains_and_resumes(reward_world_model, tmp_p
     assert main([*argv, "--out", str(out), "--resume"]) == 0
     assert json.loads((out / "summary.json").read_text())["online_iterations"] == summary["online_iterations"]
     assert len(LeRobotDataset(out / "data_001")) == 6
+
+
+def test_held_out_likelihood_of_the_deterministic_model_is_the_gaussian_closed_form(reward_world_model):
+    """Scored on the windows its noise was fitted on, the deterministic model's NLL per dimension is
+    1/2 + log(2 pi)/2 + the mean log sigma (E[(r / sigma)^2] = 1 by construction)."""
+    world_model = WorldModel.from_pretrained(reward_world_model).eval()
+    assert world_model.stochastic is not None and world_model.ensemble is not None  # train-wm fitted them
+    summary = json.loads((reward_world_model / "summary.json").read_text())
+    cache = encode_dataset(world_model, summary["data"], reward_world_model / "features", progress=False)
+    windows = SequenceDataset(summary["data"], 3, frame_skip=2, features=cache)
+    settings = dict(context=1, horizon=1, samples=4, use_states=True)
+    result = future_likelihood(world_model, windows, windows, **settings)
+    assert set(result["nll"]) == {"deterministic", "stochastic", "ensemble"}
+    sigma = fitted_noise(world_model, windows, "deterministic", **settings)
+    expected = 0.5 + 0.5 * math.log(2 * math.pi) + float(sigma.log().mean())
+    assert result["nll"]["deterministic"][0] == pytest.approx(expected, rel=1e-4)
+    assert all(0 <= c[0] <= 1 for c in result["coverage90"].values())
+    assert all(math.isfinite(n[0]) for n in result["nll"].values())
