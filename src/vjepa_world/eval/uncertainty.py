@@ -26,10 +26,11 @@ from ..world_model import WorldModel
 NORMAL_90 = 1.6448536  # the standard normal's 95th percentile
 
 
-def _windows(dataset: SequenceDataset, batch_size: int, use_states: bool, device):
-    """Batches (latents (B, T, N, D), actions (B, T, A), states or None) of the cached windows."""
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+def _windows(dataset: SequenceDataset, batch_size: int, use_states: bool, device, stride: int = 1):
+    """Batches (latents (B, T, N, D), actions (B, T, A), states or None) of every `stride`-th window."""
+    indices = range(0, len(dataset), stride)
+    for start in range(0, len(indices), batch_size):
+        items = [dataset[i] for i in indices[start : start + batch_size]]
         stacked = {
             key: torch.stack([item[key] for item in items]).to(device) for key in ("features", "actions")
         }
@@ -58,13 +59,13 @@ def _log_normal(target: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 @torch.no_grad()
 def fitted_noise(
-    world_model, windows, kind, context, horizon, samples=8, batch_size=64, use_states=False, seed=0
+    world_model, windows, kind, context, horizon, samples=8, batch_size=64, use_states=False, seed=0, stride=1
 ):
     """sigma_h `(H, N, D)`: the root mean squared error of the kind's futures on `windows`."""
     device = next(world_model.predictor.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     total, count = 0.0, 0
-    for latents, actions, states in _windows(windows, batch_size, use_states, device):
+    for latents, actions, states in _windows(windows, batch_size, use_states, device, stride):
         target = latents[:, context + 1 : context + 1 + horizon]  # (B, H, N, D)
         futures = _futures(world_model, latents, actions, states, context, horizon, kind, samples, generator)
         if futures.ndim == 5:  # (B, K, H, N, D): every future's error counts
@@ -87,13 +88,20 @@ def future_likelihood(
     batch_size: int = 64,
     use_states: bool = False,
     seed: int = 0,
+    stride: int = 1,
 ) -> dict:
     """`{"nll": {kind: [h=1..H]}, "coverage90": {kind: [...]}, "windows": n}` for "deterministic" and
-    each uncertainty head the model has; `fit` windows (training data) set the fitted noise levels."""
+    each uncertainty head the model has, over every `stride`-th window of `held_out`; `fit` windows
+    (training data) set the fitted noise levels."""
     device = next(world_model.predictor.parameters()).device
     kinds = ["deterministic"] + [k for k in ("stochastic", "ensemble") if getattr(world_model, k) is not None]
     settings = dict(
-        context=context, horizon=horizon, samples=samples, batch_size=batch_size, use_states=use_states
+        context=context,
+        horizon=horizon,
+        samples=samples,
+        batch_size=batch_size,
+        use_states=use_states,
+        stride=stride,
     )
     noise = {
         "deterministic": fitted_noise(world_model, fit, "deterministic", seed=seed, **settings),
@@ -104,7 +112,7 @@ def future_likelihood(
     generator = torch.Generator(device=device).manual_seed(seed + 1)
     sums = {kind: {"nll": torch.zeros(horizon), "covered": torch.zeros(horizon)} for kind in kinds}
     windows = 0
-    for latents, actions, states in _windows(held_out, batch_size, use_states, device):
+    for latents, actions, states in _windows(held_out, batch_size, use_states, device, stride):
         target = latents[:, context + 1 : context + 1 + horizon]  # (B, H, N, D)
         dims = target.shape[-1] * target.shape[-2]
         windows += len(target)
