@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .checkpoints import atomic_write
+from .data.episodes import STATE_KEY, LeRobotDataset
 from .nn.heads import TwoHot, mlp
 
 AGENT_FILE, AGENT_WEIGHTS = "agent.json", "agent.safetensors"
@@ -338,15 +339,36 @@ class AgentPolicy:
         return self.queue.pop(0)
 
 
+@torch.no_grad()
+def dataset_start_states(world_model, dataset_dir, batch_size: int = 256) -> tuple[Tensor, Tensor | None]:
+    """Every frame of a LeRobot dataset as a start state: its latents `(M, N, D)` under the world
+    model (a two-frame model sees each frame with the one before), and its states `(M, S)` when
+    the model takes them (else None)."""
+    dataset = LeRobotDataset(dataset_dir, state_key=STATE_KEY if world_model.state_dim else None)
+    latents, states = [], []
+    for episode in dataset.episode_indices:
+        frames = torch.from_numpy(
+            dataset.read_frames(episode, range(dataset.length(episode)))
+        )  # (T, H, W, 3)
+        before = torch.cat([frames[:1], frames[:-1]]) if world_model.observation_frames == 2 else None
+        for rows in torch.arange(len(frames)).split(batch_size):
+            latents.append(world_model.encode(frames[rows], None if before is None else before[rows]).cpu())
+        if world_model.state_dim:
+            states.append(torch.from_numpy(dataset.read_rows(episode)["states"]))
+    return torch.cat(latents).float(), torch.cat(states).float() if states else None
+
+
 def start_states(world_model, data, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
-    """Where imagination starts: latents `(M, N, D)` and states `(M, S)` or None, from `data`:
-    a tensor of latents, a (latents, states) pair, or None for 4,096 standard-normal latents (the
-    distribution SIGReg gives a trained encoder's vector latents; a LeRobot dataset is read by
-    `train/agent.py`)."""
+    """Where imagination starts: latents `(M, N, D)` and states `(M, S)` or None, from `data`: a
+    LeRobot dataset directory (every frame, `dataset_start_states`), a tensor of latents, a
+    (latents, states) pair, or None for 4,096 standard-normal latents (the distribution SIGReg
+    gives a trained encoder's vector latents)."""
     if data is None:
         encoder = world_model.encoder.config
         tokens = 1 if world_model.projector is not None else (encoder.image_size // encoder.patch_size) ** 2
         return torch.randn(4096, tokens, world_model.latent_dim, generator=generator), None
+    if isinstance(data, (str, os.PathLike)):
+        return dataset_start_states(world_model, data)
     if isinstance(data, Tensor):
         return data, None
     latents, states = data

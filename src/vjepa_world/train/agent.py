@@ -1,8 +1,8 @@
 """Agent training (`vjepa-world train-agent`): an actor-critic learned inside a trained world model.
 
 Offline (the default): the world model of a train-wm run is copied into `OUT/world_model`, every
-frame of its dataset (the run's summary names it, or `data=`) is encoded once into `OUT/latents`
-as replayed start states, and the agent (`agent.py`) is trained for `agent.steps` updates on
+frame of its dataset (the run's summary names it, or `data=`) is encoded as a replayed start
+state, and the agent (`agent.py`) is trained for `agent.steps` updates on
 imagined rollouts (`checkpoint.pt` every `run.checkpoint_every` updates: a killed run resumed
 with `resume=True` gives the same agent), saved (`OUT/agent.json`, `OUT/agent.safetensors`) and
 evaluated in the environment against random actions (`OUT/eval/`).
@@ -23,12 +23,11 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..agent import Agent, AgentPolicy
+from ..agent import Agent, AgentPolicy, dataset_start_states
 from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
 from ..data.episodes import LeRobotDataset, write_lerobot_dataset
 from ..envs import make_env
@@ -38,25 +37,10 @@ from ..nn import VideoEncoder
 from ..world_model import WorldModel
 from .config import TrainAgentConfig, WorldModelConfig, build_config
 from .logs import MetricsLog
-from .world_model import encode_dataset, train_world_model
+from .world_model import train_world_model
 
 log = logging.getLogger(__name__)
 CHECKPOINT, ONLINE_STATE = "checkpoint.pt", "online.json"
-
-
-def load_start_states(world_model: WorldModel, data: Path, cache_dir: Path, progress: bool = True):
-    """Every frame of dataset `data` as a start state: latents `(M, N, D)` under `world_model` (cached
-    in `cache_dir`), and states `(M, S)` when the model takes them (else None)."""
-    cache = encode_dataset(world_model, data, cache_dir, progress=progress)
-    dataset = LeRobotDataset(data)
-    episodes = dataset.episode_indices
-    latents = torch.cat([cache.read(e, slice(None)) for e in episodes]).float()
-    if not world_model.state_dim:
-        return latents, None
-    if dataset.state_key is None:
-        raise ValueError(f"the world model takes {world_model.state_dim}-D states but {data} has none")
-    states = np.concatenate([dataset.read_rows(e)["states"] for e in episodes])
-    return latents, torch.from_numpy(states).float()
 
 
 def action_bounds(env_spec: str | None, world_model: WorldModel) -> tuple[Tensor, Tensor]:
@@ -181,7 +165,7 @@ def train_agent(
         )
     low, high = action_bounds(env, world_model)
     world_model.save_pretrained(out / "world_model")  # the run acts with its own copy
-    starts, states = load_start_states(world_model, Path(state.get("data", data)), out / "latents", progress)
+    starts, states = dataset_start_states(world_model, state.get("data", data))
     agent = Agent(tuple(starts.shape[-2:]), world_model.action_dim, low=low, high=high, config=config.agent)
     training = AgentTraining(agent, out, config, resume)
     end = config.agent.steps if stop_after is None else min(config.agent.steps, stop_after)
@@ -288,7 +272,7 @@ def _online_loop(config, world_model_dir: Path, out: Path, env: str, data: Path,
             state["world_model_steps"] = steps
             _write_online(out, state)
         world_model = WorldModel.from_pretrained(out / "world_model").eval()
-        starts, states = load_start_states(world_model, Path(state["data"]), out / "latents", progress)
+        starts, states = dataset_start_states(world_model, state["data"])
         end = config.agent.steps + (i + 1) * config.online.agent_steps
         training.train_until(end, world_model, starts, states, progress)  # 3. continue the agent
         evaluation = evaluate_agent(
