@@ -28,7 +28,7 @@ import yaml
 
 from vjepa_world.data.episodes import write_lerobot_dataset
 from vjepa_world.demo import SMOKE_TRAINING
-from vjepa_world.envs import PENDULUM_ID, POINT_MASS_ID, REACHER_ID, TWO_ROOMS_ID, collect_episodes, make_env
+from vjepa_world.envs import PENDULUM_ID, POINT_MASS_ID, REACHER_ID, TWO_ROOMS_ID, collect_episodes
 from vjepa_world.envs.reacher import ReacherGoalEnv
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.planning import planner_config
@@ -127,19 +127,18 @@ def main() -> None:
         print(
             name, {k: plan[k] for k in ("success_rate", "random_success_rate", "final_distance")}, flush=True
         )
-    print(
-        f"\ntrain-wm {' '.join(args.train_set) or 'defaults'}; planner {' '.join(args.plan_set) or 'defaults'}"
-    )
-    print(
-        "| env | success | random | final distance (random) | s/env step | held-out L1 h=1: model, copy last, shuffled |"
-    )
+    training, planner = " ".join(args.train_set) or "defaults", " ".join(args.plan_set) or "defaults"
+    print(f"\ntrain-wm {training}; planner {planner}")
+    print("| env | success | random | final distance (random) | s/step | L1 h=1: model, copy, shuffled |")
     print("|---|---|---|---|---|---|")
     for name, plan, l1 in rows:
-        first = lambda key: f"{l1[key][0]:.3f}" if key in l1 else "-"
+        errors = ", ".join(
+            f"{l1[k][0]:.3f}" if k in l1 else "-" for k in ("world model", "copy last", "shuffled actions")
+        )
+        distances = f"{plan['final_distance']:.3f} ({plan['random_final_distance']:.3f})"
         print(
-            f"| {name} | {plan['success_rate']:.0%} | {plan['random_success_rate']:.0%} | "
-            f"{plan['final_distance']:.3f} ({plan['random_final_distance']:.3f}) | {plan['seconds_per_action']:.3f} | "
-            f"{first('world model')}, {first('copy last')}, {first('shuffled actions')} |"
+            f"| {name} | {plan['success_rate']:.0%} | {plan['random_success_rate']:.0%} | {distances} | "
+            f"{plan['seconds_per_action']:.3f} | {errors} |"
         )
 
 

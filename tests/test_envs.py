@@ -80,25 +80,28 @@ def test_reaching_the_goal_pose_succeeds_and_looks_like_the_goal_image():
         env.close()
 
 
-def test_reacher_simulate_plays_what_step_would_and_leaves_the_state_alone():
-    env = make_env(REACHER_ID)
+@pytest.mark.parametrize(
+    "env_id, point", [(REACHER_ID, "fingertip"), (PENDULUM_ID, "fingertip"), (POINT_MASS_ID, "position")]
+)
+def test_simulate_plays_what_step_would_and_leaves_the_state_alone(env_id, point):
+    env = make_env(env_id, image_size=32)
+    dim = env.action_space.shape[0]
     try:
         env.reset(seed=3)
-        for action in ([1.0, -1.0], [0.5, 0.5]):  # start moving: simulate must carry the velocity
-            env.step(np.array(action, np.float32))
-        before = env.unwrapped.data.qpos.copy(), env.unwrapped.data.qvel.copy()
-        actions = np.random.default_rng(0).uniform(-1, 1, (3, 4, 2))
-        frames, fingertips = env.unwrapped.simulate(actions)
-        assert frames.shape == (3, 4, 64, 64, 3) and fingertips.shape == (3, 4, 2)
+        for action in (1.0, 0.5):  # start moving: simulate must carry the velocity
+            env.step(np.full(dim, action, np.float32))
+        before = env.unwrapped._info()["state"]
+        actions = np.random.default_rng(0).uniform(-1, 1, (3, 4, dim))
+        frames, points = env.unwrapped.simulate(actions)
+        assert frames.shape == (3, 4, 32, 32, 3) and points.shape == (3, 4, 2)
         # every 2nd step only, without frames: the same states at the ends of each pair of steps
         none, every_other = env.unwrapped.simulate(actions, every=2, render=False)
-        assert none is None and np.array_equal(every_other, fingertips[:, 1::2])
-        assert np.array_equal(env.unwrapped.data.qpos, before[0])
-        assert np.array_equal(env.unwrapped.data.qvel, before[1])
+        assert none is None and np.array_equal(every_other, points[:, 1::2])
+        assert np.array_equal(env.unwrapped._info()["state"], before)
         for h, action in enumerate(actions[1]):  # sample 1, stepped for real
             frame, _, _, _, info = env.step(action.astype(np.float32))
             assert np.array_equal(frame, frames[1, h])
-            np.testing.assert_allclose(info["fingertip"], fingertips[1, h], atol=1e-6)
+            np.testing.assert_allclose(info[point], points[1, h], atol=1e-6)
         with pytest.raises(ValueError, match="samples, horizon"):
             env.unwrapped.simulate(actions[0])
         with pytest.raises(ValueError, match="a multiple of 3"):

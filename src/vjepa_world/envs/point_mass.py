@@ -33,6 +33,8 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from .simulation import simulate_plans
+
 STATE_DIM = 4
 DT = 0.05  # seconds per step
 FORCE = 6.0  # units/s^2 at full push
@@ -164,10 +166,13 @@ class PointMassGoalEnv(gymnasium.Env):
         info["goal_image"] = self._draw(goal)
         return self._draw(start), info
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Push with force `action` (2,) in [-1, 1] for DT; reward = -distance to the goal."""
+    def _push(self, action: np.ndarray) -> None:
         force = FORCE * np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1.0, 1.0)
         self._move(self._velocity + DT * (force - DAMPING * self._velocity))
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Push with force `action` (2,) in [-1, 1] for DT; reward = -distance to the goal."""
+        self._push(action)
         info = self._info()
         return self._draw(self._position), -info["distance"], False, False, info
 
@@ -176,6 +181,32 @@ class PointMassGoalEnv(gymnasium.Env):
         self._position = np.asarray(position, float).reshape(2)
         self._velocity = np.zeros(2) if velocity is None else np.asarray(velocity, float).reshape(2)
         return self._draw(self._position), self._info()
+
+    def simulate(
+        self, actions: np.ndarray, every: int = 1, render: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """The true simulator as a world model (as `ReacherGoalEnv.simulate`): play each action
+        sequence `(S, H, 2)` from the current state; after every `every`-th step, its frames
+        `(S, H // every, image, image, 3)` (None unless `render`) and positions `(S, H // every, 2)`."""
+
+        def restore(state: tuple[np.ndarray, np.ndarray]) -> None:
+            self._position, self._velocity = state[0].copy(), state[1].copy()
+
+        return simulate_plans(
+            actions,
+            every,
+            2,
+            save=lambda: (self._position.copy(), self._velocity.copy()),
+            restore=restore,
+            act=self._push,
+            point=lambda: self._position.copy(),
+            render=(lambda: self._draw(self._position)) if render else None,
+        )
+
+    @property
+    def _goal_fingertip(self) -> np.ndarray:
+        """The goal position (the true-distance energy of the planning ceiling reads it)."""
+        return self._goal.copy()
 
     def render(self) -> np.ndarray | None:
         """The current frame (H, W, 3) uint8 when render_mode is "rgb_array", else None."""

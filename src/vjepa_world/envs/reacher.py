@@ -40,6 +40,8 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from .simulation import simulate_plans
+
 STATE_DIM = 6
 SUCCESS_RADIUS = 0.05  # metres between fingertip and goal fingertip
 CAMERA_DISTANCE = 0.6  # metres above the arena: with MuJoCo's 45 degree fov the frame spans +-0.25 m
@@ -236,30 +238,27 @@ class ReacherGoalEnv(gymnasium.Env):
         """The true simulator as a world model: from the current state, play each action sequence
         `(S, H, 2)` and return, after every `every`-th step, its frames `(S, H // every, image,
         image, 3)` (None unless `render`) and fingertips `(S, H // every, 2)`; the environment's own
-        state is untouched (planning with it gives the ceiling a learned model could reach)."""
-        actions = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
-        if actions.ndim != 3 or actions.shape[-1] != 2 or actions.shape[1] % every:
-            raise ValueError(
-                f"actions must be (samples, horizon (a multiple of {every}), 2), got {actions.shape}"
-            )
+        state is restored (planning with it gives the ceiling a learned model could reach)."""
         mujoco = _mujoco()
-        scratch = mujoco.MjData(self.model)
-        samples, horizon = actions.shape[0], actions.shape[1] // every
-        frames = (
-            np.empty((samples, horizon, self.image_size, self.image_size, 3), np.uint8) if render else None
+
+        def act(action: np.ndarray) -> None:
+            self.data.ctrl[:] = action
+            mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+
+        def restore(state: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+            self.data.qpos[:], self.data.qvel[:], self.data.ctrl[:] = state
+            mujoco.mj_forward(self.model, self.data)
+
+        return simulate_plans(
+            actions,
+            every,
+            2,
+            save=lambda: (self.data.qpos.copy(), self.data.qvel.copy(), self.data.ctrl.copy()),
+            restore=restore,
+            act=act,
+            point=self._fingertip,
+            render=self._render if render else None,
         )
-        fingertips = np.empty((samples, horizon, 2))
-        for s in range(samples):
-            scratch.qpos[:], scratch.qvel[:] = self.data.qpos, self.data.qvel
-            for h in range(horizon):
-                for action in actions[s, h * every : (h + 1) * every]:
-                    scratch.ctrl[:] = action
-                    mujoco.mj_step(self.model, scratch, nstep=self.frame_skip)
-                if render:
-                    self._renderer.update_scene(scratch, self._camera)
-                    frames[s, h] = self._renderer.render()
-                fingertips[s, h] = scratch.xpos[self._fingertip_id, :2]
-        return frames, fingertips
 
     def render(self) -> np.ndarray | None:
         """The current frame (H, W, 3) uint8 when render_mode is "rgb_array", else None."""

@@ -11,7 +11,10 @@ needed: it works on any dataset of episodes.
 Transitions are consecutive frames of an episode (environment steps). Goals for a frame are the
 frame itself (`goal_mix[0]`, distance 0), a later frame of its episode a geometric number of steps
 ahead (`goal_mix[1]`), or any frame of the dataset (`goal_mix[2]`). The latents are the world
-model's, computed once and fixed: the head never changes what the world model predicts.
+model's, computed once and fixed: the head never changes what the world model predicts. Goals may
+come from their own latents of the same frames: a model whose observations show motion plans
+toward goal images at rest, so its goals are the frames' latents at rest, and d(s, g) counts the
+steps until the body is where frame g shows it, at any speed.
 """
 
 from __future__ import annotations
@@ -87,13 +90,20 @@ def train_goal_distance(
     episodes: list[Tensor],
     config: GoalDistanceConfig,
     *,
+    goals: list[Tensor] | None = None,
     seed: int = 0,
     progress: bool = True,
     log=None,
 ) -> TemporalDistanceHead:
-    """Fit `head` to the latents `(T_e, N, D)` of each episode (fixed, any device); returns it in
-    eval mode. `log(step, metrics)` receives the metrics every 100 steps."""
+    """Fit `head` to the latents `(T_e, N, D)` of each episode (fixed, any device), with `goals` the
+    goal latents of the same frames (default: the same latents); returns it in eval mode.
+    `log(step, metrics)` receives the metrics every 100 steps."""
     latents = torch.cat(episodes)  # (M, N, D)
+    goal_latents = latents if goals is None else torch.cat(goals)  # (M, N, D)
+    if goal_latents.shape != latents.shape:
+        raise ValueError(
+            f"goal latents {tuple(goal_latents.shape)} must match the latents {tuple(latents.shape)}"
+        )
     generator = torch.Generator().manual_seed(seed)
     sampler = TransitionSampler([len(e) for e in episodes], config, generator)
     target = copy.deepcopy(head).requires_grad_(False)
@@ -101,13 +111,13 @@ def train_goal_distance(
     head.train()
     bar = tqdm(range(config.steps), desc="goal distance", unit="step", disable=not progress)
     for step in bar:
-        frames, following, goals, reached = sampler(config.batch_size)
+        frames, following, targets, reached = sampler(config.batch_size)
         loss, metrics = goal_distance_loss(
             head,
             target,
             latents[frames],
             latents[following],
-            latents[goals],
+            goal_latents[targets],
             reached.to(latents.device),
             config.discount,
             config.expectile,
@@ -129,10 +139,15 @@ def train_goal_distance(
 
 
 def fit_distance_head(
-    episodes: list[Tensor], config: GoalDistanceConfig, seed: int = 0, progress: bool = True
+    episodes: list[Tensor],
+    config: GoalDistanceConfig,
+    goals: list[Tensor] | None = None,
+    seed: int = 0,
+    progress: bool = True,
 ) -> TemporalDistanceHead:
-    """A new distance head for latents shaped like `episodes[0]` `(T, N, D)`, trained on them."""
+    """A new distance head for latents shaped like `episodes[0]` `(T, N, D)`, trained on them (and
+    on `goals`, the goal latents of the same frames, when they differ)."""
     tokens, dim = episodes[0].shape[1:]
     torch.manual_seed(seed)
     head = TemporalDistanceHead(DistanceHeadConfig(tokens=tokens, latent_dim=dim, embed_dim=config.embed_dim))
-    return train_goal_distance(head, episodes, config, seed=seed, progress=progress)
+    return train_goal_distance(head, episodes, config, goals=goals, seed=seed, progress=progress)

@@ -48,7 +48,7 @@ def pretrain_encoder(
     dataset = LeRobotDataset(dataset_dir, state_key=None)
     videos = [dataset.video_path(e) for e in dataset.episode_indices]
     if not (out / "summary.json").exists():
-        model = encoder_architecture(settings, video_size(dataset, videos[0]))
+        model = encoder_architecture(settings, encoder_side(frame_shape(dataset), settings.patch_size))
         config: PretrainConfig = build_config(
             {
                 "model": {k: v for k, v in dataclasses.asdict(model).items() if v is not None},
@@ -69,11 +69,14 @@ def pretrain_encoder(
     return VideoEncoder.from_pretrained(out)
 
 
-def video_size(dataset: LeRobotDataset, video: Path) -> int:
-    """The (square) side of the dataset's frames, which the pretrained encoder then takes."""
+def frame_shape(dataset: LeRobotDataset) -> tuple[int, int]:
+    """(height, width) of the dataset's frames."""
     height, width = dataset.read_frames(dataset.episode_indices[0], [0]).shape[1:3]
-    if height != width:
-        raise ValueError(
-            f"{video} has {width}x{height} frames: pass --encoder, or collect square frames to pretrain one"
-        )
-    return int(height)
+    return int(height), int(width)
+
+
+def encoder_side(frame: tuple[int, int], patch_size: int) -> int:
+    """The square input side of the default encoder for frames of this (height, width): the shorter
+    side rounded to a multiple of the patch (84 x 84 frames -> 80 px, 5 x 5 patches of 16); the
+    world model resizes every frame to it."""
+    return max(patch_size, round(min(frame) / patch_size) * patch_size)

@@ -55,7 +55,7 @@ from .logs import MetricsLog
 from .pretrain import check_run, param_groups
 from .schedules import set_learning_rate
 from .uncertainty import fit_uncertainty
-from .wm_encoder import encoder_architecture, encoder_fingerprint, pretrain_encoder, video_size
+from .wm_encoder import encoder_architecture, encoder_fingerprint, encoder_side, frame_shape, pretrain_encoder
 from .wm_objective import WorldModelObjective
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,18 @@ def _flat_frames(frames: Tensor) -> Tensor:
 
 
 def _batch(
-    dataset: SequenceDataset, keys: list[int], device: torch.device, use_states: bool, side: int | None
+    dataset: SequenceDataset,
+    keys: list[int],
+    device: torch.device,
+    use_states: bool,
+    frame: tuple[int, int] | None,
 ) -> dict[str, Tensor | None]:
     """Stack windows `keys` (sampler keys, taken modulo the dataset size) on `device`: cached latents
-    `(B, T, N, D)`, or with `side` the cached frames `(B, T, side, side, 3)` (and, when the dataset
-    reads them, the frames one row earlier: `previous`)."""
+    `(B, T, N, D)`, or with `frame` = (H, W) the cached frames `(B, T, H, W, 3)` (and, when the
+    dataset reads them, the frames one row earlier: `previous`)."""
     items = [dataset[key % len(dataset)] for key in keys]
     stack = lambda key: torch.stack([item[key] for item in items]).to(device)
-    frames = lambda key: stack(key) if side is None else stack(key).unflatten(2, (side, side))
+    frames = lambda key: stack(key) if frame is None else stack(key).unflatten(2, frame)
     return {
         "inputs": frames("features"),  # (B, T, N, D), or frames (B, T, H, W, 3) uint8
         "previous": frames("previous_features") if dataset.previous else None,
@@ -165,12 +169,12 @@ def check_config(config: WorldModelConfig) -> None:
 
 
 def build_world_model(
-    config: WorldModelConfig, encoder: VideoEncoder, action_dim: int, state_dim: int, image_size: int
+    config: WorldModelConfig, encoder: VideoEncoder, action_dim: int, state_dim: int
 ) -> WorldModel:
     """A fresh world model for this encoder in the configured mode (projector, state head and
-    predictor at init)."""
+    predictor at init); frames are resized to the encoder's image size."""
     mode = config.model.encoder_training
-    tokens = (image_size // encoder.config.patch_size) ** 2
+    tokens = (encoder.config.image_size // encoder.config.patch_size) ** 2
     projector = state_head = None
     if mode != "frozen":
         projector = LatentProjector(
@@ -260,10 +264,11 @@ def train_world_model(
     if mode == "joint" and encoder is not None:
         raise ValueError("joint training starts the encoder from scratch: drop --encoder, or use finetune")
     meta = LeRobotDataset(data, state_key=None)
-    side = video_size(meta, meta.video_path(meta.episode_indices[0]))
+    frame = frame_shape(meta)  # (H, W)
     train_episodes, val_episodes = split_episodes(data, settings.val_fraction)
     if encoder is None and mode == "joint":
         torch.manual_seed(run.seed)
+        side = encoder_side(frame, config.encoder.patch_size)
         encoder = VideoEncoder(encoder_architecture(config.encoder, side).model_configs()[0])
     elif encoder is None:
         encoder = pretrain_encoder(data, out / "encoder", config.encoder, run.seed, progress)
@@ -282,7 +287,7 @@ def train_world_model(
         cache_dir, key = out / "features", encoder_fingerprint(encoder) + ("-pairs" if pairs else "")
         encode_fn = WorldModel(encoder, action_dim=1, observation_frames=frames).encode
     else:  # every frame decoded once; the encoder sees them in every step
-        cache_dir, key, encode_fn = out / "frames", f"{FRAME_CACHE_KEY}-{side}", _flat_frames
+        cache_dir, key, encode_fn = out / "frames", f"{FRAME_CACHE_KEY}-{frame[0]}x{frame[1]}", _flat_frames
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
         encode_episodes(
@@ -308,7 +313,7 @@ def train_world_model(
 
     torch.manual_seed(run.seed)
     state_dim = first["states"].shape[-1] if config.model.use_states else 0
-    world_model = build_world_model(config, encoder, first["actions"].shape[-1], state_dim, side)
+    world_model = build_world_model(config, encoder, first["actions"].shape[-1], state_dim)
     if world_model.state_head is not None:
         world_model.state_head.set_statistics(_state_sample(train_set))
     trained = _trained_modules(world_model)
@@ -338,7 +343,7 @@ def train_world_model(
     bar.disable = bar.disable or not process.is_main
     started = time.perf_counter()
     values: dict[str, float] = {}
-    pixels = None if mode == "frozen" else side
+    pixels = None if mode == "frozen" else frame
     world_model.train()
     while step < end:
         tick = time.perf_counter()
@@ -393,7 +398,13 @@ def train_world_model(
                 summary["warning"] = warning
         if config.distance.steps:
             episodes = [latents.read(e, slice(None)) for e in train_episodes]  # (T_e, N, D) each
-            world_model.distance_head = fit_distance_head(episodes, config.distance, run.seed, progress)
+            goals = None
+            if world_model.observation_frames == 2:  # goal images are at rest: their latents too
+                still = _trained_latents(world_model, config, data, out, progress, pairs=False)
+                goals = [still.read(e, slice(None)) for e in train_episodes]
+            world_model.distance_head = fit_distance_head(
+                episodes, config.distance, goals, run.seed, progress
+            )
         if config.uncertainty.steps and (config.uncertainty.kind != "none" or config.uncertainty.ensemble):
             shape = window | {"sequence_length": settings.sequence_length}
             world_model.stochastic, world_model.ensemble = fit_uncertainty(
@@ -407,12 +418,18 @@ def train_world_model(
 
 
 def encode_dataset(
-    world_model: WorldModel, data: Path, cache_dir: Path, *, batch_size: int = 64, progress: bool = True
+    world_model: WorldModel,
+    data: Path,
+    cache_dir: Path,
+    *,
+    pairs: bool | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
 ) -> FeatureCache:
     """Every frame's latents under `world_model`, encoded once into `cache_dir` (keyed by the
     encoder's and projector's weights); a two-frame model sees each frame with the one before it,
-    as in training and acting."""
-    pairs = world_model.observation_frames == 2
+    as in training and acting, unless `pairs` is False (each frame at rest)."""
+    pairs = world_model.observation_frames == 2 if pairs is None else pairs
     key = encoder_fingerprint(world_model.encoder, world_model.projector) + ("-pairs" if pairs else "")
     return encode_episodes(
         data, world_model.encode, cache_dir, key=key, batch_size=batch_size, pairs=pairs, progress=progress
@@ -420,17 +437,27 @@ def encode_dataset(
 
 
 def _trained_latents(
-    world_model: WorldModel, config: WorldModelConfig, data: Path, out: Path, progress: bool
+    world_model: WorldModel,
+    config: WorldModelConfig,
+    data: Path,
+    out: Path,
+    progress: bool,
+    pairs: bool | None = None,
 ) -> FeatureCache:
-    """Every frame's latents under the finished model: the frozen encoder's cached tokens, or the
-    trained encoder's and projector's, encoded once into `OUT/features`."""
-    if world_model.encoder_training == "frozen":
-        pairs = world_model.observation_frames == 2
-        return FeatureCache(
-            out / "features", encoder_fingerprint(world_model.encoder) + ("-pairs" if pairs else "")
-        )
+    """Every frame's latents under the finished model, encoded once into `OUT/features` (a frozen
+    encoder's were cached before training): with motion (the frame and the one before) for a
+    two-frame model unless `pairs` is False (each frame at rest, as goal images are encoded)."""
+    pairs = world_model.observation_frames == 2 if pairs is None else pairs
+    if world_model.encoder_training == "frozen" and pairs == (world_model.observation_frames == 2):
+        key = encoder_fingerprint(world_model.encoder, world_model.projector) + ("-pairs" if pairs else "")
+        return FeatureCache(out / "features", key)
     return encode_dataset(
-        world_model, data, out / "features", batch_size=config.data.encode_batch, progress=progress
+        world_model,
+        data,
+        out / "features",
+        pairs=pairs,
+        batch_size=config.data.encode_batch,
+        progress=progress,
     )
 
 
