@@ -57,8 +57,13 @@ class AgentConfig:
     lr: float = 3e-4  # actor and critic (AdamW, gradients clipped to norm 100)
     batch_size: int = 256  # start states per update
     steps: int = 1000  # updates
+    # of the world model's imagined steps: "bfloat16" autocasts them (about 2x faster on a CPU with
+    # AVX-512 BF16); the actor, the critic and the reward head stay in float32
+    precision: str = "float32"
 
     def __post_init__(self):
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be float32 or bfloat16, got {self.precision!r}")
         if self.horizon < 1 or not 0 < self.discount <= 1 or not 0 <= self.lam <= 1:
             raise ValueError(
                 f"need horizon >= 1, 0 < discount <= 1 and 0 <= lam <= 1, got {self.horizon}, "
@@ -218,10 +223,13 @@ class Agent(nn.Module):
             states = starts.new_zeros(starts.shape[0], world_model.state_dim)  # unknown
         imagined = world_model.imagined_states(states, horizon) if world_model.state_dim else None
         z, cache, latents, actions = starts, None, [starts], []
+        low_precision = self.config.precision == "bfloat16"
         for t in range(horizon):
             action = self.actor.sample(z.flatten(-2), generator)  # (B, A)
             state = None if imagined is None else imagined[:, t]
-            z, cache = world_model.step(z, self.to_model_actions(action), state, cache)
+            with torch.autocast(starts.device.type, dtype=torch.bfloat16, enabled=low_precision):
+                z, cache = world_model.step(z, self.to_model_actions(action), state, cache)
+            z = z.float()
             latents.append(z)
             actions.append(action)
         return torch.stack(latents, dim=1), torch.stack(actions, dim=1)
