@@ -81,7 +81,11 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
             REACHER_REWARD_ID, world_model, planner, out / "plan", episodes=args.eval_episodes, videos=2
         ),
     )
-    agent_settings = [f"agent.steps={args.agent_steps}", f"run.eval_episodes={args.eval_episodes}"]
+    agent_settings = [
+        f"agent.steps={args.agent_steps}",
+        "agent.precision=bfloat16",  # the imagined steps: about 2x faster here (AVX-512 BF16)
+        f"run.eval_episodes={args.eval_episodes}",
+    ]
     agent = cached(
         out / "agent.json",
         lambda: train_agent(
@@ -166,8 +170,11 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny models: checks the script, not the figures"
     )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (1 when other processes share the cores)"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     training = ["distance.steps=0", *(SMOKE_TRAINING if args.smoke else []), *args.set]
     started = time.perf_counter()
