@@ -38,9 +38,11 @@ class TwoHot(nn.Module):
     decoded as symexp of the probability-weighted bin average. Its loss is the cross-entropy
     between predicted logits `(..., bins)` and the encoded target."""
 
-    def __init__(self, bins: int = 255, low: float = -20.0, high: float = 20.0):
+    def __init__(self, bins: int = 255, limit: float = 20.0):
         super().__init__()
-        self.register_buffer("bins", torch.linspace(low, high, bins), persistent=False)
+        even = torch.linspace(-limit, limit, bins)
+        symmetric = (even - even.flip(0)) / 2  # exactly b[i] = -b[-1 - i] (linspace is off by rounding)
+        self.register_buffer("bins", symmetric, persistent=False)
 
     def encode(self, values: Tensor) -> Tensor:
         """values `(...)` -> two-hot weights `(..., bins)` (values beyond the range: the end bin)."""
@@ -56,8 +58,14 @@ class TwoHot(nn.Module):
         return weights
 
     def decode(self, probabilities: Tensor) -> Tensor:
-        """Weights or probabilities `(..., bins)` -> values `(...)`."""
-        return symexp((probabilities * self.bins).sum(-1))
+        """Weights or probabilities `(..., bins)` -> values `(...)`. The bins are symmetric about 0:
+        each negative term is added to its positive mirror first, so uniform probabilities decode
+        to exactly 0 (a left-to-right sum leaves a rounding error)."""
+        terms = probabilities * self.bins
+        half = terms.shape[-1] // 2
+        mirrored = terms[..., :half].flip(-1) + terms[..., -half:]
+        middle = terms[..., half : half + 1].sum(-1) if terms.shape[-1] % 2 else 0.0
+        return symexp(mirrored.sum(-1) + middle)
 
     def predict(self, logits: Tensor) -> Tensor:
         return self.decode(logits.float().softmax(-1))
