@@ -137,6 +137,13 @@ def test_the_online_loop_collects_retrains_and_resumes(reward_world_model, tmp_p
     assert main([*argv, "--out", str(out), "--resume"]) == 0
     assert json.loads((out / "summary.json").read_text())["online_iterations"] == summary["online_iterations"]
     assert len(LeRobotDataset(out / "data_001")) == 6
+    # killed after collecting: the resumed loop skips the collection, finds the later stages' checkpoints
+    state = json.loads((out / "online.json").read_text())
+    (out / "online.json").write_text(json.dumps({"data": state["data"], "collected": 1, "iterations": []}))
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    assert len(LeRobotDataset(out / "data_001")) == 6 and not (out / "data_002").exists()
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["steps"] == 6 and resumed["online_iterations"][0]["episodes"] == 6
 
 
 def test_held_out_likelihood_of_the_deterministic_model_is_the_gaussian_closed_form(reward_world_model):
