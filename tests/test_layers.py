@@ -25,6 +25,7 @@ LAYERS = [
     (5, "train", ["train"]),
     (5, "eval", ["eval"]),
     (6, "demo", ["demo"]),
+    (6, "seed", ["seed"]),  # the design document's seed API: models with their training attached
     (7, "cli", ["cli"]),
     (8, "package", ["__init__"]),  # the public names
 ]

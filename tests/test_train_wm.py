@@ -38,6 +38,8 @@ TINY = [  # a predictor and schedule that train in seconds, on a given frozen en
     "data.frame_skip=1",  # the fixture's 10-step episodes; the default 4 runs in the command-line test
     "distance.steps=20",
     "distance.batch_size=32",
+    "uncertainty.steps=5",
+    "uncertainty.batch_size=16",
 ]
 
 

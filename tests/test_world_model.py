@@ -89,7 +89,9 @@ def test_bad_inputs():
     model = micro_world_model()
     with pytest.raises(ValueError, match=r"actions must be \(B, H, 2\)"):
         model.rollout(model.encode(frames(1)), torch.randn(4, 3, 5))
-    with pytest.raises(ValueError, match="pass a predictor, or action_dim"):
-        WorldModel(model.encoder)
+    with pytest.raises(ValueError, match="no encoder yet"):
+        WorldModel().encode(frames(1))
+    with pytest.raises(ValueError, match="already takes 2-D actions"):
+        model.add_action_input(3)
     with pytest.raises(ValueError, match="frames must be uint8"):
         model.encode(torch.zeros(1, 32, 32, 4, dtype=torch.uint8))

@@ -244,6 +244,8 @@ def _plan(args: argparse.Namespace) -> None:
     from .world_model import WorldModel
 
     preset = _planner_preset(args)
+    if args.objective:
+        args.set.append(f"{PLANNER}.objective={args.objective}")
     config = planner_config(preset, **planner_overrides(args.set)[0])
     world_model = WorldModel.from_pretrained(args.world_model).eval()
     summary = evaluate_planning(
@@ -258,9 +260,82 @@ def _plan(args: argparse.Namespace) -> None:
     )
     print(
         f"{args.env}: planning success {100 * summary['success_rate']:.0f}% vs random "
-        f"{100 * summary['random_success_rate']:.0f}% over {summary['episodes']} episodes, "
+        f"{100 * summary['random_success_rate']:.0f}%, return {summary['return']:.1f} vs "
+        f"{summary['random_return']:.1f} over {summary['episodes']} episodes, "
         f"{summary['seconds_per_action']:.3f} s per action (median) -> {args.out}"
     )
+
+
+def _train_agent(args: argparse.Namespace) -> None:
+    from .eval.agent import evaluate_agent
+    from .train.agent import train_agent
+    from .train.config import TrainAgentConfig, load_config
+
+    config = load_config(args.config, args.set, kind=TrainAgentConfig)
+    summary = train_agent(
+        config,
+        args.world_model,
+        args.out,
+        env=args.env,
+        evaluate=evaluate_agent,
+        data=args.data,
+        resume=args.resume,
+        online=args.online,
+    )
+    if not summary["finished"]:
+        return
+    final = summary["final"]
+    print(
+        f"trained {summary['steps']} updates in imagination (imagined return {final['return']:.2f}, "
+        f"reward per step {final['imagined_reward']:.3f}) -> {args.out}"
+    )
+    for row in summary["online_iterations"]:
+        print(
+            f"online iteration {row['iteration']}: {row['episodes']} episodes, return {row['return']:.1f}, "
+            f"success {100 * row['success_rate']:.0f}%"
+        )
+    if "eval" in summary:
+        _print_evaluation(summary["eval"])
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .agent import Agent
+    from .eval.agent import evaluate_agent
+    from .world_model import WorldModel
+
+    run = Path(args.agent)
+    agent = Agent.from_pretrained(run)
+    world_model = WorldModel.from_pretrained(run / "world_model").eval()
+    summary = evaluate_agent(
+        args.env,
+        world_model,
+        agent,
+        args.out,
+        episodes=args.episodes,
+        seed=args.seed,
+        image_size=args.frame_size,
+        max_steps=args.steps,
+        videos=args.videos,
+    )
+    _print_evaluation(summary)
+    print(f"-> {args.out}")
+
+
+def _print_evaluation(summary: dict) -> None:
+    print(f"\n{summary['env']}, {summary['episodes']} episodes{'':4}{'agent':>10}{'random':>10}")
+    rows = [
+        (
+            "success rate",
+            f"{100 * summary['success_rate']:.0f}%",
+            f"{100 * summary['random_success_rate']:.0f}%",
+        ),
+        ("return", f"{summary['return']:.1f}", f"{summary['random_return']:.1f}"),
+        ("seconds per action", f"{summary['seconds_per_action']:.5f}", "-"),
+    ]
+    for name, agent, random in rows:
+        print(f"{name:34}{agent:>10}{random:>10}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -521,10 +596,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser(
         "plan",
-        help="plan toward goal images with a world model (MPC), against a random policy",
-        description="Closed-loop episodes: encode the goal image, plan with CEM or MPPI over the world "
-        "model's rollouts, execute, replan. Reports success rate, final distance and planning seconds per "
-        "action against random actions from the same starts; writes OUT/episode_XXX.mp4 (observation | "
+        help="plan toward goal images or rewards with a world model (MPC), against a random policy",
+        description="Closed-loop episodes: encode the goal image (unless --objective reward: the predicted "
+        "return), plan with CEM or MPPI over the world model's rollouts, execute, replan. Reports success "
+        "rate, return, final distance and planning seconds per action against random actions from the "
+        "same starts; writes OUT/episode_XXX.mp4 (observation | "
         "goal), OUT/energy_by_iteration.png and OUT/summary.json.",
     )
     plan.add_argument("--env", default="vjepa_world/ReacherGoal-v0", help="registered id or module:ClassName")
@@ -532,11 +608,57 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--episodes", type=int, default=50)
     plan.add_argument("--out", required=True, help="output directory")
     add_planner_arg(plan)
+    plan.add_argument(
+        "--objective",
+        choices=["latent", "state", "distance", "reward"],
+        help="what plans are scored by (default: the preset's): reward needs no goal image",
+    )
     add_set_arg(plan, "override a planner setting, e.g. planner.samples=200 planner.method=mppi")
     plan.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
     add_frame_size_arg(plan, "side of the observations in pixels")
     plan.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
     plan.set_defaults(run=_plan)
+
+    train_agent = commands.add_parser(
+        "train-agent",
+        help="learn a policy inside a trained world model (actor-critic in imagination)",
+        description="Train an actor and a critic on rollouts imagined by the world model of a train-wm run "
+        "(rewards from its reward head), starting from the latents of its dataset; evaluate the policy "
+        "against random actions in --env. Writes OUT/agent.json + agent.safetensors, OUT/world_model/, "
+        "checkpoint.pt, log.jsonl, OUT/eval/ and summary.json. --online then repeats: collect with the "
+        "policy, continue training the world model and the agent (online.* settings); --resume continues "
+        "a killed run.",
+    )
+    train_agent.add_argument(
+        "--world-model", required=True, help="a train-wm run directory (with a reward head)"
+    )
+    train_agent.add_argument("--env", help="environment to evaluate (and, --online, collect) in")
+    train_agent.add_argument("--out", required=True, help="run directory")
+    train_agent.add_argument(
+        "--data", help="start states' dataset (default: the one the world model trained on)"
+    )
+    train_agent.add_argument("--config", help="YAML config with agent/online/run sections")
+    add_set_arg(train_agent, "override a config value, e.g. agent.steps=500 online.iterations=2")
+    train_agent.add_argument("--online", action="store_true", help="collect, retrain and repeat (online.*)")
+    train_agent.add_argument("--resume", action="store_true", help="continue the run in OUT")
+    train_agent.set_defaults(run=_train_agent)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="run a trained agent in an environment against random actions",
+        description="Closed-loop episodes of a train-agent run's policy (acting from pixels) and of random "
+        "actions from the same starts; reports return, success and seconds per action, writes "
+        "OUT/episode_XXX.mp4 and OUT/summary.json.",
+    )
+    evaluate.add_argument("--agent", required=True, help="a train-agent run directory")
+    evaluate.add_argument("--env", required=True, help="registered id or module:ClassName")
+    evaluate.add_argument("--episodes", type=int, default=20)
+    evaluate.add_argument("--out", required=True, help="output directory")
+    evaluate.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
+    add_frame_size_arg(evaluate, "side of the observations in pixels")
+    evaluate.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
+    evaluate.add_argument("--videos", type=int, default=4, help="episodes written as videos (default 4)")
+    evaluate.set_defaults(run=_evaluate)
 
     demo = commands.add_parser(
         "demo",

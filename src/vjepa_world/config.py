@@ -162,7 +162,7 @@ PRESETS: dict[str, Preset] = {
 # ---------------------------------------------------------------------------- planning
 
 
-OBJECTIVES = ("latent", "state", "distance")
+OBJECTIVES = ("latent", "state", "distance", "reward")
 
 
 @dataclass
@@ -180,8 +180,17 @@ class PlannerConfig:
     temperature: float = 0.5  # MPPI: softmax(-standardised energy / temperature)
     # what is compared with the goal: "latent" (the latents), "state" (the states a world model's
     # state head decodes from them: needs a model trained on observation.state) or "distance" (the
-    # learned temporal distance of its distance head: environment steps to the goal)
+    # learned temporal distance of its distance head: environment steps to the goal), or "reward"
+    # (minus the return its reward head predicts over the horizon: no goal image needed)
     objective: str = "latent"
+    goal_weight: float = 0.0  # objective=reward: plus this weight x the latent goal energy (needs a goal)
+    futures: int = (
+        1  # futures drawn per candidate by the model's stochastic or ensemble head (1: deterministic)
+    )
+    risk: float = (
+        0.0  # with futures > 1: energy = mean + risk x std over them (> 0 pessimistic, < 0 optimistic)
+    )
+    uncertainty: str | None = None  # the head that draws futures: stochastic, ensemble (None: the model's)
     energy: str = "l2"  # distance to the goal latents: l2 (squared, LeWorldModel) or l1 (V-JEPA 2-AC)
     reduce: str = "sum"  # energy summed over the horizon (get there and stay), or of the "final" step only
     execute: int = 1  # MPC: model steps executed before replanning
@@ -210,6 +219,19 @@ class PlannerConfig:
             )
         if not 1 <= self.execute <= self.horizon:
             raise ValueError(f"execute must be in [1, horizon={self.horizon}], got {self.execute}")
+        if self.futures < 1 or (self.risk and self.futures < 2):
+            raise ValueError(
+                f"need futures >= 1, and >= 2 for a risk weight; got {self.futures}, risk {self.risk}"
+            )
+        if self.goal_weight and self.objective != "reward":
+            raise ValueError(
+                "goal_weight adds a goal energy to objective=reward: set objective=reward or drop it"
+            )
+
+    @property
+    def needs_goal(self) -> bool:
+        """Whether the objective compares with a goal image."""
+        return self.objective != "reward" or self.goal_weight > 0
 
 
 PLANNER_PRESETS = {

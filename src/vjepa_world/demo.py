@@ -41,6 +41,8 @@ SMOKE_TRAINING = [  # seconds instead of minutes: for tests and CI, not for resu
     "data.eval_horizon=2",
     "distance.steps=20",
     "distance.batch_size=32",
+    "uncertainty.steps=5",
+    "uncertainty.batch_size=16",
 ]
 
 

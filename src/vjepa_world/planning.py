@@ -3,9 +3,14 @@
 A planner is a plain function of
 - `rollout(actions (S, H, A)) -> predicted latents (S, H, N, D)`: the world model continued from
   the current observation (its observed history shared by every sample through the KV cache);
-- `objective(predicted (S, H, N, D)) -> energies (S,)`, lower is better: `goal_energy` today, and
-  any other function of the predicted latents (a learned reward, a constraint, a sum of terms);
+- `objective(predicted (S, H, N, D)) -> energies (S,)`, lower is better: `goal_energy` toward a
+  goal image, `reward_energy` (minus the predicted return: no goal image needed), or any other
+  function of the predicted latents (a constraint, a sum of terms);
 - the action bounds and a `PlannerConfig`.
+
+With uncertain futures (`PlannerConfig.futures` K > 1) the rollout draws K futures per candidate
+`(S, K, H, N, D)` and `over_futures` reduces their energies to mean + `risk` x std: risk > 0 is
+pessimistic (avoids plans whose outcome the model is unsure of), < 0 optimistic (seeks them).
 
 CEM, as V-JEPA 2-AC plans: a Gaussian over action sequences; each iteration samples, keeps the
 `elites` lowest energies, and moves the mean and std toward theirs with momentum. MPPI instead
@@ -66,8 +71,54 @@ def distance_energy(world_model, goal: Tensor, reduce: str = "sum") -> Objective
     return objective
 
 
-def make_objective(world_model, goal: Tensor, config: PlannerConfig) -> Objective:
-    """The configured objective toward the goal latents `(N, D)` (see `PlannerConfig.objective`)."""
+def reward_energy(world_model, reduce: str = "sum") -> Objective:
+    """Objective: minus the predicted return, the rewards the world model's reward head reads off
+    the predicted latents, each counted while the episode is predicted to go on (the continuation
+    head's probabilities multiplied up to the step before); `reduce=final` counts the last step only."""
+
+    def objective(predicted: Tensor) -> Tensor:  # (S, H, N, D) -> (S,)
+        rewards = world_model.predict_reward(predicted)  # (S, H)
+        alive = world_model.predict_continue(predicted).cumprod(dim=1)  # (S, H): going on after step h
+        weights = torch.cat([torch.ones_like(alive[:, :1]), alive[:, :-1]], dim=1)
+        returns = rewards * weights
+        return -(returns[:, -1] if reduce == "final" else returns.sum(dim=1))
+
+    return objective
+
+
+def over_futures(objective: Objective, risk: float = 0.0) -> Objective:
+    """An objective of K futures per candidate `(S, K, H, N, D) -> (S,)`: the mean of the base
+    objective's energies over the futures plus `risk` times their standard deviation."""
+
+    def reduced(predicted: Tensor) -> Tensor:
+        energies = objective(predicted.flatten(0, 1)).view(predicted.shape[:2])  # (S, K)
+        return energies.mean(1) + (risk * energies.std(1) if risk else 0.0)
+
+    return reduced
+
+
+def make_objective(world_model, goal: Tensor | None, config: PlannerConfig) -> Objective:
+    """The configured objective (see `PlannerConfig.objective`), toward the goal latents `(N, D)`
+    when it needs them, over `config.futures` futures when there are several."""
+    if config.needs_goal and goal is None:
+        raise ValueError(
+            f"objective={config.objective} needs a goal image; objective=reward plans without one"
+        )
+    objective = _base_objective(world_model, goal, config)
+    return over_futures(objective, config.risk) if config.futures > 1 else objective
+
+
+def _base_objective(world_model, goal: Tensor | None, config: PlannerConfig) -> Objective:
+    if config.objective == "reward":
+        if getattr(world_model, "reward_head", None) is None:
+            raise ValueError(
+                "objective=reward needs a world model with a reward head (train-wm adds one: loss.reward)"
+            )
+        rewards = reward_energy(world_model, config.reduce)
+        if not config.goal_weight:
+            return rewards
+        goal_term = goal_energy(goal, config.energy, config.reduce)
+        return lambda predicted: rewards(predicted) + config.goal_weight * goal_term(predicted)
     if config.objective == "latent":
         return goal_energy(goal, config.energy, config.reduce)
     head = "state_head" if config.objective == "state" else "distance_head"
@@ -143,9 +194,14 @@ class EpisodeResult:
     steps: int
     seconds_per_action: list[float]  # planning time of each replanning, per env action
     frames: np.ndarray  # (T + 1, H, W, 3) observations
-    goal_image: np.ndarray  # (H, W, 3)
+    goal_image: np.ndarray | None  # (H, W, 3); None for tasks without one (rewards)
     energies: list[list[float]]  # per replanning: best energy per iteration
     distances: list[float] = field(default_factory=list)  # info["distance"] at reset and after every step
+    rewards: list[float] = field(default_factory=list)  # the environment's reward of every step
+
+    @property
+    def episode_return(self) -> float:
+        return float(sum(self.rewards))
 
 
 def _bounds(env) -> tuple[Tensor, Tensor]:
@@ -167,10 +223,15 @@ def run_mpc_episode(
     frame (with the last `config.history` observed steps as context, by default as many as the
     model was trained with), execute `config.execute` model steps, observe. A model step is
     `world_model.frame_skip` environment steps, its actions concatenated.
-    `objective_fn(goal_latents) -> Objective` replaces the configured one (`make_objective`)."""
+    `objective_fn(goal_latents) -> Objective` replaces the configured one (`make_objective`).
+    Without a goal image (reward tasks) the objective must not need one: `objective=reward`."""
     observation, info = env.reset(seed=seed)
-    if info.get("goal_image") is None:
-        raise ValueError("the environment gives no info['goal_image'] at reset: planning needs a goal")
+    has_goal = info.get("goal_image") is not None
+    if not has_goal and (objective_fn is not None or config.needs_goal):
+        raise ValueError(
+            "the environment gives no info['goal_image'] at reset: plan toward rewards (objective=reward) "
+            "or use an environment with goal images"
+        )
     low, high = _bounds(env)
     env_dim = low.shape[0]
     skip = getattr(world_model, "frame_skip", world_model.action_dim // env_dim)  # env steps per model step
@@ -193,10 +254,12 @@ def run_mpc_episode(
         """Planned `(..., H, per_step * A)` -> the model's `(..., H, skip * A)` (a held action repeated)."""
         return planned.repeat(*([1] * (planned.ndim - 1)), skip // per_step)
 
-    goal = world_model.encode(torch.as_tensor(info["goal_image"])[None])[0]  # (N, D)
+    goal_image = np.asarray(info["goal_image"]) if has_goal else None
+    goal = world_model.encode(torch.as_tensor(goal_image)[None])[0] if has_goal else None  # (N, D)
     objective = objective_fn(goal) if objective_fn else make_objective(world_model, goal, config)
     generator = torch.Generator().manual_seed(config.seed + seed)
-    frames, goal_image = [np.asarray(observation)], np.asarray(info["goal_image"])
+    frames, rewards = [np.asarray(observation)], []
+    futures = {"samples": config.futures, "uncertainty": config.uncertainty} if config.futures > 1 else {}
     use_states = getattr(world_model, "state_dim", 0) > 0  # proprioception: info["state"] is observed
     observe_state = lambda: torch.as_tensor(info["state"], dtype=torch.float32)[None] if use_states else None
     motion = getattr(world_model, "observation_frames", 1) == 2  # latents of (previous, current) frames
@@ -222,7 +285,7 @@ def run_mpc_episode(
 
         def rollout(actions: Tensor, h=context, z=current, s=imagined) -> Tensor:
             states = None if s is None else s.expand(len(actions), -1, -1)
-            return world_model.rollout(z, model_actions(actions), states=states, history=h)
+            return world_model.rollout(z, model_actions(actions), states=states, history=h, **futures)
 
         plan = plan_actions(
             rollout,
@@ -242,8 +305,9 @@ def run_mpc_episode(
             if use_states:
                 past["states"].append(state[0])
             for action in model_action.view(skip, env_dim).numpy():
-                observation, _, terminated, truncated, info = env.step(action)
+                observation, reward, terminated, truncated, info = env.step(action)
                 frames.append(np.asarray(observation))
+                rewards.append(float(reward))
                 distances += [info["distance"]] if "distance" in info else []
                 reached, steps = reached or bool(info.get("is_success")), steps + 1
                 done = terminated or truncated or steps >= max_steps
@@ -265,36 +329,49 @@ def run_mpc_episode(
         goal_image=goal_image,
         energies=energies,
         distances=[float(d) for d in distances],
+        rewards=rewards,
     )
 
 
-def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
-    """The baseline: uniform random actions from the same reset."""
+def run_policy_episode(env, policy, *, seed: int, max_steps: int = 50) -> EpisodeResult:
+    """One episode of `policy(observation, info) -> action` (called every environment step) from
+    `env.reset(seed=seed)`; `seconds_per_action` holds the policy's time per call."""
     observation, info = env.reset(seed=seed)
     goal_image = np.asarray(info["goal_image"]) if info.get("goal_image") is not None else None
-    rng = np.random.default_rng(seed)
-    low, high = env.action_space.low, env.action_space.high
     frames, reached, steps = [np.asarray(observation)], bool(info.get("is_success")), 0
-    distances = [info["distance"]] if "distance" in info else []
+    distances, rewards, seconds = [info["distance"]] if "distance" in info else [], [], []
     while steps < max_steps:
-        observation, _, terminated, truncated, info = env.step(rng.uniform(low, high).astype(np.float32))
+        started = time.perf_counter()
+        action = np.asarray(policy(observation, info), dtype=np.float32)
+        seconds.append(time.perf_counter() - started)
+        observation, reward, terminated, truncated, info = env.step(action)
         frames.append(np.asarray(observation))
+        rewards.append(float(reward))
         distances += [info["distance"]] if "distance" in info else []
         reached, steps = reached or bool(info.get("is_success")), steps + 1
         if terminated or truncated:
             break
     distance = info.get("distance")
     return EpisodeResult(
-        bool(info.get("is_success")),
-        reached,
-        None if distance is None else float(distance),
-        steps,
-        [],
-        np.stack(frames),
-        goal_image,
-        [],
-        [float(d) for d in distances],
+        success=bool(info.get("is_success")),
+        reached=reached,
+        final_distance=None if distance is None else float(distance),
+        steps=steps,
+        seconds_per_action=seconds,
+        frames=np.stack(frames),
+        goal_image=goal_image,
+        energies=[],
+        distances=[float(d) for d in distances],
+        rewards=rewards,
     )
+
+
+def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
+    """The baseline: uniform random actions from the same reset."""
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    uniform = lambda observation, info: rng.uniform(low, high)
+    return run_policy_episode(env, uniform, seed=seed, max_steps=max_steps)
 
 
 __all__ = [
@@ -306,9 +383,12 @@ __all__ = [
     "distance_energy",
     "goal_energy",
     "make_objective",
+    "over_futures",
     "plan_actions",
     "planner_config",
+    "reward_energy",
     "run_mpc_episode",
+    "run_policy_episode",
     "run_random_episode",
     "state_energy",
     "warm_start",

@@ -287,6 +287,7 @@ def write_lerobot_dataset(
     fps: float | None = None,
     robot_type: str = "sim",
     progress: bool = True,
+    append: bool = False,
 ) -> Path:
     """Write `episodes` as a LeRobot v2.0 dataset in `out_dir` and return it.
 
@@ -294,9 +295,11 @@ def write_lerobot_dataset(
     episodes never sits in memory at once. `fps=None` takes the episodes' own rate and requires them
     to agree; a given `fps` overrides every episode's. The first episode fixes the frame size and the
     state and action widths. `meta/info.json` is removed first and written last, so an interrupted
-    write is not mistaken for a dataset.
+    write is not mistaken for a dataset. With `append`, the episodes are added after those of the
+    dataset already in `out_dir` (whose files are reread for the statistics).
     """
     out = Path(out_dir)
+    existing = LeRobotDataset(out) if append else None
     (out / "meta" / "info.json").unlink(missing_ok=True)
     rate = None if fps is None else _clean_fps(fps)
     tasks: dict[str, int] = {}  # task -> task_index, in order of first appearance
@@ -304,8 +307,22 @@ def write_lerobot_dataset(
     total = 0  # frames written so far = global index of the next episode's first frame
     stats = {name: _RunningStats() for name in _STATS_COLUMNS}
     histogram, shape = np.zeros((3, 256), dtype=np.int64), None
+    if existing is not None:
+        rate = rate if rate is not None else _clean_fps(existing.fps)
+        for index in existing.episode_indices:
+            old = existing.read_episode(index)
+            table = pq.read_table(existing.data_path(index))
+            for name, accumulator in stats.items():
+                if name in table.column_names:
+                    accumulator.update(_column(table, name, "episode table"))
+            histogram += _pixel_histogram(old.frames)
+            tasks.setdefault(old.task, len(tasks))
+            rows.append({"episode_index": index, "tasks": [old.task], "length": len(old)})
+            total += len(old)
+            shape = (old.frames.shape[1:3], old.states.shape[1], old.actions.shape[1])
+    first_number = max(existing.episode_indices) + 1 if existing is not None else 0
     for number, episode in enumerate(
-        tqdm(episodes, desc="write episodes", unit="episode", disable=not progress)
+        tqdm(episodes, desc="write episodes", unit="episode", disable=not progress), start=first_number
     ):
         _check_episode(episode, number)
         if rate is None:

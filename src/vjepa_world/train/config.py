@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ..agent import AgentConfig
 from ..config import check_keys
 from ..jepa import VJEPAConfig
 
@@ -173,6 +174,10 @@ class LossConfig:
     state_decoding: float = 1.0
     regularizer: str = "sigreg"  # or vicreg
     regularizer_weight: float | None = None  # None: 0.1 for trained encoders
+    # DreamerV3's heads on the latents of the step an action leads to, from next.reward / next.done:
+    # the reward (symlog two-hot, 255 bins) and whether the episode goes on (binary); 0: no head
+    reward: float = 1.0
+    continuation: float = 1.0
 
 
 @dataclass
@@ -203,6 +208,20 @@ class GoalDistanceConfig:
     embed_dim: int = 32
 
 
+@dataclass
+class UncertaintyConfig:
+    """The uncertainty heads train-wm fits after the world model (`train/uncertainty.py`)."""
+
+    kind: str = "categorical"  # the stochastic latent: categorical (32 x 32), gaussian (32-d) or none
+    ensemble: int = 5  # members of the ensemble head (0: none)
+    steps: int = 2000  # optimiser steps of each head
+    batch_size: int = 256
+    lr: float = 3e-4
+    dynamics: float = 0.5  # KL balancing (DreamerV3): weight of KL[sg(q) || p], trains the prior
+    representation: float = 0.1  # weight of KL[q || sg(p)], keeps the posterior predictable
+    free_nats: float = 1.0  # free bits: KL below this many nats is not penalised
+
+
 def _wm_optim() -> OptimConfig:
     return OptimConfig(
         batch_size=32, steps=1000, lr=5e-4, start_lr=1e-4, warmup_steps=100, decay_steps=300, grad_clip=1.0
@@ -216,6 +235,7 @@ class WorldModelConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     encoder: EncoderPretraining = field(default_factory=EncoderPretraining)
     distance: GoalDistanceConfig = field(default_factory=GoalDistanceConfig)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     optim: OptimConfig = field(default_factory=_wm_optim)
     run: RunConfig = field(default_factory=lambda: RunConfig(checkpoint_every=250, log_every=10))
 
@@ -302,3 +322,34 @@ def refuse_inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_give
         value = getattr(getattr(config, section), name)
         if value != getattr(getattr(defaults, section), name):
             raise ValueError(f"{key} {reason}: drop it (its value {value!r} would be ignored)")
+
+
+# ---------------------------------------------------------------------------- agent training
+
+
+@dataclass
+class AgentRun:
+    seed: int = 0
+    checkpoint_every: int = 100  # agent updates between checkpoints
+    log_every: int = 10
+    eval_episodes: int = 10  # closed-loop episodes against random actions at the end (0: none)
+
+
+@dataclass
+class OnlineConfig:
+    """`train-agent --online`: collect with the current policy, retrain world model and agent, repeat."""
+
+    iterations: int = 3
+    episodes: int = 50  # collected per iteration with the policy's sampled actions
+    world_model_steps: int = 250  # train-wm steps per iteration, continuing the world model's run
+    agent_steps: int = 250  # agent updates per iteration, continuing the agent
+
+
+@dataclass
+class TrainAgentConfig:
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    run: AgentRun = field(default_factory=AgentRun)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

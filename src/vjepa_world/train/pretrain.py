@@ -45,11 +45,13 @@ def pretrain(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    model: VJEPAModel | None = None,
 ) -> dict:
     """Pretrain `config.model` on the videos of `data` (folder, CSV or list), writing into `out`:
     `checkpoint.pt` (every `run.checkpoint_every` steps and at the end), `log.jsonl`, `tensorboard/`,
     and at the end the target encoder + predictor (`save_pretrained`) and `summary.json`.
-    `stop_after` ends the run early after that many steps (as a kill would, but cleanly)."""
+    `stop_after` ends the run early after that many steps (as a kill would, but cleanly). `model`
+    trains that VJEPAModel in place (built with `config.model`) instead of a new one."""
     refuse_inert_keys(config)
     optim, run = config.optim, config.run
     process = distributed.setup(run.device)
@@ -58,7 +60,7 @@ def pretrain(
     per_rank = loop.per_rank
 
     torch.manual_seed(run.seed)
-    model = VJEPAModel(config.model)
+    model = VJEPAModel(config.model) if model is None else model
     encoder_config = model.context_encoder.config
     dataset = VideoDataset(
         data,

@@ -32,7 +32,14 @@ from ..checkpoints import encoder_fingerprint
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
 from ..horizon_errors import rollout_errors
 from ..nn import VideoEncoder
-from ..nn.heads import StateHead, StateHeadConfig
+from ..nn.heads import (
+    ContinueHead,
+    ContinueHeadConfig,
+    RewardHead,
+    RewardHeadConfig,
+    StateHead,
+    StateHeadConfig,
+)
 from ..nn.projector import LatentProjector, ProjectorConfig
 from ..nn.regularizers import REGULARIZERS
 from ..world_model import ENCODER_TRAINING, WorldModel
@@ -40,6 +47,7 @@ from . import distributed
 from .config import WorldModelConfig, refuse_inert_keys
 from .goal_distance import fit_distance_head
 from .loop import TrainingLoop
+from .uncertainty import fit_uncertainty
 from .wm_encoder import encoder_architecture, encoder_side, frame_shape, pretrain_encoder
 from .wm_objective import WorldModelObjective
 
@@ -79,6 +87,8 @@ def _batch(
         "previous": frames("previous_features") if dataset.previous else None,
         "actions": stack("actions"),  # (B, T, A)
         "states": stack("states") if use_states else None,
+        "rewards": stack("rewards"),  # (B, T) summed over the frame skip
+        "dones": stack("dones"),  # (B, T)
     }
 
 
@@ -94,7 +104,8 @@ def _trained_modules(world_model: WorldModel) -> list[nn.Module]:
     modules = [world_model.predictor]
     if world_model.encoder_training != "frozen":
         modules += [world_model.encoder, world_model.projector]
-    return modules + ([world_model.state_head] if world_model.state_head is not None else [])
+    heads = (world_model.state_head, world_model.reward_head, world_model.continue_head)
+    return modules + [head for head in heads if head is not None]
 
 
 def check_config(config: WorldModelConfig, encoder_given: bool = False) -> None:
@@ -109,6 +120,10 @@ def check_config(config: WorldModelConfig, encoder_given: bool = False) -> None:
     if config.model.observation_frames not in (None, 1, 2):
         raise ValueError(
             f"model.observation_frames must be 1 or 2 (or unset), got {config.model.observation_frames!r}"
+        )
+    if config.uncertainty.kind not in ("categorical", "gaussian", "none"):
+        raise ValueError(
+            f"uncertainty.kind must be categorical, gaussian or none, got {config.uncertainty.kind!r}"
         )
     if loss.regularizer not in REGULARIZERS:
         raise ValueError(
@@ -128,18 +143,23 @@ def build_world_model(
         projector = LatentProjector(
             ProjectorConfig(tokens=tokens, encoder_dim=encoder.config.dim, latent_dim=config.model.latent_dim)
         )
+    latent_tokens, latent_dim = (
+        (tokens, encoder.config.dim) if projector is None else (1, config.model.latent_dim)
+    )
     if state_dim and config.loss.state_decoding:
-        latent_tokens, latent_dim = (
-            (tokens, encoder.config.dim) if projector is None else (1, config.model.latent_dim)
-        )
         state_head = StateHead(
             StateHeadConfig(tokens=latent_tokens, latent_dim=latent_dim, state_dim=state_dim)
         )
+    shape = {"tokens": latent_tokens, "latent_dim": latent_dim}
+    reward_head = RewardHead(RewardHeadConfig(**shape)) if config.loss.reward else None
+    continue_head = ContinueHead(ContinueHeadConfig(**shape)) if config.loss.continuation else None
     widths = {k: v for k in ("dim", "depth", "num_heads") if (v := getattr(config.model, k)) is not None}
     return WorldModel(
         encoder,
         projector=projector,
         state_head=state_head,
+        reward_head=reward_head,
+        continue_head=continue_head,
         encoder_training=mode,
         observation_frames=config.model.observation_frames or 1,
         frame_skip=config.data.frame_skip,
@@ -293,6 +313,7 @@ def train_world_model(
         action_dim=world_model.action_dim,
         frame_skip=world_model.frame_skip,
         history=world_model.history,
+        data=str(data.resolve()),  # what train-agent replays start states from
     )
     if summary["finished"] and process.is_main:
         world_model.eval()
@@ -312,7 +333,31 @@ def train_world_model(
             world_model.distance_head = fit_distance_head(
                 episodes, config.distance, goals, run.seed, progress
             )
+        if config.uncertainty.steps and (config.uncertainty.kind != "none" or config.uncertainty.ensemble):
+            shape = window | {"sequence_length": settings.sequence_length}
+            world_model.stochastic, world_model.ensemble = fit_uncertainty(
+                world_model, data, latents, train_episodes, config.uncertainty, shape, run.seed, progress
+            )
     return loop.finish(summary, world_model)
+
+
+def encode_dataset(
+    world_model: WorldModel,
+    data: Path,
+    cache_dir: Path,
+    *,
+    pairs: bool | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> FeatureCache:
+    """Every frame's latents under `world_model`, encoded once into `cache_dir` (keyed by the
+    encoder's and projector's weights); a two-frame model sees each frame with the one before it,
+    as in training and acting, unless `pairs` is False (each frame at rest)."""
+    pairs = world_model.observation_frames == 2 if pairs is None else pairs
+    key = encoder_fingerprint(world_model.encoder, world_model.projector) + ("-pairs" if pairs else "")
+    return encode_episodes(
+        data, world_model.encode, cache_dir, key=key, batch_size=batch_size, pairs=pairs, progress=progress
+    )
 
 
 def _trained_latents(
@@ -327,16 +372,15 @@ def _trained_latents(
     encoder's were cached before training): with motion (the frame and the one before) for a
     two-frame model unless `pairs` is False (each frame at rest, as goal images are encoded)."""
     pairs = world_model.observation_frames == 2 if pairs is None else pairs
-    key = encoder_fingerprint(world_model.encoder, world_model.projector) + ("-pairs" if pairs else "")
     if world_model.encoder_training == "frozen" and pairs == (world_model.observation_frames == 2):
+        key = encoder_fingerprint(world_model.encoder, world_model.projector) + ("-pairs" if pairs else "")
         return FeatureCache(out / "features", key)
-    return encode_episodes(
+    return encode_dataset(
+        world_model,
         data,
-        world_model.encode,
         out / "features",
-        key=key,
-        batch_size=config.data.encode_batch,
         pairs=pairs,
+        batch_size=config.data.encode_batch,
         progress=progress,
     )
 
