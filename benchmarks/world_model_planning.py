@@ -5,7 +5,7 @@ world model with train-wm's defaults but `model.encoder_training` (frozen and fi
 one V-JEPA encoder pretrained on the same frames; joint from scratch), and report
 - planning success, final distance and seconds per environment step (`plan` with every default,
   against random actions from the same starts);
-- ReacherGoal only: the ceiling of the same latent energy, the true simulator in the same MPC loop;
+- the ceiling of the same latent energy, the true simulator in the same MPC loop;
 - the held-out rollout error (latent L1 at the first and last horizon) against copying the last
   latents and against shuffled actions (train-wm's summary).
 
@@ -59,12 +59,14 @@ def trained(
     return train_world_model(config, data, run, encoder=encoder, resume=(run / "checkpoint.pt").exists())
 
 
-def ceiling(world_model: WorldModel, episodes: int) -> float:
-    """Success of the model's latent energy with the true simulator as dynamics (ReacherGoal)."""
-    env = make_env(REACHER_ID)
+def ceiling(env_id: str, world_model: WorldModel, episodes: int) -> float:
+    """Success of the model's latent energy with the true simulator as dynamics."""
+    env = make_env(env_id)
     model = SimulatorWorldModel(env, "latents", world_model.frame_skip, world_model)
+    limit = ENVS[env_id]
     results = [
-        run_mpc_episode(env, model, planner_config(), seed=10_000 + i, max_steps=50) for i in range(episodes)
+        run_mpc_episode(env, model, planner_config(), seed=10_000 + i, max_steps=limit)
+        for i in range(episodes)
     ]
     env.close()
     return float(np.mean([r.success for r in results]))
@@ -105,11 +107,7 @@ def main() -> None:
             plan = evaluate_planning(
                 env, world_model, planner_config(), run / "plan", episodes=args.plan_episodes, videos=2
             )
-            top = (
-                ceiling(world_model, args.ceiling_episodes)
-                if env == REACHER_ID and args.ceiling_episodes
-                else None
-            )
+            top = ceiling(env, world_model, args.ceiling_episodes) if args.ceiling_episodes else None
             l1 = summary["val"]["l1"]
             rows.append(
                 (

@@ -22,11 +22,11 @@ import json
 import time
 from pathlib import Path
 
+from vjepa_world.checkpoints import encoder_fingerprint
 from vjepa_world.data.episodes import STATE_KEY, SequenceDataset, encode_episodes, write_lerobot_dataset
 from vjepa_world.envs import REACHER_ID, collect_episodes
-from vjepa_world.eval.world_model import rollout_errors
+from vjepa_world.horizon_errors import rollout_errors
 from vjepa_world.train.config import WorldModelConfig, build_config
-from vjepa_world.train.wm_encoder import encoder_fingerprint
 from vjepa_world.train.world_model import train_world_model
 from vjepa_world.world_model import WorldModel
 

@@ -21,9 +21,10 @@ video = write_video(out / "moving_square.mp4", frames, fps=8)
 code = main(
     [
         "extract",
+        "--data",
         str(video),
         "--encoder",
-        "vit_tiny",
+        "random:vit_tiny",
         "--frames",
         "8",
         "--frame-step",

@@ -1,5 +1,4 @@
 import importlib.util
-import socket
 import sys
 from pathlib import Path
 
@@ -16,12 +15,11 @@ def _seed():
 
 
 def torchrun(processes: int) -> list[str]:
-    """The torchrun command line for `processes` local processes, rendezvous on a free port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    """The torchrun command line for `processes` local processes. `--standalone`: the rendezvous
+    store binds a port the OS picks and the workers share it. (Probing a free port, releasing it
+    and passing it as --master_port raced: another process could take it before torchrun bound it.)"""
     launcher = [sys.executable, "-m", "torch.distributed.run"]
-    return [*launcher, f"--nproc_per_node={processes}", f"--master_port={port}"]
+    return [*launcher, "--standalone", f"--nproc_per_node={processes}"]
 
 
 def randomize_(module: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:

@@ -153,3 +153,21 @@ def test_bad_inputs_give_one_line_errors():
             model(*args)
     with pytest.raises(ValueError, match="does not hold"):
         model(frames, actions, states, grid_hw=(3, 3))
+
+
+def test_forward_and_step_take_the_same_arguments_in_the_same_order():
+    import inspect
+
+    names = lambda f: list(inspect.signature(f).parameters)
+    assert (
+        names(ActionConditionedPredictor.forward)[1:]
+        == names(ActionConditionedPredictor.step)[1:]
+        == [
+            "frame_tokens",
+            "actions",
+            "states",
+            "extrinsics",
+            "grid_hw",
+            "cache",
+        ]
+    )

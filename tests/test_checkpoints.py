@@ -1,11 +1,12 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import randomize_
 from vjepa_world import EncoderConfig, MaskedPredictor, PredictorConfig, VideoEncoder
-from vjepa_world.checkpoints import atomic_torch_save
+from vjepa_world.files import atomic_torch_save
 
 ENCODER = EncoderConfig(dim=64, depth=2, num_heads=2, patch_size=8, image_size=32, num_frames=4)
 PREDICTOR = PredictorConfig(
@@ -145,3 +146,75 @@ def test_saves_are_atomic(tmp_path):
         atomic_torch_save({"step": 2, "bad": Unsaveable()}, path)
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+
+def test_one_encoder_fingerprint_keys_every_cache():
+    """One function, and it sees every byte: two encoders that differ only by two values swapped far
+    past the first 4 KB of a tensor (same sum: what the probe cache's old key hashed) do not match."""
+    from pathlib import Path
+
+    from vjepa_world.checkpoints import encoder_fingerprint
+
+    source = Path(__file__).resolve().parents[1] / "src"
+    definitions = [p for p in source.rglob("*.py") if "def encoder_fingerprint(" in p.read_text()]
+    assert [p.name for p in definitions] == ["checkpoints.py"]
+    one = randomize_(VideoEncoder(ENCODER))
+    two = VideoEncoder(ENCODER)
+    two.load_state_dict(one.state_dict())
+    assert encoder_fingerprint(one) == encoder_fingerprint(two)
+    weight = two.blocks[1].mlp.fc1.weight  # (256, 64) float32: 64 KB
+    with torch.no_grad():
+        weight[-1, -1], weight[-1, -2] = weight[-1, -2].clone(), weight[-1, -1].clone()
+    assert float(weight.detach().sum()) == pytest.approx(float(one.blocks[1].mlp.fc1.weight.detach().sum()))
+    assert encoder_fingerprint(one) != encoder_fingerprint(two)
+    assert encoder_fingerprint(one, torch.nn.Linear(2, 2)) != encoder_fingerprint(one)  # the projector counts
+
+
+def test_a_stored_config_survives_preset_and_contradictions_are_refused(tmp_path):
+    """preset= on a directory fills in nothing the directory says: its stored config (here extra
+    output layers and the predictor's mask types) is kept; a preset or keyword that contradicts it
+    (another image size, head count) is a one-line error, not a silent replacement."""
+    from vjepa_world.config import get_preset
+    from vjepa_world.jepa import VJEPAModel
+
+    model = VJEPAModel({"preset": "vit_micro", "temporal_mask_ratio": 0.5})
+    model.target_encoder.config.out_layers = [0, 1]
+    model.save_pretrained(tmp_path / "run")
+    encoder = VideoEncoder.from_pretrained(tmp_path / "run", preset="vit_micro")
+    assert encoder.config == model.target_encoder.config and encoder.config.out_layers == [0, 1]
+    predictor = MaskedPredictor.from_pretrained(tmp_path / "run", preset="vit_micro", num_heads=1)
+    assert predictor.config.mask_types == ["multiblock_8x0.15", "multiblock_2x0.7", "future_0.5"]
+    assert predictor.config != get_preset("vit_micro").predictor  # what preset= used to return
+    with pytest.raises(
+        ValueError, match=r"config stored in .* differs from preset 'vit_tiny': dim 192 \(stored: 64\)"
+    ):
+        VideoEncoder.from_pretrained(tmp_path / "run", preset="vit_tiny")
+    with pytest.raises(ValueError, match=r"differs from keywords: num_heads 4 \(stored: 2\); drop them"):
+        VideoEncoder.from_pretrained(tmp_path / "run", num_heads=4)
+    bigger = get_preset("vit_micro").encoder
+    bigger.image_size = 64
+    VideoEncoder(bigger).save_pretrained(tmp_path / "big")
+    with pytest.raises(ValueError, match=r"image_size 32 \(stored: 64\)"):
+        VideoEncoder.from_pretrained(tmp_path / "big", preset="vit_micro")
+
+
+def test_save_pretrained_returns_the_directory_everywhere(tmp_path):
+    import inspect
+
+    from vjepa_world import ActionConditionedPredictor, VJEPAModel, WorldModel
+    from vjepa_world.config import AC_PRESETS
+
+    encoder = VideoEncoder(ENCODER)
+    saved = {
+        "encoder": encoder.save_pretrained(tmp_path / "encoder"),
+        "predictor": MaskedPredictor(PREDICTOR).save_pretrained(tmp_path / "predictor"),
+        "ac": ActionConditionedPredictor(AC_PRESETS["ac_tiny"]).save_pretrained(str(tmp_path / "ac")),
+        "jepa": VJEPAModel({"preset": "vit_micro"}).save_pretrained(tmp_path / "jepa"),
+        "world_model": WorldModel(encoder, action_dim=2, dim=32, depth=1, num_heads=2).save_pretrained(
+            tmp_path / "world_model"
+        ),
+    }
+    for name, path in saved.items():
+        assert path == tmp_path / name and (path / "config.json").is_file(), name
+    for cls in (VideoEncoder, MaskedPredictor, ActionConditionedPredictor, VJEPAModel, WorldModel):
+        assert inspect.signature(cls.save_pretrained).return_annotation in ("Path", Path), cls

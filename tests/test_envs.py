@@ -6,14 +6,21 @@ import pytest
 
 from vjepa_world.envs import (
     PENDULUM_ID,
+    POINT_MASS_ID,
     REACHER_ID,
+    TWO_ROOMS_ID,
     PixelObservation,
     collect_episodes,
     make_env,
     make_policy,
 )
 
-GOAL_ENVS = {REACHER_ID: (2, 6, 50), PENDULUM_ID: (1, 3, 100)}  # action dim, state dim, time limit
+GOAL_ENVS = {  # action dim, state dim, time limit
+    REACHER_ID: (2, 6, 50),
+    PENDULUM_ID: (1, 3, 100),
+    POINT_MASS_ID: (2, 4, 50),
+    TWO_ROOMS_ID: (2, 4, 100),
+}
 
 
 @pytest.fixture(params=list(GOAL_ENVS))
@@ -73,25 +80,28 @@ def test_reaching_the_goal_pose_succeeds_and_looks_like_the_goal_image():
         env.close()
 
 
-def test_reacher_simulate_plays_what_step_would_and_leaves_the_state_alone():
-    env = make_env(REACHER_ID)
+@pytest.mark.parametrize(
+    "env_id, point", [(REACHER_ID, "fingertip"), (PENDULUM_ID, "fingertip"), (POINT_MASS_ID, "position")]
+)
+def test_simulate_plays_what_step_would_and_leaves_the_state_alone(env_id, point):
+    env = make_env(env_id, image_size=32)
+    dim = env.action_space.shape[0]
     try:
         env.reset(seed=3)
-        for action in ([1.0, -1.0], [0.5, 0.5]):  # start moving: simulate must carry the velocity
-            env.step(np.array(action, np.float32))
-        before = env.unwrapped.data.qpos.copy(), env.unwrapped.data.qvel.copy()
-        actions = np.random.default_rng(0).uniform(-1, 1, (3, 4, 2))
-        frames, fingertips = env.unwrapped.simulate(actions)
-        assert frames.shape == (3, 4, 64, 64, 3) and fingertips.shape == (3, 4, 2)
+        for action in (1.0, 0.5):  # start moving: simulate must carry the velocity
+            env.step(np.full(dim, action, np.float32))
+        before = env.unwrapped._info()["state"]
+        actions = np.random.default_rng(0).uniform(-1, 1, (3, 4, dim))
+        frames, points = env.unwrapped.simulate(actions)
+        assert frames.shape == (3, 4, 32, 32, 3) and points.shape == (3, 4, 2)
         # every 2nd step only, without frames: the same states at the ends of each pair of steps
         none, every_other = env.unwrapped.simulate(actions, every=2, render=False)
-        assert none is None and np.array_equal(every_other, fingertips[:, 1::2])
-        assert np.array_equal(env.unwrapped.data.qpos, before[0])
-        assert np.array_equal(env.unwrapped.data.qvel, before[1])
+        assert none is None and np.array_equal(every_other, points[:, 1::2])
+        assert np.array_equal(env.unwrapped._info()["state"], before)
         for h, action in enumerate(actions[1]):  # sample 1, stepped for real
             frame, _, _, _, info = env.step(action.astype(np.float32))
             assert np.array_equal(frame, frames[1, h])
-            np.testing.assert_allclose(info["fingertip"], fingertips[1, h], atol=1e-6)
+            np.testing.assert_allclose(info[point], points[1, h], atol=1e-6)
         with pytest.raises(ValueError, match="samples, horizon"):
             env.unwrapped.simulate(actions[0])
         with pytest.raises(ValueError, match="a multiple of 3"):
@@ -203,23 +213,51 @@ def test_pendulum_goals_are_holdable_by_default_and_uniform_on_request():
 
 
 def test_held_random_actions_cover_more_of_a_point_mass_room_than_independent_ones():
-    """Coverage statistic: distinct cells of a 10 x 10 grid over the unit room visited per episode
-    by a point mass that moves 0.05 per unit action (walls clip it), from the room's centre.
-    Independent actions make a random walk (spread ~ sqrt(t)); held ones travel (spread ~ t).
-    On ReacherGoal and PendulumGoal, whose starts are uniform and whose bodies swing by themselves,
-    the two cover the same (docs/results.md)."""
-    space = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    cells = {}
+    """Coverage statistic: distinct cells of a 10 x 10 grid over PointMassGoal's room visited per
+    episode of 50 steps from the room's centre. Independent actions make a random walk (spread ~
+    sqrt(t)); held ones travel (spread ~ t). On ReacherGoal and PendulumGoal, whose starts are
+    uniform and whose bodies swing by themselves, the two cover the same (docs/results.md)."""
+    env = make_env(POINT_MASS_ID, image_size=8)
+    space, cells = env.action_space, {}
     for name in ("random", "hold"):
         visited = []
         for seed in range(20):
-            policy, position, seen = make_policy(name, space, seed), np.full(2, 0.5), set()
+            policy, seen = make_policy(name, env.action_space, seed), set()
+            _, info = env.reset(seed=seed, options={"start": [0.0, 0.0]})
             for _ in range(50):
-                position = np.clip(position + 0.05 * policy(None, {}), 0.0, 1.0)
-                seen.add(tuple(np.minimum((position * 10).astype(int), 9)))
+                _, _, _, _, info = env.step(policy(None, info))
+                seen.add(tuple(np.minimum(((info["position"] + 1) * 5).astype(int), 9)))
             visited.append(len(seen))
         cells[name] = np.mean(visited)
+    env.close()
     assert cells["hold"] > 1.5 * cells["random"], cells
     held = make_policy("hold", space, seed=0)
     actions = np.stack([held(None, {}) for _ in range(2000)])[:, 0]
     assert np.mean(actions[1:] == actions[:-1]) == pytest.approx(0.8, abs=0.05)  # switches 1 in 5 steps
+
+
+def test_point_mass_reaches_its_terminal_speed_and_walls_stop_it():
+    env = make_env(POINT_MASS_ID, image_size=32)
+    env.reset(seed=0, options={"start": [-0.9, 0.0], "goal": [0.5, 0.5]})
+    for _ in range(20):
+        _, _, _, _, info = env.step(np.array([1.0, 0.0], np.float32))
+    # v <- 0.8 v + 0.3 per step: v_n = 1.5 (1 - 0.8^n), toward FORCE / DAMPING = 1.5
+    assert info["state"][2] == pytest.approx(1.5 * (1 - 0.8**20)) and info["state"][3] == 0.0
+    for _ in range(40):
+        _, _, _, _, info = env.step(np.array([1.0, 1.0], np.float32))
+    assert info["position"] == pytest.approx([0.92, 0.92]) and info["state"][2:] == pytest.approx([0, 0])
+    env.close()
+
+
+def test_point_mass_two_rooms_wall_blocks_and_door_lets_through():
+    env = make_env(POINT_MASS_ID, image_size=32, layout="two_rooms")
+    for start, passes in (([-0.5, 0.7], False), ([-0.5, 0.0], True)):
+        env.reset(seed=0, options={"start": start, "goal": [0.5, 0.0]})
+        for _ in range(40):
+            _, _, _, _, info = env.step(np.array([1.0, 0.0], np.float32))
+        assert (info["position"][0] > 0.5) == passes, (start, info["position"])
+    with pytest.raises(ValueError, match="free floor"):
+        env.reset(options={"start": [0.0, 0.8]})
+    _, info = env.reset(seed=1, options={"start": [-0.5, 0.0], "goal": [-0.5, 0.05]})
+    assert info["is_success"]  # within the radius
+    env.close()

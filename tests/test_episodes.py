@@ -349,3 +349,25 @@ def test_feature_cache_missing_for_a_key_is_an_error(dataset, tmp_path):
         SequenceDataset(dataset, 2, features=missing)
     with pytest.raises(ValueError, match=r"encode_fn must map uint8 frames"):
         encode_episodes(dataset, lambda f: f.float().mean((1, 2)), tmp_path / "bad", key="x", progress=False)
+
+
+def test_pairs_give_each_frame_its_predecessor_across_batches_and_previous_rows_follow(dataset, tmp_path):
+    """encode_fn(frames, previous) sees row r - 1 beside row r (row 0 beside itself), also across
+    batch boundaries; SequenceDataset(previous=True) reads the features of the rows before its own."""
+    difference = lambda frames, previous: channel_means(frames) - channel_means(previous)  # (B, 2, 3)
+    cache = encode_episodes(
+        dataset, difference, tmp_path / "p", key="diff", batch_size=5, pairs=True, progress=False
+    )
+    meta = LeRobotDataset(dataset)
+    for episode, length in enumerate(LENGTHS):
+        means = channel_means(torch.from_numpy(meta.read_frames(episode, range(length))))  # (T, 2, 3)
+        expected = torch.cat([torch.zeros_like(means[:1]), means[1:] - means[:-1]])
+        torch.testing.assert_close(cache.read(episode, slice(None)), expected)
+    plain = encode_episodes(dataset, channel_means, tmp_path / "m", key="means", progress=False)
+    windows = SequenceDataset(dataset, 3, frame_skip=2, features=plain, previous=True)
+    for i in (0, 5, len(windows) - 1):
+        item, (episode, start) = windows[i], windows.window(i)
+        rows = np.maximum(np.arange(start, start + 6, 2) - 1, 0)
+        torch.testing.assert_close(item["previous_features"], plain.read(episode, slice(None))[rows])
+    with pytest.raises(ValueError, match="previous= reads the cached features"):
+        SequenceDataset(dataset, 3, previous=True)

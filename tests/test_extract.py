@@ -105,9 +105,10 @@ def test_extract_command_skips_bad_files(tmp_path, video_file, capsys):
     code = main(
         [
             "extract",
+            "--data",
             str(folder),
             "--encoder",
-            "vit_micro",
+            "random:vit_micro",
             "--frames",
             "4",
             "--pool",
@@ -132,7 +133,15 @@ def test_extract_command_skips_bad_files(tmp_path, video_file, capsys):
 def test_extract_command_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.mp4").write_bytes(b"junk")
     code = main(
-        ["extract", str(tmp_path / "bad.mp4"), "--encoder", "vit_micro", "--out", str(tmp_path / "o")]
+        [
+            "extract",
+            "--data",
+            str(tmp_path / "bad.mp4"),
+            "--encoder",
+            "random:vit_micro",
+            "--out",
+            str(tmp_path / "o"),
+        ]
     )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -140,6 +149,7 @@ def test_extract_command_errors_are_one_line(tmp_path, capsys):
     code = main(
         [
             "extract",
+            "--data",
             str(tmp_path / "bad.mp4"),
             "--encoder",
             str(tmp_path / "missing.pt"),

@@ -43,14 +43,14 @@ class Oracle(torch.nn.Module):
 
 
 def test_predict_future_and_a_perfect_predictor():
-    model = VJEPAModel({"preset": "vit_micro", "num_frames": 8})
+    model = VJEPAModel({"preset": "vit_micro", "num_frames": 8, "temporal_mask_ratio": 0.5})
     video = torch.randn(2, 3, 8, 32, 32)
     predicted, latents = predict_future(
         model.context_encoder, model.target_encoder, model.predictor, video, 1
     )
     assert predicted.shape == (2, 3, 16, 64) and latents.shape == (2, 4, 16, 64)
     oracle = Oracle(model.target_encoder, video)
-    errors = evaluate_future(model.target_encoder, model.target_encoder, oracle, [video], context_steps=2)
+    errors = evaluate_future(model.target_encoder, model.target_encoder, oracle, [video], 2, mask_index=2)
     assert errors.l1["predictor"] == [0.0, 0.0] and errors.clips == 2
     assert all(v > 0 for v in errors.l1["copy last"])
     with pytest.raises(ValueError, match="context_steps must be in"):
@@ -87,3 +87,41 @@ def test_evaluate_future_command(tmp_path, capsys):
     assert set(summary["l1"]) == {"predictor", "copy last", "observed mean"}
     assert (tmp_path / "out" / "l1_by_horizon.png").stat().st_size > 1000
     assert "predictor" in capsys.readouterr().out
+
+
+def test_an_untrained_mask_index_is_refused_naming_the_trained_types(tmp_path, capsys):
+    """vitl.yaml-style masks (two multiblock types, no future mask): mask token 2 was never trained.
+    The mask types travel with the saved predictor, so the check holds after loading."""
+    from vjepa_world import MaskedPredictor
+
+    model = VJEPAModel({"preset": "vit_micro", "num_frames": 8})
+    model.save_pretrained(tmp_path / "run")
+    predictor = MaskedPredictor.from_pretrained(tmp_path / "run")
+    assert predictor.config.mask_types == ["multiblock_8x0.15", "multiblock_2x0.7"]
+    video = torch.randn(1, 3, 8, 32, 32)
+    trained = r"learned 2 mask types \(0: multiblock_8x0.15, 1: multiblock_2x0.7\)"
+    with pytest.raises(ValueError, match="mask index 2 was not trained: this predictor " + trained):
+        predict_future(model.context_encoder, model.target_encoder, predictor, video, 2, mask_index=2)
+    with pytest.raises(ValueError, match="trained without a future mask"):
+        predict_future(model.context_encoder, model.target_encoder, predictor, video, 2)  # the default
+    predicted, _ = predict_future(
+        model.context_encoder, model.target_encoder, predictor, video, 2, mask_index=1
+    )
+    assert predicted.shape == (1, 2, 16, 64)
+    future = VJEPAModel({"preset": "vit_micro", "num_frames": 8, "temporal_mask_ratio": 0.5}).predictor
+    assert future.config.mask_types[2] == "future_0.5"
+    with pytest.raises(ValueError, match="mask index 3 was not trained"):
+        future(torch.zeros(1, 4, 64), torch.arange(4)[None], torch.arange(4, 8)[None], mask_index=3)
+    argv = [
+        "evaluate-future",
+        "--encoder",
+        str(tmp_path / "run"),
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main([*argv, "--mask-index", "2"]) == 2  # a one-line error, before any video is read
+    assert "mask index 2 was not trained" in capsys.readouterr().err
+    assert main(argv) == 2  # the default asks for the future mask, which this run never learned
+    assert "trained without a future mask" in capsys.readouterr().err

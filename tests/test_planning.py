@@ -175,9 +175,9 @@ def test_plan_command_runs_episodes_and_writes_videos_plot_and_summary(tmp_path)
     WorldModel(encoder, action_dim=2, dim=32, depth=2, num_heads=2).save_pretrained(tmp_path / "wm")
     out = tmp_path / "plan"
     argv = ["plan", "--env", "vjepa_world/ReacherGoal-v0", "--world-model", str(tmp_path / "wm")]
-    settings = ["--set", "samples=16", "--set", "iterations=2", "--set", "elites=4"]
+    settings = ["--set", "planner.samples=16", "--set", "planner.iterations=2", "--set", "planner.elites=4"]
     assert (
-        main([*argv, "--episodes", "2", "--steps", "5", "--preset", "fast", *settings, "--out", str(out)])
+        main([*argv, "--episodes", "2", "--steps", "5", "--planner", "fast", *settings, "--out", str(out)])
         == 0
     )
     summary = json.loads((out / "summary.json").read_text())
@@ -190,4 +190,4 @@ def test_plan_command_runs_episodes_and_writes_videos_plot_and_summary(tmp_path)
     assert (out / "energy_by_iteration.png").is_file()
     frames = read_clip_frames(out / "episode_001.mp4", range(6))  # 5 steps + the start
     assert frames.shape == (6, 256, 512, 3)  # observation | goal, upscaled 4x
-    assert main([*argv, "--out", str(out), "--set", "sample=3"]) == 2  # a typo is a one-line error
+    assert main([*argv, "--out", str(out), "--set", "planner.sample=3"]) == 2  # a typo is a one-line error

@@ -63,3 +63,33 @@ def test_presets_are_copies():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match="vit_large"):
         get_preset("vit_enormous")
+
+
+def test_every_preset_registry_and_lookup_lives_in_config():
+    """Model, action-conditioned and planner presets: defined, and looked up, in config.py only."""
+    from pathlib import Path
+
+    from vjepa_world import config, planning
+
+    source = Path(config.__file__).parent
+    for path in source.rglob("*.py"):
+        text = path.read_text()
+        for name in (
+            "PRESETS: dict",
+            "AC_PRESETS: dict",
+            "PLANNER_PRESETS = {",
+            "def preset_config(",
+            "def planner_config(",
+        ):
+            assert name not in text or path.name == "config.py", f"{name} in {path}"
+    assert (
+        planning.PLANNER_PRESETS is config.PLANNER_PRESETS
+        and planning.planner_config is config.planner_config
+    )
+    with pytest.raises(
+        ValueError, match="unknown action-conditioned preset 'ac_huge': choose one of ac_tiny"
+    ):
+        config.preset_config("ac_huge", "ac_predictor")
+    with pytest.raises(ValueError, match="unknown planner preset 'fastest'"):
+        config.planner_config("fastest")
+    assert config.planner_config("fast") is not config.planner_config("fast")  # fresh copies

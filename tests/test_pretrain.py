@@ -239,7 +239,7 @@ def test_a_run_forced_to_collapse_is_flagged_and_sigreg_prevents_it(tmp_path, cl
     encoder and predictor agree on one constant vector within a few dozen steps. The metrics flag it
     (`collapsed`, `collapse_step` in summary.json); SIGReg keeps the same run spread out."""
     settings = ["model.target=online", f"model.sigreg={sigreg}", "optim.steps=40", "optim.batch_size=4"]
-    settings += ["optim.lr=0.01", "optim.start_lr=0.01", "optim.warmup_steps=0", "optim.ema=null"]
+    settings += ["optim.lr=0.01", "optim.start_lr=0.01", "optim.warmup_steps=1", "optim.ema=null"]
     config = load_config(MICRO, [*settings, "data.num_workers=0"])
     summary = pretrain(config, clips, tmp_path / "run", progress=False)
     log = read_log(tmp_path / "run")

@@ -86,7 +86,7 @@ def probe_command(tmp_path, train_videos: int, val_videos: int, *extra: str) -> 
         labelled_csv(tmp_path, "val", val_videos, 1),
     )
     settings = ["--frames", "8", "--frame-step", "1", "--heads", "2", "--lr", "1e-3", "--batch-size", "4"]
-    return ["probe", "--encoder", "vit_micro", "--train", str(train), "--val", str(val),
+    return ["probe", "--encoder", "random:vit_micro", "--train", str(train), "--val", str(val),
             "--out", str(tmp_path / "o"), *settings, *extra]  # fmt: skip
 
 

@@ -210,5 +210,20 @@ def test_second_call_reuses_the_cache_and_new_arguments_rebuild(tmp_path):
 def test_make_dataset_command(tmp_path):
     from vjepa_world.cli import main
 
-    assert main(["make-dataset", "--out", str(tmp_path), "--train", "4", "--val", "2", "--size", "32"]) == 0
+    assert (
+        main(
+            [
+                "make-dataset",
+                "--out",
+                str(tmp_path),
+                "--train-videos",
+                "4",
+                "--val-videos",
+                "2",
+                "--frame-size",
+                "32",
+            ]
+        )
+        == 0
+    )
     assert len((tmp_path / "speed_val.csv").read_text().splitlines()) == 2

@@ -2,10 +2,10 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
@@ -15,8 +15,9 @@ from vjepa_world import VideoEncoder, WorldModel
 from vjepa_world.cli import main
 from vjepa_world.config import get_preset
 from vjepa_world.data.episodes import LeRobotDataset, SequenceDataset, encode_episodes
-from vjepa_world.envs import REACHER_ID, collect_episodes
-from vjepa_world.eval.world_model import rollout_errors
+from vjepa_world.envs import REACHER_ID, PointMassGoalEnv, collect_episodes, make_env
+from vjepa_world.horizon_errors import rollout_errors
+from vjepa_world.planning import planner_config, run_mpc_episode
 from vjepa_world.train.config import LossConfig, WorldModelConfig, build_config
 from vjepa_world.train.logs import read_log
 from vjepa_world.train.wm_objective import WorldModelObjective
@@ -35,6 +36,10 @@ TINY = [  # a predictor and schedule that train in seconds, on a given frozen en
     "run.log_every=1",
     "data.eval_horizon=3",
     "data.frame_skip=1",  # the fixture's 10-step episodes; the default 4 runs in the command-line test
+    "distance.steps=20",
+    "distance.batch_size=32",
+    "uncertainty.steps=5",
+    "uncertainty.batch_size=16",
 ]
 
 
@@ -210,20 +215,48 @@ def test_bad_training_input_gives_one_line_errors(reacher_data, tmp_path, micro_
         )
         train_world_model(config, reacher_data, tmp_path / "b", encoder=micro_encoder, progress=False)
     assert main(["train-wm", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")]) == 2
-    stateless = tmp_path / "stateless"  # a dataset without observation.state, as some LeRobot ones are
-    shutil.copytree(reacher_data, stateless)
-    info = json.loads((stateless / "meta" / "info.json").read_text())
-    del info["features"]["observation.state"]
-    (stateless / "meta" / "info.json").write_text(json.dumps(info))
-    with pytest.raises(ValueError, match=r"no 'observation.state' feature .* model.use_states=false"):
-        config = build_config({}, TINY, kind=WorldModelConfig)
-        train_world_model(config, stateless, tmp_path / "d", encoder=micro_encoder, progress=False)
-    config = build_config({}, [*TINY, "model.use_states=false"], kind=WorldModelConfig)
-    train_world_model(config, stateless, tmp_path / "d", encoder=micro_encoder, progress=False)
-    assert WorldModel.from_pretrained(tmp_path / "d").state_dim == 0  # the frame-only model
     world_model = WorldModel(micro_encoder, action_dim=2, dim=32, depth=2, num_heads=2)
     with pytest.raises(ValueError, match=r"actions must be \(B, H, 2\)"):
         world_model.rollout(torch.zeros(1, 16, 64), torch.zeros(3, 4, 5))
+
+
+class WithoutState(gymnasium.Wrapper):
+    """Infos without "state": an environment with no proprioception, as a user's may be."""
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        return observation, {k: v for k, v in info.items() if k != "state"}
+
+    def step(self, action):
+        *outcome, info = self.env.step(action)
+        return *outcome, {k: v for k, v in info.items() if k != "state"}
+
+
+def stateless_point_mass(image_size: int = 64) -> gymnasium.Env:
+    return WithoutState(PointMassGoalEnv(image_size=image_size))
+
+
+def test_an_environment_without_states_collects_trains_and_plans_with_every_default(tmp_path, micro_encoder):
+    data, run = tmp_path / "data", tmp_path / "run"
+    env = "test_train_wm:stateless_point_mass"
+    argv = ["collect", "--env", env, "--episodes", "4", "--steps", "10", "--size", "32", "--out", str(data)]
+    assert main(argv) == 0
+    assert "observation.state" not in LeRobotDataset(data, state_key=None).features  # no empty column
+    config = build_config({}, TINY, kind=WorldModelConfig)  # model.use_states unset: follows the data
+    train_world_model(config, data, run, encoder=micro_encoder, progress=False)
+    world_model = WorldModel.from_pretrained(run)
+    assert world_model.state_dim == 0  # the frame-only model
+    result = run_mpc_episode(
+        make_env(env, image_size=32),
+        world_model,
+        planner_config(samples=8, elites=2, iterations=1),
+        seed=0,
+        max_steps=3,
+    )
+    assert result.steps == 3
+    with pytest.raises(ValueError, match=r"no 'observation.state' feature .* leave it unset"):
+        config = build_config({}, [*TINY, "model.use_states=true"], kind=WorldModelConfig)
+        train_world_model(config, data, tmp_path / "again", encoder=micro_encoder, progress=False)
 
 
 def test_states_are_known_up_to_the_current_step_and_unknown_when_imagined(micro_encoder):

@@ -3,14 +3,18 @@ end with an anti-collapse term, the saved model carries its settings, and planni
 
 import json
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
 
 from test_train_wm import TINY, collect_reacher
 from vjepa_world import VideoEncoder, WorldModel
+from vjepa_world.checkpoints import encoder_fingerprint
+from vjepa_world.cli import main
 from vjepa_world.config import get_preset
-from vjepa_world.envs import REACHER_ID, make_env
+from vjepa_world.data.episodes import FeatureCache, LeRobotDataset
+from vjepa_world.envs import REACHER_ID, PointMassGoalEnv, make_env
 from vjepa_world.planning import planner_config, run_mpc_episode
 from vjepa_world.train.config import WorldModelConfig, build_config
 from vjepa_world.train.logs import read_log
@@ -41,6 +45,7 @@ def test_joint_training_trains_end_to_end_and_the_saved_model_reloads_with_ident
     assert (
         settings["encoder_training"] == "joint" and settings["frame_skip"] == 1 and settings["history"] == 3
     )
+    assert settings["observation_frames"] == 2  # trained encoders see motion by default
     loaded = WorldModel.from_pretrained(tmp_path / "joint").eval()
     assert loaded.latent == "vector" and loaded.state_head is not None
     frames = torch.randint(0, 255, (2, 32, 32, 3), dtype=torch.uint8)
@@ -55,6 +60,14 @@ def test_joint_training_trains_end_to_end_and_the_saved_model_reloads_with_ident
         rtol=0,
     )
     assert loaded.decode_state(latents).shape == (2, 6)
+    # the held-out evaluation and the distance head read latents with motion (frame and predecessor)
+    run, dataset = tmp_path / "joint", LeRobotDataset(data, state_key=None)
+    cached = FeatureCache(run / "features", encoder_fingerprint(loaded.encoder, loaded.projector) + "-pairs")
+    pair = torch.from_numpy(dataset.read_frames(0, [2, 3]))  # rows 2 and 3 of episode 0
+    torch.testing.assert_close(cached.read(0, slice(3, 4)), loaded.encode(pair[1:], pair[:1]))
+    distances = loaded.distance_head.distance(latents[:, None], latents[None])  # (2, 2) learned steps apart
+    torch.testing.assert_close(distances, again.distance_head.distance(latents[:, None], latents[None]))
+    assert distances.shape == (2, 2) and distances.diagonal().abs().max() < 1e-4
 
 
 def test_joint_training_resumes_exactly(data, tmp_path):
@@ -75,6 +88,7 @@ def test_frozen_encoder_is_bit_identical_after_training_and_finetune_changes_it(
         assert torch.equal(frozen.encoder.state_dict()[key], value), key
         assert torch.equal(encoder.state_dict()[key], value), key
     assert frozen.latent == "tokens" and frozen.encoder_training == "frozen"
+    assert frozen.observation_frames == 1  # V-JEPA 2-AC: the frame repeated to a tubelet
     _train([*TINY, "model.encoder_training=finetune"], data, tmp_path / "finetune", encoder=encoder)
     tuned = WorldModel.from_pretrained(tmp_path / "finetune")
     changed = [k for k, v in before.items() if not torch.equal(tuned.encoder.state_dict()[k], v)]
@@ -88,6 +102,7 @@ def test_frozen_encoder_is_bit_identical_after_training_and_finetune_changes_it(
         (["model.encoder_training=joint", "encoder.steps=50"], "joint training skips"),
         (["model.encoder_training=pretrained"], "encoder_training must be one of"),
         (["loss.distance=huber"], "loss.distance"),
+        (["model.observation_frames=3"], "observation_frames must be 1 or 2"),
         (["model.encoder_training=joint", "loss.regularizer=barlow"], "loss.regularizer"),
     ],
 )
@@ -128,3 +143,36 @@ def test_a_model_blind_to_its_actions_is_flagged():
     warning = action_blind_warning(blind)
     assert warning and "1.5%" in warning and "frame_skip" in warning
     assert action_blind_warning(seeing) is None
+
+
+class Cropped(gymnasium.ObservationWrapper):
+    """PointMassGoal's frames cut to 32 x 24 (and its goal image): a camera that is not square."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.observation_space = gymnasium.spaces.Box(0, 255, (32, 24, 3), np.uint8)
+
+    def observation(self, frame):
+        return frame[:, 4:-4]
+
+    def reset(self, **kwargs):
+        frame, info = super().reset(**kwargs)
+        return frame, {**info, "goal_image": self.observation(info["goal_image"])}
+
+
+def cropped_point_mass(image_size: int = 32) -> gymnasium.Env:
+    return Cropped(PointMassGoalEnv(image_size=32))
+
+
+def test_frames_of_any_size_train_jointly_and_plan(tmp_path):
+    """Non-square frames whose sides are not multiples of the patch: the encoder takes them resized
+    to a square of whole patches."""
+    env = "test_trained_encoders:cropped_point_mass"
+    argv = ["collect", "--env", env, "--episodes", "4", "--steps", "10", "--out", str(tmp_path / "data")]
+    assert main(argv) == 0
+    _train(JOINT, tmp_path / "data", tmp_path / "run")
+    world_model = WorldModel.from_pretrained(tmp_path / "run").eval()
+    assert world_model.encoder.config.image_size == 32  # 24 px rounded to whole 16 px patches
+    planner = planner_config(samples=8, elites=2, iterations=1)
+    result = run_mpc_episode(make_env(env), world_model, planner, seed=0, max_steps=3)
+    assert result.steps == 3 and result.frames.shape[1:] == (32, 24, 3)

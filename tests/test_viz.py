@@ -220,9 +220,10 @@ def test_visualize_command(tmp_path, video_file, capsys):
     code = main(
         [
             "visualize",
+            "--data",
             str(video_file),
             "--encoder",
-            "vit_micro",
+            "random:vit_micro",
             "--frames",
             "4",
             "--out",
@@ -231,3 +232,5 @@ def test_visualize_command(tmp_path, video_file, capsys):
     )
     assert code == 0
     assert (tmp_path / "pca" / "clip.png").stat().st_size > 500 and (tmp_path / "pca" / "clip.mp4").exists()
+    summary = json.loads((tmp_path / "pca" / "summary.json").read_text())
+    assert summary["videos"][str(video_file)]["png"] == str(tmp_path / "pca" / "clip.png")

@@ -34,6 +34,26 @@ def test_encode_duplicates_each_frame_into_a_tubelet_and_layer_norms():
     assert model.encode(frames(2, 3)).shape == (2, 3, 16, 64)  # sequences keep their time axis
 
 
+def test_two_frame_observations_are_one_tubelet_of_the_previous_and_current_frame(tmp_path):
+    torch.manual_seed(0)
+    encoder = VideoEncoder(get_preset("vit_micro").encoder)
+    model = WorldModel(encoder, action_dim=2, dim=32, depth=2, observation_frames=2)
+    now, before = frames(2, 3), frames(2, 3, seed=1)  # (B, T, H, W, 3)
+    z = model.encode(now, before)
+    assert z.shape == (2, 3, 16, 64)
+    to_images = lambda x: model._images(x).unflatten(0, (2, 3))  # (2, 3, 3, S, S) normalised
+    video = torch.stack([to_images(before), to_images(now)], dim=3).flatten(0, 1)  # (6, 3, 2, S, S)
+    torch.testing.assert_close(z, F.layer_norm(model.encoder(video), (64,)).unflatten(0, (2, 3)))
+    torch.testing.assert_close(model.encode(now), model.encode(now, now))  # no previous: at rest
+    assert not torch.allclose(model.encode(now), z)  # motion shows
+    model.save_pretrained(tmp_path / "wm")
+    assert WorldModel.from_pretrained(tmp_path / "wm").observation_frames == 2
+    with pytest.raises(ValueError, match="sees single frames"):
+        micro_world_model().encode(now, before)
+    with pytest.raises(ValueError, match="observation_frames must be 1 or the encoder's tubelet size 2"):
+        WorldModel(encoder, action_dim=2, observation_frames=3)
+
+
 def test_rollout_feeds_normed_predictions_back_and_shares_one_start():
     model = micro_world_model().eval()
     z0 = model.encode(frames(1))
@@ -69,7 +89,9 @@ def test_bad_inputs():
     model = micro_world_model()
     with pytest.raises(ValueError, match=r"actions must be \(B, H, 2\)"):
         model.rollout(model.encode(frames(1)), torch.randn(4, 3, 5))
-    with pytest.raises(ValueError, match="pass a predictor, or action_dim"):
-        WorldModel(model.encoder)
+    with pytest.raises(ValueError, match="no encoder yet"):
+        WorldModel().encode(frames(1))
+    with pytest.raises(ValueError, match="already takes 2-D actions"):
+        model.add_action_input(3)
     with pytest.raises(ValueError, match="frames must be uint8"):
         model.encode(torch.zeros(1, 32, 32, 4, dtype=torch.uint8))

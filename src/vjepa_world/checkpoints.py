@@ -1,4 +1,4 @@
-"""Checkpoints in three formats, and atomic writes.
+"""Checkpoints in three formats.
 
 - Official V-JEPA 2 `.pt` files: a pickled dict with `encoder`, `predictor` and `target_encoder`
   state dicts (keys prefixed `module.backbone.`). They hold no config: the architecture is
@@ -16,13 +16,12 @@ Pickles are only ever read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import logging
 import os
 import pickle
 import re
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .config import (
-    AC_PRESETS,
     ACPredictorConfig,
     EncoderConfig,
     PredictorConfig,
     from_dict,
-    get_preset,
+    preset_config,
     to_dict,
 )
+from .files import atomic_write, write_json
 
 # Released widths -> head counts (the files do not say; ViT-g uses 22 heads, not the builder's 16).
 RELEASED_ENCODER_HEADS = {1024: 16, 1280: 16, 1408: 22}
@@ -47,28 +46,6 @@ RELEASED_AC_PREDICTOR_HEADS = {1024: 16}
 RELEASED_IMAGE_SIZE = 256  # the predictor's RoPE grid in the released files
 
 StateDict = dict[str, Tensor]
-log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------- atomic writes
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`, so a
-    reader never sees a half-written file even if the process is killed mid-write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 # ---------------------------------------------------------------------------- reading files
@@ -427,36 +404,47 @@ def load_pretrained(
     **overrides,
 ) -> nn.Module:
     """Build `cls` (VideoEncoder, MaskedPredictor or ActionConditionedPredictor) and load weights
-    from `source`. Config precedence: keywords > preset > the file's own config (or what its
-    weights imply)."""
+    from `source`. A directory's stored config is kept: a preset or keyword may only fill in what
+    it does not say, and one that contradicts it is an error. An official file has no config: then
+    keywords > preset > what its weights imply."""
     role = cls.checkpoint_role
     config_cls, infer, default_key = ROLES[role]
     path = Path(source)
     if path.is_dir():
         config, raw = read_hf_directory(path)
         state = from_hf(raw, role)
-        fields = config_from_hf(config, role)
+        stored = config_from_hf(config, role)
+        requested = dict(overrides)
+        if preset:  # None in a preset means "not set" (out_layers, mask_types)
+            named = to_dict(preset_config(preset, role)).items()
+            requested = {k: v for k, v in named if v is not None} | requested
+        given = " and ".join([f"preset {preset!r}"] * bool(preset) + ["keywords"] * bool(overrides))
+        _refuse_contradictions(stored, requested, path, given)
+        model = cls(from_dict(config_cls, requested | stored))
     elif path.is_file():
         state = official_network(read_checkpoint_file(path), key or default_key, path)
-        fields = {} if preset else infer(state, path, **overrides)
+        config = (
+            preset_config(preset, role) if preset else from_dict(config_cls, infer(state, path, **overrides))
+        )
+        model = cls(config, **overrides)
     else:
         raise FileNotFoundError(
             f"checkpoint {path} does not exist (expected a .pt file or a model directory)"
         )
-    config = preset_config(preset, role) if preset else from_dict(config_cls, fields)
-    model = cls(config, **overrides)
     load_state(model, state, path)
     return model
 
 
-def preset_config(name: str, role: str):
-    """The `role` network's config of a named preset (`AC_PRESETS` for the AC predictor)."""
-    if role == "ac_predictor":
-        if name not in AC_PRESETS:
-            choices = ", ".join(AC_PRESETS)
-            raise ValueError(f"unknown action-conditioned preset {name!r}: choose one of {choices}")
-        return dataclasses.replace(AC_PRESETS[name])
-    return getattr(get_preset(name), role)
+def _refuse_contradictions(stored: dict, requested: dict, path: Path, given: str) -> None:
+    """A one-line error naming every requested field whose value differs from the stored config's."""
+    differ = [
+        f"{k} {v!r} (stored: {stored[k]!r})" for k, v in requested.items() if k in stored and v != stored[k]
+    ]
+    if differ:
+        raise ValueError(
+            f"the config stored in {path / 'config.json'} differs from {given}: {', '.join(differ)}; "
+            "drop them (the directory's config is used)"
+        )
 
 
 def save_pretrained(
@@ -464,9 +452,10 @@ def save_pretrained(
     encoder: nn.Module | None = None,
     predictor: nn.Module | None = None,
     ac_predictor: nn.Module | None = None,
-):
+) -> Path:
     """Write `config.json` + `model.safetensors` in the Hugging Face VJEPA2 layout, atomically
-    (the action-conditioned predictor, which that layout lacks, under `ac_predictor.`)."""
+    (the action-conditioned predictor, which that layout lacks, under `ac_predictor.`), and return
+    the directory."""
     directory = Path(directory)
     networks = {"encoder": encoder, "predictor": predictor, "ac_predictor": ac_predictor}
     tensors: StateDict = {}
@@ -476,17 +465,18 @@ def save_pretrained(
     config = hf_config(*(m.config if m is not None else None for m in networks.values()))
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
     atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), {"format": "pt"}))
-    atomic_write(directory / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    write_json(directory / "config.json", config)
     return directory
 
 
-def load_encoder(source: str, *, preset: str | None = None, key: str | None = None, **overrides):
-    """An encoder from a checkpoint path, or a fresh randomly initialised one from a preset name
-    (for smoke runs and pipelines that pretrain their own)."""
-    from .config import PRESETS
-    from .nn import VideoEncoder
-
-    if not Path(source).exists() and source in PRESETS:
-        log.warning("%r is a preset name, not a checkpoint: using randomly initialised weights", source)
-        return VideoEncoder(get_preset(source).encoder, **overrides)
-    return VideoEncoder.from_pretrained(source, preset=preset, key=key, **overrides)
+def encoder_fingerprint(encoder: nn.Module, projector: nn.Module | None = None) -> str:
+    """A hash of an encoder's (and projector's) config and every byte of its weights: the key of
+    every feature cache, so features of another encoder, or of the same one after training, are
+    never reused."""
+    modules = [encoder] if projector is None else [encoder, projector]
+    digest = hashlib.sha1(json.dumps(dataclasses.asdict(encoder.config), sort_keys=True).encode())
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return f"{type(encoder).__name__}-{digest.hexdigest()[:16]}"

@@ -1,30 +1,83 @@
-"""`vjepa-world <command>`: parses arguments and calls the library; nothing else lives here."""
+"""`vjepa-world <command>`: parses arguments and calls the library; nothing else lives here.
+
+One spelling per concept across commands (the table in the README's command section, which
+tests/test_cli.py checks against every command's --help). Older spellings still parse for one
+release, hidden from --help, with a message naming the new one.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import warnings
 
 import torch
-from tqdm import tqdm
+
+from .config import Deprecated
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PLANNER = "planner"  # the --set section of the planner's settings (plan, demo)
+
+
+def deprecated(message: str) -> None:
+    warnings.warn(message, Deprecated, stacklevel=2)
+
+
+class Renamed(argparse.Action):
+    """An old flag kept for one release: a deprecation message, then the new flag's value."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecated(f"{option_string} is deprecated: use {self.new}")
+        setattr(namespace, self.dest, values)
+
+
+def _encoder(args: argparse.Namespace):
+    from .nn import load_encoder
+
+    return load_encoder(args.encoder, preset=args.preset, key=args.key)
+
+
+def _inputs(args: argparse.Namespace) -> list[str]:
+    """--data, or the positional inputs of extract and visualize (the old spelling)."""
+    if args.inputs:
+        deprecated("video paths as positional arguments are deprecated: pass them to --data")
+    inputs = (args.data or []) + args.inputs
+    if not inputs:
+        raise ValueError("no input videos: pass --data PATH [PATH ...] (files or folders)")
+    return inputs
+
+
+def planner_overrides(pairs: list[str], sections: tuple[str, ...] = (PLANNER,)) -> tuple[dict, list[str]]:
+    """--set pairs -> (the planner's changes from `planner.KEY=VALUE`, values YAML; the other pairs,
+    of the other `sections`). A flat KEY=VALUE (plan's old spelling) is read as planner.KEY, with a
+    deprecation message."""
+    from .train.config import parse_overrides
+
+    flat = [pair for pair in pairs if "." not in pair.partition("=")[0]]
+    if flat:
+        deprecated(f"--set {flat[0]} is deprecated: write --set {PLANNER}.{flat[0]}")
+    pairs = [f"{PLANNER}.{pair}" if pair in flat else pair for pair in pairs]
+    changes = parse_overrides(pairs, sections).get(PLANNER, {})
+    return changes, [pair for pair in pairs if not pair.startswith(f"{PLANNER}.")]
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from .checkpoints import load_encoder
     from .data import find_media
     from .eval import extract_features
 
-    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
     result = extract_features(
-        encoder,
-        find_media(args.inputs),
+        _encoder(args),
+        find_media(_inputs(args)),
         frames=args.frames,
         frame_step=args.frame_step,
         clips=args.clips,
-        size=args.size,
+        size=args.crop_size,
         pool=None if args.pool == "none" else args.pool,
         batch_size=args.batch_size,
         device=args.device,
@@ -50,26 +103,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _probe(args: argparse.Namespace) -> None:
-    import dataclasses
-    import json
-    from pathlib import Path
-
-    from .checkpoints import atomic_torch_save, atomic_write, load_encoder
-    from .eval.probing import AugmentedTrainSet, FeatureSettings, encode_csv, predict_videos, train_heads
-    from .viz import plot_confusion_matrix
-
-    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key)
-    settings = FeatureSettings(args.frames, args.frame_step, args.size, args.clips, 1, args.layers or [])
-    out = Path(args.out)
-    cache = None if args.no_cache else out / "cache"
-    encode = dict(cache_dir=cache, batch_size=args.batch_size, device=args.device, dtype=DTYPES[args.dtype])
-    val = encode_csv(encoder, args.val, dataclasses.replace(settings, views=args.views), **encode)
-    if args.augment:  # features change every epoch: encode each batch afresh, no cache
-        train = AugmentedTrainSet(
-            encoder, args.train, settings, args.batch_size, device=args.device, dtype=DTYPES[args.dtype]
-        )
-    else:
-        train = encode_csv(encoder, args.train, settings, **encode)
+    from .eval.probing import FeatureSettings, run_probe
 
     def report(epoch: int, heads: list[dict]) -> None:
         best = max(heads, key=lambda h: h["epochs"][-1]["top1"])
@@ -79,151 +113,114 @@ def _probe(args: argparse.Namespace) -> None:
             f"(lr {best['lr']:g}, wd {best['weight_decay']:g})"
         )
 
-    size, c = args.size or encoder.config.image_size, encoder.config
-    grid = (args.frames // c.tubelet_size, size // c.patch_size, size // c.patch_size)
-    options = {"grid": grid, "positions": args.positions, "regions": args.pool_regions}
-    probe, summary = train_heads(
-        train,
-        val,
+    features = FeatureSettings(
+        args.frames, args.frame_step, args.crop_size, args.clips, args.views, args.layers or []
+    )
+    summary = run_probe(
+        _encoder(args),
+        args.train,
+        args.val,
+        args.out,
+        features=features,
         kind=args.probe,
         lrs=tuple(args.lr),
         weight_decays=tuple(args.wd),
         epochs=args.epochs,
         batch_size=args.batch_size,
         num_heads=args.heads,
+        augment=args.augment,
+        cache=not args.no_cache,
+        device=args.device,
+        dtype=DTYPES[args.dtype],
+        positions=args.positions,
+        pool_regions=args.pool_regions,
         on_epoch=report,
-        probe_options=options if args.probe == "attentive" else None,
-        precision=args.dtype,
     )
-    summary["settings"] = {k: v for k, v in vars(args).items() if k != "run"}
-    if probe is not None:  # the released probe layout: AttentiveProbe.from_released reads it back
-        recorded = probe.config.options() if args.probe == "attentive" else {"num_heads": args.heads}
-        atomic_torch_save({"classifiers": [probe.state_dict()], **recorded}, out / "probe.pt")
-        scores, labels = predict_videos(probe, val)
-        classes = [str(c) for c in range(scores.shape[1])]
-        plot_confusion_matrix(labels, scores.argmax(1), classes, out / "confusion_matrix.png")
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     best = summary["best"]
-    print(f"{args.probe} probe: top-1 {100 * best['top1']:.1f}%, top-5 {100 * best['top5']:.1f}% -> {out}")
+    print(
+        f"{args.probe} probe: top-1 {100 * best['top1']:.1f}%, top-5 {100 * best['top5']:.1f}% -> {args.out}"
+    )
 
 
 def _evaluate_future(args: argparse.Namespace) -> None:
-    import json
-    from pathlib import Path
-
-    from torch.utils.data import DataLoader
-
-    from .checkpoints import atomic_write, load_encoder
-    from .data.datasets import VideoDataset, collate_clips
-    from .eval.future import evaluate_future
+    from .eval.future import run_future_evaluation
     from .nn import MaskedPredictor
-    from .viz import plot_errors_by_horizon
 
-    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key).eval()
+    encoder = _encoder(args).eval()
     predictor = MaskedPredictor.from_pretrained(args.predictor or args.encoder).eval()
-    size = args.size or encoder.config.image_size
-    dataset = VideoDataset(
+    summary = run_future_evaluation(
+        encoder,
+        predictor,
         args.data,
-        num_frames=args.frames,
+        args.out,
+        frames=args.frames,
         frame_step=args.frame_step,
-        clips_per_video=args.clips,
-        image_size=size,
-        train=False,
+        clips=args.clips,
+        size=args.crop_size,
+        context_steps=args.context_steps,
+        mask_index=args.mask_index,
+        batch_size=args.batch_size,
     )
-    loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_clips, num_workers=2)
-    steps = args.frames // encoder.config.tubelet_size
-    context_steps = args.context_steps or steps // 2
-    batches = (batch["video"] for batch in tqdm(loader, desc="evaluate-future", unit="batch"))
-    errors = evaluate_future(encoder, encoder, predictor, batches, context_steps, args.mask_index)
-    out = Path(args.out)
-    horizons = list(range(1, steps - context_steps + 1))
-    summary = {
-        "clips": errors.clips,
-        "context_steps": context_steps,
-        "horizons": horizons,
-        "l1": errors.l1,
-        "cosine_distance": errors.cosine,
-        "settings": {k: v for k, v in vars(args).items() if k != "run"},
-    }
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
-    plot_errors_by_horizon(horizons, errors.l1, out / "l1_by_horizon.png", ylabel="L1 error")
-    plot_errors_by_horizon(horizons, errors.cosine, out / "cosine_by_horizon.png", ylabel="1 - cosine")
-    for method, values in errors.l1.items():
+    for method, values in summary["l1"].items():
         print(f"{method:14} L1 by horizon: " + " ".join(f"{v:.4f}" for v in values))
 
 
 def _visualize(args: argparse.Namespace) -> None:
-    from pathlib import Path
+    from .viz import visualize_videos
 
-    from .checkpoints import load_encoder
-    from .data import find_media
-    from .data.video import clip_indices, preprocess_clip, read_clip_frames, video_frame_count
-    from .viz import save_pca_visualisation
-
-    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key).eval()
-    size = args.size or encoder.config.image_size
-    for path in find_media(args.inputs):
-        window = clip_indices(video_frame_count(path), args.frames, args.frame_step, 1)[0]
-        clip = preprocess_clip(read_clip_frames(path, window), size)  # (3, T, size, size)
-        with torch.no_grad():
-            tokens = encoder(clip[None])[0]
-        paths = save_pca_visualisation(
-            clip,
-            tokens,
-            encoder.grid(clip[None]),
-            Path(args.out),
-            name=Path(path).stem,
-            tubelet=encoder.config.tubelet_size,
-        )
-        print(f"{path}: {paths['png']} {paths['mp4']}")
+    summary = visualize_videos(
+        _encoder(args).eval(),
+        _inputs(args),
+        args.out,
+        frames=args.frames,
+        frame_step=args.frame_step,
+        size=args.crop_size,
+    )
+    for path, files in summary["videos"].items():
+        print(f"{path}: {files['png']} {files['mp4']}")
 
 
 def _make_dataset(args: argparse.Namespace) -> None:
     from .data.synthetic import write_temporal_dataset
 
     meta = write_temporal_dataset(
-        args.out, train=args.train, val=args.val, frames=args.frames, size=args.size, seed=args.seed
+        args.out,
+        train=args.train_videos,
+        val=args.val_videos,
+        frames=args.frames,
+        size=args.frame_size,
+        seed=args.seed,
     )
     print(
-        f"{args.train} + {args.val} videos, tasks {', '.join(meta['tasks'])} -> {args.out}/<task>_<split>.csv"
+        f"{args.train_videos} + {args.val_videos} videos, tasks {', '.join(meta['tasks'])} -> "
+        f"{args.out}/<task>_<split>.csv"
     )
 
 
 def _collect(args: argparse.Namespace) -> None:
-    import json
-    import time
-    from pathlib import Path
+    from .envs import collect_dataset
 
-    from .checkpoints import atomic_write
-    from .data.episodes import LeRobotDataset, write_lerobot_dataset
-    from .envs import collect_episodes
-
-    started = time.perf_counter()
-    episodes = collect_episodes(
-        args.env, args.episodes, args.steps, policy=args.policy, seed=args.seed, image_size=args.size
+    summary = collect_dataset(
+        args.env,
+        args.out,
+        args.episodes,
+        args.steps,
+        policy=args.policy,
+        seed=args.seed,
+        image_size=args.frame_size,
     )
-    out = write_lerobot_dataset(args.out, episodes, progress=False)
-    dataset = LeRobotDataset(out)
-    summary = {
-        "episodes": len(dataset),
-        "frames": sum(dataset.lengths.values()),
-        "seconds": round(time.perf_counter() - started, 2),
-        "settings": {k: v for k, v in vars(args).items() if k != "run"},
-    }
-    atomic_write(Path(out) / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     print(
-        f"{summary['episodes']} episodes, {summary['frames']} frames of {args.env} ({args.policy}) -> {out} "
-        f"in {summary['seconds']:.1f} s"
+        f"{summary['episodes']} episodes, {summary['frames']} frames of {args.env} ({args.policy}) -> "
+        f"{args.out} in {summary['seconds']:.1f} s"
     )
 
 
 def _train_wm(args: argparse.Namespace) -> None:
-    from .checkpoints import load_encoder
     from .train.config import WorldModelConfig, load_config
     from .train.world_model import train_world_model
 
     config = load_config(args.config, args.set, kind=WorldModelConfig)
-    encoder = load_encoder(args.encoder, preset=args.preset, key=args.key) if args.encoder else None
+    encoder = _encoder(args) if args.encoder else None
     summary = train_world_model(config, args.data, args.out, encoder=encoder, resume=args.resume)
     if not summary["finished"]:
         return
@@ -234,30 +231,24 @@ def _train_wm(args: argparse.Namespace) -> None:
         print(f"warning: {summary['warning']}")
 
 
-def planner_settings(preset: str, method: str | None, pairs: list[str]):
-    """A PlannerConfig from a preset, --planner and `key=value` pairs (values are YAML)."""
-    import yaml
-
-    from .config import check_keys
-    from .planning import PlannerConfig, planner_config
-
-    changes = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value (e.g. samples=200), got {pair!r}")
-        changes[key.strip()] = yaml.safe_load(value)
-    check_keys(PlannerConfig, changes)
-    if method:
-        changes["method"] = method
-    return planner_config(preset, **changes)
+def _planner_preset(args: argparse.Namespace) -> str:
+    """--planner PRESET; plan's old `--planner cem|mppi` (the method) becomes --set planner.method."""
+    if args.planner in ("cem", "mppi"):
+        deprecated(f"--planner {args.planner} is deprecated: write --set {PLANNER}.method={args.planner}")
+        args.set.append(f"{PLANNER}.method={args.planner}")
+        return "default"
+    return args.planner
 
 
 def _plan(args: argparse.Namespace) -> None:
+    from .config import planner_config
     from .eval.planning import evaluate_planning
     from .world_model import WorldModel
 
-    config = planner_settings(args.preset, args.planner, args.set)
+    preset = _planner_preset(args)
+    if args.objective:
+        args.set.append(f"{PLANNER}.objective={args.objective}")
+    config = planner_config(preset, **planner_overrides(args.set)[0])
     world_model = WorldModel.from_pretrained(args.world_model).eval()
     summary = evaluate_planning(
         args.env,
@@ -266,26 +257,101 @@ def _plan(args: argparse.Namespace) -> None:
         args.out,
         episodes=args.episodes,
         seed=args.seed,
-        image_size=args.size,
+        image_size=args.frame_size,
         max_steps=args.steps,
     )
     print(
         f"{args.env}: planning success {100 * summary['success_rate']:.0f}% vs random "
-        f"{100 * summary['random_success_rate']:.0f}% over {summary['episodes']} episodes, "
+        f"{100 * summary['random_success_rate']:.0f}%, return {summary['return']:.1f} vs "
+        f"{summary['random_return']:.1f} over {summary['episodes']} episodes, "
         f"{summary['seconds_per_action']:.3f} s per action (median) -> {args.out}"
     )
 
 
+def _train_agent(args: argparse.Namespace) -> None:
+    from .eval.agent import evaluate_agent
+    from .train.agent import train_agent
+    from .train.config import TrainAgentConfig, load_config
+
+    config = load_config(args.config, args.set, kind=TrainAgentConfig)
+    summary = train_agent(
+        config,
+        args.world_model,
+        args.out,
+        env=args.env,
+        evaluate=evaluate_agent,
+        data=args.data,
+        resume=args.resume,
+        online=args.online,
+    )
+    if not summary["finished"]:
+        return
+    final = summary["final"]
+    print(
+        f"trained {summary['steps']} updates in imagination (imagined return {final['return']:.2f}, "
+        f"reward per step {final['imagined_reward']:.3f}) -> {args.out}"
+    )
+    for row in summary["online_iterations"]:
+        print(
+            f"online iteration {row['iteration']}: {row['episodes']} episodes, return {row['return']:.1f}, "
+            f"success {100 * row['success_rate']:.0f}%"
+        )
+    if "eval" in summary:
+        _print_evaluation(summary["eval"])
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .agent import Agent
+    from .eval.agent import evaluate_agent
+    from .world_model import WorldModel
+
+    run = Path(args.agent)
+    agent = Agent.from_pretrained(run)
+    world_model = WorldModel.from_pretrained(run / "world_model").eval()
+    summary = evaluate_agent(
+        args.env,
+        world_model,
+        agent,
+        args.out,
+        episodes=args.episodes,
+        seed=args.seed,
+        image_size=args.frame_size,
+        max_steps=args.steps,
+        videos=args.videos,
+    )
+    _print_evaluation(summary)
+    print(f"-> {args.out}")
+
+
+def _print_evaluation(summary: dict) -> None:
+    print(f"\n{summary['env']}, {summary['episodes']} episodes{'':4}{'agent':>10}{'random':>10}")
+    rows = [
+        (
+            "success rate",
+            f"{100 * summary['success_rate']:.0f}%",
+            f"{100 * summary['random_success_rate']:.0f}%",
+        ),
+        ("return", f"{summary['return']:.1f}", f"{summary['random_return']:.1f}"),
+        ("seconds per action", f"{summary['seconds_per_action']:.5f}", "-"),
+    ]
+    for name, agent, random in rows:
+        print(f"{name:34}{agent:>10}{random:>10}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from .demo import DemoSettings, run_demo
+    from .train.config import WorldModelConfig
 
-    make = DemoSettings.smoke if args.smoke else DemoSettings
-    changes = {"env": args.env, "planner": args.preset}
-    changes.update(
-        {k: v for k, v in (("episodes", args.episodes), ("plan_episodes", args.plan_episodes)) if v}
-    )
-    settings = make(**changes)
-    settings.training += args.set
+    sections = (*(f.name for f in dataclasses.fields(WorldModelConfig)), PLANNER)
+    changes, training = planner_overrides(args.set, sections)
+    settings = (DemoSettings.smoke if args.smoke else DemoSettings)(env=args.env, planner=args.planner)
+    settings.planner_changes |= changes
+    settings.training += training
+    for name in ("episodes", "plan_episodes"):
+        if getattr(args, name):
+            setattr(settings, name, getattr(args, name))
     summary = run_demo(args.out, settings)
     rows = [
         (
@@ -302,28 +368,56 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"report: {summary['report']}")
 
 
-def add_encoder_args(parser: argparse.ArgumentParser) -> None:
+# ---------------------------------------------------------------------------- the parser
+
+
+def add_encoder_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--encoder, --preset, --key: where an encoder comes from (shared by several commands)."""
     parser.add_argument(
         "--encoder",
-        required=True,
+        required=required,
         help="official .pt file, Hugging Face VJEPA2 directory, a directory we saved (a pretraining run), "
-        "or a preset name (random weights)",
+        "or random:PRESET for randomly initialised weights",
     )
-    parser.add_argument("--preset", help="architecture preset, when the checkpoint's cannot be inferred")
+    parser.add_argument(
+        "--preset", help="architecture preset of --encoder, when the checkpoint's cannot be inferred"
+    )
     parser.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
 
 
-def add_set_arg(parser: argparse.ArgumentParser, help: str, metavar: str = "SECTION.KEY=VALUE") -> None:
+def add_set_arg(parser: argparse.ArgumentParser, help: str) -> None:
     """--set (repeatable): overrides of a command's settings (shared by several commands)."""
-    parser.add_argument("--set", action="append", default=[], metavar=metavar, help=f"{help} (repeatable)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=f"{help} (repeatable)"
+    )
+
+
+def add_data_arg(parser: argparse.ArgumentParser, help: str, many: bool = False) -> None:
+    """--data: the input videos or dataset."""
+    parser.add_argument("--data", required=not many, nargs="+" if many else None, help=help)
 
 
 def add_clip_args(parser: argparse.ArgumentParser) -> None:
-    """--frames, --frame-step, --size: how clips are cut from videos."""
+    """--frames, --frame-step, --crop-size: how clips are cut from videos."""
     parser.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     parser.add_argument("--frame-step", type=int, default=4, help="take every k-th frame (default 4)")
-    parser.add_argument("--size", type=int, help="crop size in pixels (default: the encoder's)")
+    parser.add_argument("--crop-size", type=int, help="side of the encoder's square crop (default: its own)")
+    parser.add_argument("--size", dest="crop_size", type=int, action=Renamed, new="--crop-size")
+
+
+def add_frame_size_arg(parser: argparse.ArgumentParser, help: str) -> None:
+    """--frame-size: the side of the frames a command renders or generates."""
+    parser.add_argument("--frame-size", type=int, default=64, help=f"{help} (default 64)")
+    parser.add_argument("--size", dest="frame_size", type=int, action=Renamed, new="--frame-size")
+
+
+def add_planner_arg(parser: argparse.ArgumentParser) -> None:
+    """--planner: the planner preset (plan, demo); --preset, its old spelling there."""
+    from .config import PLANNER_PRESETS
+
+    presets = ", ".join(PLANNER_PRESETS)
+    parser.add_argument("--planner", default="default", help=f"planner preset: {presets} (default: default)")
+    parser.add_argument("--preset", dest="planner", action=Renamed, new="--planner")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_encoder_args(extract)
     add_clip_args(extract)
-    extract.add_argument("inputs", nargs="+", help="video/image files or folders (searched recursively)")
+    add_data_arg(extract, "video/image files or folders (searched recursively)", many=True)
+    extract.add_argument("inputs", nargs="*", help=argparse.SUPPRESS)  # the old spelling of --data
     extract.add_argument("--out", required=True, help="output directory")
     extract.add_argument("--pool", choices=["none", "frame", "mean"], default="mean", help="default: mean")
     extract.add_argument(
@@ -359,11 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(config.json, model.safetensors) and summary.json. Runs under torchrun for several processes.",
     )
     pretrain.add_argument("--config", help="YAML config (see configs/pretrain/); default: built-in defaults")
-    pretrain.add_argument(
-        "--data", required=True, help="folder of videos/images, a path[,label] CSV, or a file"
-    )
+    add_data_arg(pretrain, "folder of videos/images, a path[,label] CSV, or a file")
     pretrain.add_argument("--out", required=True, help="run directory")
-    add_set_arg(pretrain, "override a config value")
+    add_set_arg(pretrain, "override a config value (sections model, data, optim, run)")
     pretrain.add_argument(
         "--resume", action="store_true", help="continue the run in OUT from its last checkpoint"
     )
@@ -428,14 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_encoder_args(future)
     add_clip_args(future)
     future.add_argument("--predictor", help="predictor checkpoint (default: the --encoder directory)")
-    future.add_argument("--data", required=True, help="folder of videos or a CSV")
+    add_data_arg(future, "folder of videos or a CSV")
     future.add_argument("--out", required=True, help="output directory")
     future.add_argument("--context-steps", type=int, help="observed tubelet steps (default: half the clip)")
     future.add_argument(
         "--mask-index",
         type=int,
-        default=2,
-        help="predictor mask token to use: 2 = the future mask of our pretraining configs",
+        help="predictor mask token to use (default: the future mask the predictor was trained with)",
     )
     future.add_argument("--clips", type=int, default=1, help="clips per video")
     future.add_argument("--batch-size", type=int, default=8)
@@ -445,11 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
         "visualize",
         help="PCA of patch tokens as colours, beside the input frames",
         description="For one clip of each video: the first 3 principal components of the encoder's patch "
-        "tokens as RGB, frame by frame, written as OUT/<name>.png (a grid) and OUT/<name>.mp4.",
+        "tokens as RGB, frame by frame, written as OUT/<name>.png (a grid) and OUT/<name>.mp4, and "
+        "OUT/summary.json.",
     )
     add_encoder_args(visualize)
     add_clip_args(visualize)
-    visualize.add_argument("inputs", nargs="+", help="video/image files or folders")
+    add_data_arg(visualize, "video/image files or folders", many=True)
+    visualize.add_argument("inputs", nargs="*", help=argparse.SUPPRESS)  # the old spelling of --data
     visualize.add_argument("--out", required=True, help="output directory")
     visualize.set_defaults(run=_visualize)
 
@@ -462,10 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Probe it with --frame-step 1.",
     )
     dataset.add_argument("--out", required=True, help="output directory")
-    dataset.add_argument("--train", type=int, default=200, help="training videos")
-    dataset.add_argument("--val", type=int, default=100, help="validation videos")
-    dataset.add_argument("--frames", type=int, default=16)
-    dataset.add_argument("--size", type=int, default=64)
+    dataset.add_argument("--train-videos", type=int, default=200, help="training videos (default 200)")
+    dataset.add_argument("--val-videos", type=int, default=100, help="validation videos (default 100)")
+    dataset.add_argument("--train", dest="train_videos", type=int, action=Renamed, new="--train-videos")
+    dataset.add_argument("--val", dest="val_videos", type=int, action=Renamed, new="--val-videos")
+    dataset.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
+    add_frame_size_arg(dataset, "side of the generated frames in pixels")
     dataset.add_argument("--seed", type=int, default=0)
     dataset.set_defaults(run=_make_dataset)
 
@@ -488,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default random (see README)",
     )
     collect.add_argument("--seed", type=int, default=0)
-    collect.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
+    add_frame_size_arg(collect, "side of the rendered frames in pixels")
     collect.add_argument("--out", required=True, help="dataset directory")
     collect.set_defaults(run=_collect)
 
@@ -503,40 +599,81 @@ def build_parser() -> argparse.ArgumentParser:
         "(loadable with WorldModel.from_pretrained, carrying its frame skip and history) and summary.json "
         "with the held-out rollout error per horizon. Runs under torchrun for several processes.",
     )
-    train_wm.add_argument("--data", required=True, help="LeRobot v2 dataset directory (vjepa-world collect)")
+    add_data_arg(train_wm, "LeRobot v2 dataset directory (vjepa-world collect)")
     train_wm.add_argument("--out", required=True, help="run directory")
+    add_encoder_args(train_wm, required=False)
     train_wm.add_argument(
-        "--encoder",
-        help="encoder checkpoint for model.encoder_training=frozen or finetune (default: pretrain one)",
+        "--config", help="YAML config with model/data/loss/encoder/distance/optim/run sections"
     )
-    train_wm.add_argument("--preset", help="architecture preset of --encoder, when it cannot be inferred")
-    train_wm.add_argument("--key", help="network of an official .pt: target_encoder (default) or encoder")
-    train_wm.add_argument("--config", help="YAML config with model/data/loss/encoder/optim/run sections")
     add_set_arg(train_wm, "override a config value, e.g. optim.steps=500 loss.rollout_steps=3")
     train_wm.add_argument("--resume", action="store_true", help="continue the run in OUT")
     train_wm.set_defaults(run=_train_wm)
 
     plan = commands.add_parser(
         "plan",
-        help="plan toward goal images with a world model (MPC), against a random policy",
-        description="Closed-loop episodes: encode the goal image, plan with CEM or MPPI over the world "
-        "model's rollouts, execute, replan. Reports success rate, final distance and planning seconds per "
-        "action against random actions from the same starts; writes OUT/episode_XXX.mp4 (observation | "
+        help="plan toward goal images or rewards with a world model (MPC), against a random policy",
+        description="Closed-loop episodes: encode the goal image (unless --objective reward: the predicted "
+        "return), plan with CEM or MPPI over the world model's rollouts, execute, replan. Reports success "
+        "rate, return, final distance and planning seconds per action against random actions from the "
+        "same starts; writes OUT/episode_XXX.mp4 (observation | "
         "goal), OUT/energy_by_iteration.png and OUT/summary.json.",
     )
     plan.add_argument("--env", default="vjepa_world/ReacherGoal-v0", help="registered id or module:ClassName")
     plan.add_argument("--world-model", required=True, help="a train-wm run directory")
     plan.add_argument("--episodes", type=int, default=50)
     plan.add_argument("--out", required=True, help="output directory")
-    plan.add_argument("--planner", choices=["cem", "mppi"], help="default: the preset's (cem)")
+    add_planner_arg(plan)
     plan.add_argument(
-        "--preset", default="default", help="planner preset: default, vjepa2_ac (upstream), lewm or fast"
+        "--objective",
+        choices=["latent", "state", "distance", "reward"],
+        help="what plans are scored by (default: the preset's): reward needs no goal image",
     )
-    add_set_arg(plan, "override a planner setting, e.g. samples=200 horizon=3 energy=l2", "KEY=VALUE")
+    add_set_arg(plan, "override a planner setting, e.g. planner.samples=200 planner.method=mppi")
     plan.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
-    plan.add_argument("--size", type=int, default=64, help="observation side in pixels")
+    add_frame_size_arg(plan, "side of the observations in pixels")
     plan.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
     plan.set_defaults(run=_plan)
+
+    train_agent = commands.add_parser(
+        "train-agent",
+        help="learn a policy inside a trained world model (actor-critic in imagination)",
+        description="Train an actor and a critic on rollouts imagined by the world model of a train-wm run "
+        "(rewards from its reward head), starting from the latents of its dataset; evaluate the policy "
+        "against random actions in --env. Writes OUT/agent.json + agent.safetensors, OUT/world_model/, "
+        "checkpoint.pt, log.jsonl, OUT/eval/ and summary.json. --online then repeats: collect with the "
+        "policy, continue training the world model and the agent (online.* settings); --resume continues "
+        "a killed run.",
+    )
+    train_agent.add_argument(
+        "--world-model", required=True, help="a train-wm run directory (with a reward head)"
+    )
+    train_agent.add_argument("--env", help="environment to evaluate (and, --online, collect) in")
+    train_agent.add_argument("--out", required=True, help="run directory")
+    train_agent.add_argument(
+        "--data", help="start states' dataset (default: the one the world model trained on)"
+    )
+    train_agent.add_argument("--config", help="YAML config with agent/online/run sections")
+    add_set_arg(train_agent, "override a config value, e.g. agent.steps=500 online.iterations=2")
+    train_agent.add_argument("--online", action="store_true", help="collect, retrain and repeat (online.*)")
+    train_agent.add_argument("--resume", action="store_true", help="continue the run in OUT")
+    train_agent.set_defaults(run=_train_agent)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="run a trained agent in an environment against random actions",
+        description="Closed-loop episodes of a train-agent run's policy (acting from pixels) and of random "
+        "actions from the same starts; reports return, success and seconds per action, writes "
+        "OUT/episode_XXX.mp4 and OUT/summary.json.",
+    )
+    evaluate.add_argument("--agent", required=True, help="a train-agent run directory")
+    evaluate.add_argument("--env", required=True, help="registered id or module:ClassName")
+    evaluate.add_argument("--episodes", type=int, default=20)
+    evaluate.add_argument("--out", required=True, help="output directory")
+    evaluate.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
+    add_frame_size_arg(evaluate, "side of the observations in pixels")
+    evaluate.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
+    evaluate.add_argument("--videos", type=int, default=4, help="episodes written as videos (default 4)")
+    evaluate.set_defaults(run=_evaluate)
 
     demo = commands.add_parser(
         "demo",
@@ -549,10 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--env", default="vjepa_world/ReacherGoal-v0")
     demo.add_argument("--episodes", type=int, help="training episodes to collect (default 400)")
     demo.add_argument("--plan-episodes", type=int, help="planning episodes (default 50)")
-    demo.add_argument(
-        "--preset", default="default", help="planner preset: default, vjepa2_ac (upstream), lewm or fast"
-    )
-    add_set_arg(demo, "override a train-wm config value")
+    add_planner_arg(demo)
+    add_set_arg(demo, "override a train-wm config value or a planner setting (planner.KEY=VALUE)")
     demo.add_argument("--smoke", action="store_true", help="a seconds-long run of every stage (for tests)")
     demo.set_defaults(run=_demo)
     return parser
@@ -560,13 +695,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        args.run(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"vjepa-world {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", Deprecated)
+        show = warnings.showwarning
+
+        def show_deprecations(message, category, *args, **kwargs):
+            if issubclass(category, Deprecated):
+                print(f"vjepa-world: deprecated: {message}", file=sys.stderr)
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.showwarning = show_deprecations
+        args = build_parser().parse_args(argv)
+        try:
+            args.run(args)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"vjepa-world {args.command}: error: {err}", file=sys.stderr)
+            return 2
     return 0
 
 

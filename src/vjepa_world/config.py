@@ -1,15 +1,22 @@
-"""Model configurations and the one registry of named size presets.
+"""Model and planner configurations, and every registry of named presets with its lookup.
 
 An `EncoderConfig` and a `PredictorConfig` describe the two V-JEPA 2 networks. Presets pair an
 encoder with its matching pretraining predictor, from a `vit_micro` that runs in a unit test to
-the released ViT-L/H/g. Configs round-trip through plain dicts (JSON/YAML).
+the released ViT-L/H/g; `AC_PRESETS` name action-conditioned predictors and `PLANNER_PRESETS`
+planner settings. Configs round-trip through plain dicts (JSON/YAML).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+
+class Deprecated(FutureWarning):
+    """An old spelling (a flag, a --set form, a preset name as an encoder) kept working for one
+    release; the command line prints these as one line naming the new spelling."""
 
 
 @dataclass
@@ -56,6 +63,16 @@ class PredictorConfig:
     num_frames: int = 16
     qkv_bias: bool = True
     norm_eps: float = 1e-6
+    # the mask type each mask token was trained with, in order (e.g. ["multiblock_8x0.15",
+    # "future_0.5"]): saved with the weights so an untrained token is refused; None: not recorded
+    mask_types: list[str] | None = None
+
+    def __post_init__(self):
+        if self.mask_types is not None and len(self.mask_types) > self.num_mask_tokens:
+            raise ValueError(
+                f"{len(self.mask_types)} mask types need as many mask tokens, the predictor has "
+                f"{self.num_mask_tokens}"
+            )
 
 
 @dataclass
@@ -142,15 +159,151 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def get_preset(name: str) -> Preset:
-    """Return a fresh copy of a preset, so callers may edit it freely."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-    return dataclasses.replace(
-        PRESETS[name],
-        encoder=dataclasses.replace(PRESETS[name].encoder),
-        predictor=dataclasses.replace(PRESETS[name].predictor),
+# ---------------------------------------------------------------------------- planning
+
+
+OBJECTIVES = ("latent", "state", "distance", "reward")
+
+
+@dataclass
+class PlannerConfig:
+    """How the planner searches (CEM or MPPI) and how the MPC loop uses its plans (`planning.py`)."""
+
+    method: str = "cem"  # or "mppi"
+    horizon: int = 2  # model steps planned ahead
+    samples: int = 400
+    elites: int = 10  # CEM: samples the next Gaussian is fitted to
+    iterations: int = 10
+    momentum: float = 0.15  # new mean/std = momentum * old + (1 - momentum) * the elites'
+    init_std: float = 1.0  # first std, as a fraction of half the action range
+    min_std: float = 0.02  # floor, same units: the search never collapses to one point
+    temperature: float = 0.5  # MPPI: softmax(-standardised energy / temperature)
+    # what is compared with the goal: "latent" (the latents), "state" (the states a world model's
+    # state head decodes from them: needs a model trained on observation.state) or "distance" (the
+    # learned temporal distance of its distance head: environment steps to the goal), or "reward"
+    # (minus the return its reward head predicts over the horizon: no goal image needed)
+    objective: str = "latent"
+    goal_weight: float = 0.0  # objective=reward: plus this weight x the latent goal energy (needs a goal)
+    futures: int = (
+        1  # futures drawn per candidate by the model's stochastic or ensemble head (1: deterministic)
     )
+    risk: float = (
+        0.0  # with futures > 1: energy = mean + risk x std over them (> 0 pessimistic, < 0 optimistic)
+    )
+    uncertainty: str | None = None  # the head that draws futures: stochastic, ensemble (None: the model's)
+    energy: str = "l2"  # distance to the goal latents: l2 (squared, LeWorldModel) or l1 (V-JEPA 2-AC)
+    reduce: str = "sum"  # energy summed over the horizon (get there and stay), or of the "final" step only
+    execute: int = 1  # MPC: model steps executed before replanning
+    # MPC: plan one environment action per model step, held for its frame_skip environment steps
+    # (a search space frame_skip times smaller); False plans every environment step's action
+    hold_actions: bool = False
+    warm_start: bool = True  # start from the previous plan shifted by the steps executed
+    history: int | None = None  # MPC: observed steps kept as context (None: what the model trained with)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in ("cem", "mppi"):
+            raise ValueError(f"planner method must be 'cem' or 'mppi', got {self.method!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.energy not in ("l1", "l2") or self.reduce not in ("final", "sum"):
+            raise ValueError(f"energy must be l1|l2, reduce final|sum; got {self.energy!r}, {self.reduce!r}")
+        if self.samples < 1 or self.horizon < 1 or self.iterations < 1:
+            raise ValueError(
+                f"need samples, horizon and iterations >= 1, got samples {self.samples}, horizon "
+                f"{self.horizon}, iterations {self.iterations}"
+            )
+        if self.method == "cem" and not 1 <= self.elites <= self.samples:
+            raise ValueError(
+                f"CEM needs 1 <= elites <= samples, got elites {self.elites}, samples {self.samples}"
+            )
+        if not 1 <= self.execute <= self.horizon:
+            raise ValueError(f"execute must be in [1, horizon={self.horizon}], got {self.execute}")
+        if self.futures < 1 or (self.risk and self.futures < 2):
+            raise ValueError(
+                f"need futures >= 1, and >= 2 for a risk weight; got {self.futures}, risk {self.risk}"
+            )
+        if self.goal_weight and self.objective != "reward":
+            raise ValueError(
+                "goal_weight adds a goal energy to objective=reward: set objective=reward or drop it"
+            )
+
+    @property
+    def needs_goal(self) -> bool:
+        """Whether the objective compares with a goal image."""
+        return self.objective != "reward" or self.goal_weight > 0
+
+
+PLANNER_PRESETS = {
+    # what `plan` and `demo` use: 3 model steps ahead, the energy summed over them (measured in
+    # docs/results.md: with a final-step energy even the true simulator and distance reach far less)
+    "default": PlannerConfig(horizon=3, samples=128, elites=12, iterations=6, momentum=0.15),
+    "vjepa2_ac": PlannerConfig(
+        horizon=2, samples=400, elites=10, iterations=10, momentum=0.15, energy="l1", reduce="final"
+    ),
+    # LeWorldModel's CEM: 5 model steps ahead, 300 samples, the best 30, 30 iterations, MSE at the end
+    "lewm": PlannerConfig(
+        horizon=5,
+        samples=300,
+        elites=30,
+        iterations=30,
+        momentum=0.0,
+        reduce="final",
+    ),
+    # what a 2-core CPU plans with in about a tenth of a second per action
+    "fast": PlannerConfig(horizon=2, samples=100, elites=10, iterations=4, momentum=0.15, energy="l1"),
+}
+
+
+# ---------------------------------------------------------------------------- the preset lookups
+
+
+def _lookup(registry: dict[str, Any], name: str, what: str) -> Any:
+    """A fresh copy of `registry[name]`; an unknown name is an error that lists the known ones."""
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}: choose one of {', '.join(registry)}")
+    return copy.deepcopy(registry[name])
+
+
+def get_preset(name: str) -> Preset:
+    """Return a fresh copy of a model preset (`PRESETS`), so callers may edit it freely."""
+    return _lookup(PRESETS, name, "preset")
+
+
+def preset_config(name: str, role: str):
+    """The `role` network's config of a named preset: "encoder" or "predictor" of `PRESETS`, or
+    "ac_predictor" of `AC_PRESETS`."""
+    if role == "ac_predictor":
+        return _lookup(AC_PRESETS, name, "action-conditioned preset")
+    return getattr(get_preset(name), role)
+
+
+def planner_config(preset: str = "default", **changes) -> PlannerConfig:
+    """A planner preset (`PLANNER_PRESETS`) with some fields changed (`--set planner.samples=200`);
+    a change that would not act with the others (`planner_inert_keys`) is a one-line error."""
+    base = _lookup(PLANNER_PRESETS, preset, "planner preset")
+    check_keys(PlannerConfig, changes)
+    config = dataclasses.replace(base, **changes)
+    inert = planner_inert_keys(config)
+    for key, value in changes.items():
+        if key in inert and value != getattr(base, key):
+            raise ValueError(f"planner.{key} {inert[key]}: drop it (its value {value!r} would be ignored)")
+    return config
+
+
+def planner_inert_keys(config: PlannerConfig) -> dict[str, str]:
+    """{key: why it has no effect} for the planner settings that would not act with the others."""
+    inert = {}
+    if config.method != "cem":
+        inert["elites"] = "is CEM's (the samples it refits to); MPPI weights every sample by temperature"
+    if config.method != "mppi":
+        inert["temperature"] = "is MPPI's; CEM refits to the elites (set method=mppi)"
+    if config.objective != "latent":
+        inert["energy"] = f"is the latent objective's distance; objective={config.objective} has its own"
+    return inert
+
+
+# ---------------------------------------------------------------------------- config helpers
 
 
 def mlp_hidden_dim(dim: int, mlp_ratio: float) -> int:
@@ -179,14 +332,21 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 __all__ = [
     "AC_PRESETS",
+    "OBJECTIVES",
+    "PLANNER_PRESETS",
     "PRESETS",
     "ACPredictorConfig",
+    "Deprecated",
     "EncoderConfig",
+    "PlannerConfig",
     "PredictorConfig",
     "Preset",
     "check_keys",
     "from_dict",
     "get_preset",
     "mlp_hidden_dim",
+    "planner_config",
+    "planner_inert_keys",
+    "preset_config",
     "to_dict",
 ]

@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoints import atomic_write
-from .data.episodes import LeRobotDataset, write_lerobot_dataset
-from .envs import REACHER_ID, collect_episodes
+from .config import planner_config
+from .data.episodes import LeRobotDataset
+from .envs import REACHER_ID, collect_dataset
 from .eval.planning import evaluate_planning
-from .planning import planner_config
+from .files import write_json, write_text
 from .train.config import WorldModelConfig, build_config
-from .train.world_model import train_world_model
+from .train.world_model import check_config, train_world_model
 from .viz import plot_errors_by_horizon
 from .world_model import WorldModel
 
@@ -39,6 +39,10 @@ SMOKE_TRAINING = [  # seconds instead of minutes: for tests and CI, not for resu
     "optim.warmup_steps=2",
     "optim.decay_steps=2",
     "data.eval_horizon=2",
+    "distance.steps=20",
+    "distance.batch_size=32",
+    "uncertainty.steps=5",
+    "uncertainty.batch_size=16",
 ]
 
 
@@ -76,15 +80,16 @@ def collect_stage(settings: DemoSettings, out: Path) -> Path:
     """The training data, collected unless `out` already holds a finished dataset."""
     if (out / "meta" / "info.json").exists():
         return out
-    episodes = collect_episodes(
+    collect_dataset(
         settings.env,
+        out,
         settings.episodes,
         settings.steps,
         policy=settings.policy,
         seed=settings.seed,
         image_size=settings.image_size,
     )
-    return write_lerobot_dataset(out, episodes, progress=False)
+    return out
 
 
 def train_stage(settings: DemoSettings, data: Path, out: Path) -> dict:
@@ -144,7 +149,7 @@ def write_report(out: Path, settings: DemoSettings, training: dict, planning: di
         "",
     ]
     path = out / "report.md"
-    atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines)))
+    write_text(path, "\n".join(lines))
     return path
 
 
@@ -156,16 +161,17 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> dict:
     """Collect, train, plan, report (see the module docstring); returns the summary."""
     settings = settings or DemoSettings()
     out = Path(out)
+    config = planner_config(settings.planner, **settings.planner_changes)  # bad settings fail before
+    check_config(build_config({}, settings.training, kind=WorldModelConfig))  # any work
     seconds = {}
     started = time.perf_counter()
     data = collect_stage(settings, out / "data")
     seconds["collect"], started = time.perf_counter() - started, time.perf_counter()
-    print(f"[1/3] data: {len(LeRobotDataset(data))} episodes in {data}", flush=True)
+    print(f"[1/3] data: {len(LeRobotDataset(data, state_key=None))} episodes in {data}", flush=True)
     training = train_stage(settings, data, out / "world_model")
     seconds["train"], started = time.perf_counter() - started, time.perf_counter()
     print(f"[2/3] world model: {out / 'world_model'}", flush=True)
     world_model = WorldModel.from_pretrained(out / "world_model").eval()
-    config = planner_config(settings.planner, **settings.planner_changes)
     planning = evaluate_planning(
         settings.env,
         world_model,
@@ -187,5 +193,5 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> dict:
         "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "report": str(report),
     }
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_json(out / "summary.json", summary)
     return summary

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,7 +86,10 @@ class VJEPAConfig:
             predictor = dataclasses.replace(predictor, dim=self.predictor_dim, num_heads=heads)
         if self.predictor_depth:
             predictor = dataclasses.replace(predictor, depth=self.predictor_depth)
-        return encoder, predictor
+        types = [spec.name for spec in self.mask_specs()]  # mask token i learns mask type i
+        if len(types) > predictor.num_mask_tokens:
+            raise ValueError(f"{len(types)} mask types need as many mask tokens in the predictor")
+        return encoder, dataclasses.replace(predictor, mask_types=types)
 
     def mask_specs(self) -> list[MaskSpec]:
         if self.masks:
@@ -115,8 +120,6 @@ class VJEPAModel(nn.Module):
         self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False)
         self.predictor = MaskedPredictor(predictor_config)
         self.mask_specs = self.config.mask_specs()
-        if len(self.mask_specs) > predictor_config.num_mask_tokens:
-            raise ValueError(f"{len(self.mask_specs)} mask types need as many mask tokens in the predictor")
         self.mask_generator = torch.Generator().manual_seed(self.config.seed)
 
     def grid(self, videos: Tensor) -> Grid:
@@ -183,6 +186,7 @@ class VJEPAModel(nn.Module):
         """Features from the target encoder (the one evaluations use)."""
         return self.target_encoder.encode(video, pool=pool)
 
-    def save_pretrained(self, directory) -> None:
-        """The target encoder and the predictor, in the layout `VideoEncoder.from_pretrained` reads."""
-        self.target_encoder.save_pretrained(directory, predictor=self.predictor)
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """The target encoder and the predictor, in the layout `VideoEncoder.from_pretrained` reads;
+        returns the directory."""
+        return self.target_encoder.save_pretrained(directory, predictor=self.predictor)

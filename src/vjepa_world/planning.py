@@ -3,9 +3,14 @@
 A planner is a plain function of
 - `rollout(actions (S, H, A)) -> predicted latents (S, H, N, D)`: the world model continued from
   the current observation (its observed history shared by every sample through the KV cache);
-- `objective(predicted (S, H, N, D)) -> energies (S,)`, lower is better: `goal_energy` today, and
-  any other function of the predicted latents (a learned reward, a constraint, a sum of terms);
+- `objective(predicted (S, H, N, D)) -> energies (S,)`, lower is better: `goal_energy` toward a
+  goal image, `reward_energy` (minus the predicted return: no goal image needed), or any other
+  function of the predicted latents (a constraint, a sum of terms);
 - the action bounds and a `PlannerConfig`.
+
+With uncertain futures (`PlannerConfig.futures` K > 1) the rollout draws K futures per candidate
+`(S, K, H, N, D)` and `over_futures` reduces their energies to mean + `risk` x std: risk > 0 is
+pessimistic (avoids plans whose outcome the model is unsure of), < 0 optimistic (seeks them).
 
 CEM, as V-JEPA 2-AC plans: a Gaussian over action sequences; each iteration samples, keeps the
 `elites` lowest energies, and moves the mean and std toward theirs with momentum. MPPI instead
@@ -15,7 +20,6 @@ so the temperature means the same in every environment.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,77 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import PLANNER_PRESETS, PlannerConfig, planner_config
+
 Rollout = Callable[[Tensor], Tensor]
 Objective = Callable[[Tensor], Tensor]
-OBJECTIVES = ("latent", "state")
-
-
-@dataclass
-class PlannerConfig:
-    method: str = "cem"  # or "mppi"
-    horizon: int = 2  # model steps planned ahead
-    samples: int = 400
-    elites: int = 10  # CEM: samples the next Gaussian is fitted to
-    iterations: int = 10
-    momentum: float = 0.15  # new mean/std = momentum * old + (1 - momentum) * the elites'
-    init_std: float = 1.0  # first std, as a fraction of half the action range
-    min_std: float = 0.02  # floor, same units: the search never collapses to one point
-    temperature: float = 0.5  # MPPI: softmax(-standardised energy / temperature)
-    # what is compared with the goal: "latent" (the latents) or "state" (the states a world model's
-    # state head decodes from them: needs a model trained on observation.state)
-    objective: str = "latent"
-    energy: str = "l2"  # distance to the goal latents: l2 (squared, LeWorldModel) or l1 (V-JEPA 2-AC)
-    reduce: str = "sum"  # energy summed over the horizon (get there and stay), or of the "final" step only
-    execute: int = 1  # MPC: model steps executed before replanning
-    # MPC: plan one environment action per model step, held for its frame_skip environment steps
-    # (a search space frame_skip times smaller); False plans every environment step's action
-    hold_actions: bool = False
-    warm_start: bool = True  # start from the previous plan shifted by the steps executed
-    history: int | None = None  # MPC: observed steps kept as context (None: what the model trained with)
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.method not in ("cem", "mppi"):
-            raise ValueError(f"planner method must be 'cem' or 'mppi', got {self.method!r}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.energy not in ("l1", "l2") or self.reduce not in ("final", "sum"):
-            raise ValueError(f"energy must be l1|l2, reduce final|sum; got {self.energy!r}, {self.reduce!r}")
-        if not 1 <= self.elites <= self.samples or self.horizon < 1 or self.iterations < 1:
-            raise ValueError(
-                f"need 1 <= elites <= samples, horizon >= 1 and iterations >= 1, got elites {self.elites}, "
-                f"samples {self.samples}, horizon {self.horizon}, iterations {self.iterations}"
-            )
-        if not 1 <= self.execute <= self.horizon:
-            raise ValueError(f"execute must be in [1, horizon={self.horizon}], got {self.execute}")
-
-
-PLANNER_PRESETS = {
-    # what `plan` and `demo` use: 3 model steps ahead, the energy summed over them (measured in
-    # docs/results.md: with a final-step energy even the true simulator and distance reach far less)
-    "default": PlannerConfig(horizon=3, samples=128, elites=12, iterations=6, momentum=0.15),
-    "vjepa2_ac": PlannerConfig(
-        horizon=2, samples=400, elites=10, iterations=10, momentum=0.15, energy="l1", reduce="final"
-    ),
-    # LeWorldModel's CEM: 5 model steps ahead, 300 samples, the best 30, 30 iterations, MSE at the end
-    "lewm": PlannerConfig(
-        horizon=5,
-        samples=300,
-        elites=30,
-        iterations=30,
-        momentum=0.0,
-        reduce="final",
-    ),
-    # what a 2-core CPU plans with in about a tenth of a second per action
-    "fast": PlannerConfig(horizon=2, samples=100, elites=10, iterations=4, momentum=0.15, energy="l1"),
-}
-
-
-def planner_config(preset: str = "default", **changes) -> PlannerConfig:
-    """A preset with some fields changed (e.g. from `--set samples=200`)."""
-    if preset not in PLANNER_PRESETS:
-        raise ValueError(f"unknown planner preset {preset!r}: choose one of {', '.join(PLANNER_PRESETS)}")
-    return dataclasses.replace(PLANNER_PRESETS[preset], **changes)
 
 
 def goal_energy(goal: Tensor, energy: str = "l1", reduce: str = "final") -> Objective:
@@ -122,15 +59,76 @@ def state_energy(world_model, goal: Tensor, reduce: str = "sum") -> Objective:
     return objective
 
 
-def make_objective(world_model, goal: Tensor, config: PlannerConfig) -> Objective:
-    """The configured objective toward the goal latents `(N, D)` (see `PlannerConfig.objective`)."""
+def distance_energy(world_model, goal: Tensor, reduce: str = "sum") -> Objective:
+    """Objective: the learned temporal distance (environment steps) from each predicted latent to the
+    goal latents `(N, D)`, by the world model's distance head."""
+    head = world_model.distance_head
+
+    def objective(predicted: Tensor) -> Tensor:  # (S, H, N, D) -> (S,)
+        per_step = head.distance(predicted, goal)  # (S, H)
+        return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)
+
+    return objective
+
+
+def reward_energy(world_model, reduce: str = "sum") -> Objective:
+    """Objective: minus the predicted return, the rewards the world model's reward head reads off
+    the predicted latents, each counted while the episode is predicted to go on (the continuation
+    head's probabilities multiplied up to the step before); `reduce=final` counts the last step only."""
+
+    def objective(predicted: Tensor) -> Tensor:  # (S, H, N, D) -> (S,)
+        rewards = world_model.predict_reward(predicted)  # (S, H)
+        alive = world_model.predict_continue(predicted).cumprod(dim=1)  # (S, H): going on after step h
+        weights = torch.cat([torch.ones_like(alive[:, :1]), alive[:, :-1]], dim=1)
+        returns = rewards * weights
+        return -(returns[:, -1] if reduce == "final" else returns.sum(dim=1))
+
+    return objective
+
+
+def over_futures(objective: Objective, risk: float = 0.0) -> Objective:
+    """An objective of K futures per candidate `(S, K, H, N, D) -> (S,)`: the mean of the base
+    objective's energies over the futures plus `risk` times their standard deviation."""
+
+    def reduced(predicted: Tensor) -> Tensor:
+        energies = objective(predicted.flatten(0, 1)).view(predicted.shape[:2])  # (S, K)
+        return energies.mean(1) + (risk * energies.std(1) if risk else 0.0)
+
+    return reduced
+
+
+def make_objective(world_model, goal: Tensor | None, config: PlannerConfig) -> Objective:
+    """The configured objective (see `PlannerConfig.objective`), toward the goal latents `(N, D)`
+    when it needs them, over `config.futures` futures when there are several."""
+    if config.needs_goal and goal is None:
+        raise ValueError(
+            f"objective={config.objective} needs a goal image; objective=reward plans without one"
+        )
+    objective = _base_objective(world_model, goal, config)
+    return over_futures(objective, config.risk) if config.futures > 1 else objective
+
+
+def _base_objective(world_model, goal: Tensor | None, config: PlannerConfig) -> Objective:
+    if config.objective == "reward":
+        if getattr(world_model, "reward_head", None) is None:
+            raise ValueError(
+                "objective=reward needs a world model with a reward head (train-wm adds one: loss.reward)"
+            )
+        rewards = reward_energy(world_model, config.reduce)
+        if not config.goal_weight:
+            return rewards
+        goal_term = goal_energy(goal, config.energy, config.reduce)
+        return lambda predicted: rewards(predicted) + config.goal_weight * goal_term(predicted)
     if config.objective == "latent":
         return goal_energy(goal, config.energy, config.reduce)
-    if getattr(world_model, "state_head", None) is None:
+    head = "state_head" if config.objective == "state" else "distance_head"
+    if getattr(world_model, head, None) is None:
         raise ValueError(
-            "objective=state needs a world model with a state head (trained on observation.state)"
+            f"objective={config.objective} needs a world model with a {head.replace('_', ' ')} "
+            "(train-wm adds one: see loss.state_decoding and distance.steps)"
         )
-    return state_energy(world_model, goal, config.reduce)
+    make = state_energy if config.objective == "state" else distance_energy
+    return make(world_model, goal, config.reduce)
 
 
 @dataclass
@@ -196,9 +194,14 @@ class EpisodeResult:
     steps: int
     seconds_per_action: list[float]  # planning time of each replanning, per env action
     frames: np.ndarray  # (T + 1, H, W, 3) observations
-    goal_image: np.ndarray  # (H, W, 3)
+    goal_image: np.ndarray | None  # (H, W, 3); None for tasks without one (rewards)
     energies: list[list[float]]  # per replanning: best energy per iteration
     distances: list[float] = field(default_factory=list)  # info["distance"] at reset and after every step
+    rewards: list[float] = field(default_factory=list)  # the environment's reward of every step
+
+    @property
+    def episode_return(self) -> float:
+        return float(sum(self.rewards))
 
 
 def _bounds(env) -> tuple[Tensor, Tensor]:
@@ -220,10 +223,15 @@ def run_mpc_episode(
     frame (with the last `config.history` observed steps as context, by default as many as the
     model was trained with), execute `config.execute` model steps, observe. A model step is
     `world_model.frame_skip` environment steps, its actions concatenated.
-    `objective_fn(goal_latents) -> Objective` replaces the configured one (`make_objective`)."""
+    `objective_fn(goal_latents) -> Objective` replaces the configured one (`make_objective`).
+    Without a goal image (reward tasks) the objective must not need one: `objective=reward`."""
     observation, info = env.reset(seed=seed)
-    if info.get("goal_image") is None:
-        raise ValueError("the environment gives no info['goal_image'] at reset: planning needs a goal")
+    has_goal = info.get("goal_image") is not None
+    if not has_goal and (objective_fn is not None or config.needs_goal):
+        raise ValueError(
+            "the environment gives no info['goal_image'] at reset: plan toward rewards (objective=reward) "
+            "or use an environment with goal images"
+        )
     low, high = _bounds(env)
     env_dim = low.shape[0]
     skip = getattr(world_model, "frame_skip", world_model.action_dim // env_dim)  # env steps per model step
@@ -246,13 +254,23 @@ def run_mpc_episode(
         """Planned `(..., H, per_step * A)` -> the model's `(..., H, skip * A)` (a held action repeated)."""
         return planned.repeat(*([1] * (planned.ndim - 1)), skip // per_step)
 
-    goal = world_model.encode(torch.as_tensor(info["goal_image"])[None])[0]  # (N, D)
+    goal_image = np.asarray(info["goal_image"]) if has_goal else None
+    goal = world_model.encode(torch.as_tensor(goal_image)[None])[0] if has_goal else None  # (N, D)
     objective = objective_fn(goal) if objective_fn else make_objective(world_model, goal, config)
     generator = torch.Generator().manual_seed(config.seed + seed)
-    frames, goal_image = [np.asarray(observation)], np.asarray(info["goal_image"])
+    frames, rewards = [np.asarray(observation)], []
+    futures = {"samples": config.futures, "uncertainty": config.uncertainty} if config.futures > 1 else {}
     use_states = getattr(world_model, "state_dim", 0) > 0  # proprioception: info["state"] is observed
     observe_state = lambda: torch.as_tensor(info["state"], dtype=torch.float32)[None] if use_states else None
-    current = world_model.encode(torch.as_tensor(frames[-1])[None])  # (1, N, D)
+    motion = getattr(world_model, "observation_frames", 1) == 2  # latents of (previous, current) frames
+
+    def observe_latents() -> Tensor:  # (1, N, D)
+        frame = torch.as_tensor(frames[-1])[None]
+        if not motion:
+            return world_model.encode(frame)
+        return world_model.encode(frame, torch.as_tensor(frames[-2] if len(frames) > 1 else frames[-1])[None])
+
+    current = observe_latents()
     state = observe_state()  # (1, S) or None
     past = {"latents": [], "actions": [], "states": []}  # observed model steps and the actions taken there
     reached, steps, done, seconds, energies, previous = bool(info.get("is_success")), 0, False, [], [], None
@@ -267,7 +285,7 @@ def run_mpc_episode(
 
         def rollout(actions: Tensor, h=context, z=current, s=imagined) -> Tensor:
             states = None if s is None else s.expand(len(actions), -1, -1)
-            return world_model.rollout(z, model_actions(actions), states=states, history=h)
+            return world_model.rollout(z, model_actions(actions), states=states, history=h, **futures)
 
         plan = plan_actions(
             rollout,
@@ -287,8 +305,9 @@ def run_mpc_episode(
             if use_states:
                 past["states"].append(state[0])
             for action in model_action.view(skip, env_dim).numpy():
-                observation, _, terminated, truncated, info = env.step(action)
+                observation, reward, terminated, truncated, info = env.step(action)
                 frames.append(np.asarray(observation))
+                rewards.append(float(reward))
                 distances += [info["distance"]] if "distance" in info else []
                 reached, steps = reached or bool(info.get("is_success")), steps + 1
                 done = terminated or truncated or steps >= max_steps
@@ -296,7 +315,7 @@ def run_mpc_episode(
                     break
             if done:
                 break
-            current, state = world_model.encode(torch.as_tensor(frames[-1])[None]), observe_state()
+            current, state = observe_latents(), observe_state()
         if config.warm_start:
             previous = warm_start(plan.actions, config.execute, model_low, model_high)
     distance = info.get("distance")
@@ -310,49 +329,66 @@ def run_mpc_episode(
         goal_image=goal_image,
         energies=energies,
         distances=[float(d) for d in distances],
+        rewards=rewards,
     )
 
 
-def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
-    """The baseline: uniform random actions from the same reset."""
+def run_policy_episode(env, policy, *, seed: int, max_steps: int = 50) -> EpisodeResult:
+    """One episode of `policy(observation, info) -> action` (called every environment step) from
+    `env.reset(seed=seed)`; `seconds_per_action` holds the policy's time per call."""
     observation, info = env.reset(seed=seed)
     goal_image = np.asarray(info["goal_image"]) if info.get("goal_image") is not None else None
-    rng = np.random.default_rng(seed)
-    low, high = env.action_space.low, env.action_space.high
     frames, reached, steps = [np.asarray(observation)], bool(info.get("is_success")), 0
-    distances = [info["distance"]] if "distance" in info else []
+    distances, rewards, seconds = [info["distance"]] if "distance" in info else [], [], []
     while steps < max_steps:
-        observation, _, terminated, truncated, info = env.step(rng.uniform(low, high).astype(np.float32))
+        started = time.perf_counter()
+        action = np.asarray(policy(observation, info), dtype=np.float32)
+        seconds.append(time.perf_counter() - started)
+        observation, reward, terminated, truncated, info = env.step(action)
         frames.append(np.asarray(observation))
+        rewards.append(float(reward))
         distances += [info["distance"]] if "distance" in info else []
         reached, steps = reached or bool(info.get("is_success")), steps + 1
         if terminated or truncated:
             break
     distance = info.get("distance")
     return EpisodeResult(
-        bool(info.get("is_success")),
-        reached,
-        None if distance is None else float(distance),
-        steps,
-        [],
-        np.stack(frames),
-        goal_image,
-        [],
-        [float(d) for d in distances],
+        success=bool(info.get("is_success")),
+        reached=reached,
+        final_distance=None if distance is None else float(distance),
+        steps=steps,
+        seconds_per_action=seconds,
+        frames=np.stack(frames),
+        goal_image=goal_image,
+        energies=[],
+        distances=[float(d) for d in distances],
+        rewards=rewards,
     )
 
 
+def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
+    """The baseline: uniform random actions from the same reset."""
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    uniform = lambda observation, info: rng.uniform(low, high)
+    return run_policy_episode(env, uniform, seed=seed, max_steps=max_steps)
+
+
 __all__ = [
-    "PLANNER_PRESETS",
+    "PLANNER_PRESETS",  # the planner config and its presets live in config.py, beside the others
     "EpisodeResult",
     "Objective",
     "Plan",
     "PlannerConfig",
+    "distance_energy",
     "goal_energy",
     "make_objective",
+    "over_futures",
     "plan_actions",
     "planner_config",
+    "reward_energy",
     "run_mpc_episode",
+    "run_policy_episode",
     "run_random_episode",
     "state_energy",
     "warm_start",

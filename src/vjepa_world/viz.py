@@ -1,5 +1,5 @@
-"""Plots and videos: PCA colourings of patch tokens, training curves, confusion matrices and
-future-prediction errors.
+"""Plots and videos: PCA colourings of patch tokens (and `visualize_videos`, the `visualize`
+command), training curves, confusion matrices, future-prediction and planning plots.
 
 Figures are drawn on `matplotlib.figure.Figure` objects (the Agg canvas, no pyplot global state),
 so this works headless and in threads; every file is written atomically.
@@ -17,9 +17,17 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .checkpoints import atomic_write
-from .data.video import IMAGENET_MEAN, IMAGENET_STD, write_video
-from .train.logs import read_log
+from .data.video import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    clip_indices,
+    find_media,
+    preprocess_clip,
+    read_clip_frames,
+    video_frame_count,
+    write_video,
+)
+from .files import atomic_write, read_log, write_json
 
 GAP = 2  # white pixels between the tiles of a PCA grid image and video
 
@@ -353,3 +361,30 @@ def plot_distance_over_time(
     ax.grid(alpha=0.3)
     ax.legend()
     return _save_figure(fig, out_path)
+
+
+@torch.no_grad()
+def visualize_videos(
+    encoder, inputs, out: str | os.PathLike, *, frames: int = 16, frame_step: int = 4, size: int | None = None
+) -> dict:
+    """`vjepa-world visualize`: for one clip of each video or image of `inputs` (files or folders),
+    `save_pca_visualisation` of the encoder's tokens as OUT/<name>.png and .mp4, and `summary.json`
+    (the files written per input). Returns the summary."""
+    out, written = Path(out), {}
+    size = size or encoder.config.image_size
+    for path in find_media(inputs):
+        window = clip_indices(video_frame_count(path), frames, frame_step, 1)[0]
+        clip = preprocess_clip(read_clip_frames(path, window), size)  # (3, T, size, size)
+        tokens = encoder(clip[None])[0]
+        paths = save_pca_visualisation(
+            clip,
+            tokens,
+            encoder.grid(clip[None]),
+            out,
+            name=Path(path).stem,
+            tubelet=encoder.config.tubelet_size,
+        )
+        written[str(path)] = {kind: str(p) for kind, p in paths.items()}
+    summary = {"videos": written, "settings": {"frames": frames, "frame_step": frame_step, "size": size}}
+    write_json(out / "summary.json", summary)
+    return summary

@@ -12,6 +12,11 @@ does); `step` advances latents by one action; `rollout` predicts a whole action 
 over candidates, feeding the predictions back as V-JEPA 2-AC does in its rollout loss and planner.
 The model carries what it was trained with: `frame_skip` (environment steps per model step, whose
 actions it takes concatenated) and `history` (observed steps of context), which planning uses.
+
+Optional heads, saved with the model: a state head (proprioception), a distance head (a learned
+goal energy), reward and continuation heads (`predict_reward`, `predict_continue`: what planning
+without a goal image and the agent learn from) and an uncertainty head, a stochastic latent or an
+ensemble (`rollout(..., samples=K)` draws K futures).
 """
 
 from __future__ import annotations
@@ -26,31 +31,60 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .checkpoints import atomic_write, preset_config
+from .config import preset_config
 from .data.video import normalize_frames
+from .files import atomic_write, write_json
 from .jepa import VJEPAModel
 from .nn import ActionConditionedPredictor, KVCache, VideoEncoder
-from .nn.heads import StateHead, StateHeadConfig
+from .nn.heads import (
+    ContinueHead,
+    ContinueHeadConfig,
+    DistanceHeadConfig,
+    RewardHead,
+    RewardHeadConfig,
+    StateHead,
+    StateHeadConfig,
+    TemporalDistanceHead,
+)
 from .nn.projector import LatentProjector, ProjectorConfig
+from .nn.stochastic import EnsembleConfig, EnsembleHead, StochasticConfig, StochasticHead
 
 ENCODER_TRAINING = ("frozen", "finetune", "joint")
 SETTINGS_FILE = "world_model.json"  # latent kind, training mode, frame skip, history, head configs
-HEADS_FILE = "heads.safetensors"  # the projector's and the state head's weights (prefixed by name)
-HEADS = ("projector", "state_head")
+HEADS_FILE = "heads.safetensors"  # the projector's and the heads' weights (prefixed by name)
+HEAD_TYPES = {  # optional parts, saved in HEADS_FILE with their configs in SETTINGS_FILE
+    "projector": (LatentProjector, ProjectorConfig),
+    "state_head": (StateHead, StateHeadConfig),
+    "distance_head": (TemporalDistanceHead, DistanceHeadConfig),
+    "reward_head": (RewardHead, RewardHeadConfig),
+    "continue_head": (ContinueHead, ContinueHeadConfig),
+    "stochastic": (StochasticHead, StochasticConfig),
+    "ensemble": (EnsembleHead, EnsembleConfig),
+}
+HEADS = tuple(HEAD_TYPES)
+UNCERTAINTY = ("stochastic", "ensemble")
 
 
 class WorldModel(nn.Module):
-    """`encoder` + optional `projector` + `predictor`. Without a predictor, one is built from the
-    `preset` (default the CPU-sized `ac_tiny`) for the latent width and the action/state sizes."""
+    """`encoder` + optional `projector` + `predictor` + optional heads. Without a predictor, one is
+    built from the `preset` (default the CPU-sized `ac_tiny`) for the latent width and the
+    action/state sizes: now if `action_dim` is given, else when the first actions are seen (or at
+    `add_action_input`). Without an encoder, set `world_model.encoder` before encoding."""
 
     def __init__(
         self,
-        encoder: VideoEncoder | VJEPAModel,
+        encoder: VideoEncoder | VJEPAModel | None = None,
         predictor: ActionConditionedPredictor | None = None,
         *,
         projector: LatentProjector | None = None,
         state_head: StateHead | None = None,
+        distance_head: TemporalDistanceHead | None = None,
+        reward_head: RewardHead | None = None,
+        continue_head: ContinueHead | None = None,
+        stochastic: StochasticHead | None = None,
+        ensemble: EnsembleHead | None = None,
         encoder_training: str = "frozen",
+        observation_frames: int = 1,
         frame_skip: int = 1,
         history: int = 3,
         action_dim: int | None = None,
@@ -67,30 +101,76 @@ class WorldModel(nn.Module):
             )
         if frame_skip < 1 or history < 0:
             raise ValueError(f"need frame_skip >= 1 and history >= 0, got {frame_skip} and {history}")
-        latent_dim = projector.config.latent_dim if projector is not None else encoder.config.dim
-        if predictor is None:
-            if action_dim is None:
-                raise ValueError("pass a predictor, or action_dim=... to build one")
-            config = dataclasses.replace(
-                preset_config(preset, "ac_predictor"),
-                encoder_dim=latent_dim,
-                action_dim=action_dim,
-                state_dim=state_dim,
-                **predictor_config,
-            )
-            predictor = ActionConditionedPredictor(config)
-        if predictor.config.encoder_dim != latent_dim:
+        tubelet = 2 if encoder is None else encoder.config.tubelet_size
+        if observation_frames not in (1, tubelet):
             raise ValueError(
-                f"the predictor expects {predictor.config.encoder_dim}-wide latents but the encoder "
-                f"gives {latent_dim}: build the predictor for this encoder"
+                f"observation_frames must be 1 or the encoder's tubelet size {tubelet}, "
+                f"got {observation_frames}"
             )
         self.encoder_training, self.frame_skip, self.history = encoder_training, frame_skip, history
-        self.encoder = encoder.requires_grad_(encoder_training != "frozen")
-        if encoder_training == "frozen":
+        self.observation_frames = observation_frames  # 2: the frame and the one before (motion)
+        self.encoder = None if encoder is None else encoder.requires_grad_(encoder_training != "frozen")
+        if encoder_training == "frozen" and encoder is not None:
             self.encoder.eval()
         self.projector = projector
         self.state_head = state_head
+        self.distance_head = distance_head  # a learned goal energy (environment steps to a goal)
+        self.reward_head, self.continue_head = reward_head, continue_head
+        self.stochastic, self.ensemble = stochastic, ensemble  # uncertain futures
+        self._predictor_recipe = (preset, state_dim, predictor_config)
         self.predictor = predictor
+        if predictor is None and action_dim is not None:
+            self.add_action_input(action_dim, state_dim)
+        elif predictor is not None:
+            self._check_predictor(predictor)
+
+    @property
+    def latent_dim(self) -> int:
+        """Width of a latent token: the projector's, else the encoder's."""
+        if self.projector is not None:
+            return self.projector.config.latent_dim
+        if self.encoder is None:
+            raise ValueError("this world model has no encoder yet: set world_model.encoder first")
+        return self.encoder.config.dim
+
+    def _check_predictor(self, predictor: ActionConditionedPredictor) -> None:
+        if self.encoder is not None and predictor.config.encoder_dim != self.latent_dim:
+            raise ValueError(
+                f"the predictor expects {predictor.config.encoder_dim}-wide latents but the encoder "
+                f"gives {self.latent_dim}: build the predictor for this encoder"
+            )
+
+    def add_action_input(self, action_dim: int | None = None, state_dim: int | None = None) -> WorldModel:
+        """Give the model its action input: build the predictor (from the `preset`) for `action_dim`
+        actions (and `state_dim` states) now, or, with no `action_dim`, when the first actions are
+        seen. A model that already has a predictor keeps it (a different size is an error)."""
+        preset, default_states, overrides = self._predictor_recipe
+        state_dim = default_states if state_dim is None else state_dim
+        if self.predictor is not None:
+            if action_dim not in (None, self.action_dim):
+                raise ValueError(
+                    f"this world model already takes {self.action_dim}-D actions, not {action_dim}-D"
+                )
+            return self
+        self._predictor_recipe = (preset, state_dim, overrides)
+        if action_dim is None:
+            return self  # built by _ensure_predictor when actions arrive
+        config = dataclasses.replace(
+            preset_config(preset, "ac_predictor"),
+            encoder_dim=self.latent_dim,
+            action_dim=action_dim,
+            state_dim=state_dim,
+            **overrides,
+        )
+        self.predictor = ActionConditionedPredictor(config)
+        if self.encoder is not None:
+            self.predictor.to(next(self.encoder.parameters()).device)
+        return self
+
+    def _ensure_predictor(self, actions: Tensor) -> None:
+        """Build the predictor for these actions' width `(..., A)` if it does not exist yet."""
+        if self.predictor is None:
+            self.add_action_input(actions.shape[-1])
 
     def train(self, mode: bool = True) -> WorldModel:
         super().train(mode)
@@ -104,35 +184,54 @@ class WorldModel(nn.Module):
         return "tokens" if self.projector is None else "vector"
 
     @property
-    def action_dim(self) -> int:
-        return self.predictor.config.action_dim
+    def action_dim(self) -> int | None:
+        """Width of an action (None until the predictor is built)."""
+        return None if self.predictor is None else self.predictor.config.action_dim
 
     @property
     def state_dim(self) -> int:
         """Width of the state token (0: the model sees frames and actions only)."""
-        return self.predictor.config.state_dim
+        return self._predictor_recipe[1] if self.predictor is None else self.predictor.config.state_dim
 
-    def embed(self, observations: Tensor) -> Tensor:
-        """`encode` with gradients (training through the encoder): uint8 RGB frames `(B, H, W, 3)`
-        -> latents `(B, N, D)`; `(B, T, H, W, 3)` -> `(B, T, N, D)`. Frames are resized to the
-        encoder's image size; float `(B, 3, H, W)` images already normalised are taken as they are."""
+    def _images(self, observations: Tensor) -> Tensor:
+        """uint8 RGB frames `(..., H, W, 3)` (or normalised float `(..., 3, H, W)`) -> normalised
+        images `(M, 3, S, S)` at the encoder's size, the leading dimensions flattened."""
         if observations.dtype == torch.uint8:
             images = normalize_frames(observations.to(self._device()))
         else:
             images = observations
-        lead = images.shape[:-3]
-        images = images.flatten(0, len(lead) - 1)  # (B*T, 3, H, W)
+        images = images.flatten(0, images.ndim - 4)  # (M, 3, H, W)
         size = self.encoder.config.image_size
         if tuple(images.shape[-2:]) != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-        tokens = self.encoder(images)  # images -> one tubelet each: (B*T, N, D)
+        return images
+
+    def embed(self, observations: Tensor, previous: Tensor | None = None) -> Tensor:
+        """`encode` with gradients (training through the encoder): uint8 RGB frames `(B, H, W, 3)`
+        -> latents `(B, N, D)`; `(B, T, H, W, 3)` -> `(B, T, N, D)`. Frames are resized to the
+        encoder's image size; float `(B, 3, H, W)` images already normalised are taken as they are.
+
+        A model with `observation_frames` 2 sees each observation as the encoder's two-frame
+        tubelet: `previous` (the frames one environment step earlier, same shape) then the frame,
+        so its latents show motion; without `previous` the frame is repeated (at rest, as a goal
+        image is). With 1 the frame is always repeated (V-JEPA 2-AC) and `previous` is refused."""
+        if previous is not None and self.observation_frames == 1:
+            raise ValueError("this world model sees single frames (observation_frames 1): drop previous=")
+        if self.encoder is None:
+            raise ValueError("this world model has no encoder yet: set world_model.encoder first")
+        lead = observations.shape[:-3]
+        images = self._images(observations)  # (M, 3, S, S)
+        if self.observation_frames == 2:
+            before = images if previous is None else self._images(previous)
+            images = torch.stack([before, images], dim=2)  # (M, 3, 2, S, S): one tubelet
+        tokens = self.encoder(images)  # (M, N, D): an image is repeated to fill its tubelet
         latents = self._normalize(tokens) if self.projector is None else self.projector(tokens)
         return latents.unflatten(0, lead)
 
     @torch.no_grad()
-    def encode(self, observations: Tensor) -> Tensor:
+    def encode(self, observations: Tensor, previous: Tensor | None = None) -> Tensor:
         """Latents of observations, as `embed` but without gradients."""
-        return self.embed(observations)
+        return self.embed(observations, previous)
 
     def _normalize(self, latents: Tensor) -> Tensor:
         """V-JEPA 2-AC layer-norms token latents (targets and predictions); vectors stay as they are
@@ -146,8 +245,26 @@ class WorldModel(nn.Module):
             raise ValueError("this world model has no state head: train it on data with observation.state")
         return self.state_head(latents)
 
+    def predict_reward(self, latents: Tensor) -> Tensor:
+        """Latents `(..., N, D)` of a step -> the reward `(...)` of the transition into that step (the
+        environment's rewards summed over the frame skip), by the reward head."""
+        if self.reward_head is None:
+            raise ValueError(
+                "this world model has no reward head: train it with train-wm (loss.reward > 0) on a "
+                "dataset with next.reward"
+            )
+        return self.reward_head.predict(latents)
+
+    def predict_continue(self, latents: Tensor) -> Tensor:
+        """Latents `(..., N, D)` -> the probability `(...)` that the episode goes on after that step
+        (1 without a continuation head: episodes then never end)."""
+        if self.continue_head is None:
+            return latents.new_ones(latents.shape[:-2])
+        return self.continue_head.predict(latents)
+
     def _device(self) -> torch.device:
-        return next(self.predictor.parameters()).device
+        module = self.predictor if self.predictor is not None else self.encoder
+        return next(module.parameters()).device
 
     def predict_next(
         self, latents: Tensor, actions: Tensor, states: Tensor | None = None, cache: KVCache | None = None
@@ -155,6 +272,7 @@ class WorldModel(nn.Module):
         """Teacher forcing: true latents `(B, T, N, D)` of steps 0..T-1 and their actions `(B, T, A)`
         -> predicted latents of steps 1..T `(B, T, N, D)`, each seeing steps <= its own.
         An empty `cache` is filled with the T steps (see `ActionConditionedPredictor.forward`)."""
+        self._ensure_predictor(actions)
         batch, steps, tokens, dim = latents.shape
         predicted = self.predictor(latents.reshape(batch, steps * tokens, dim), actions, states, cache=cache)
         return self._normalize(predicted).view(batch, steps, tokens, dim)
@@ -164,12 +282,14 @@ class WorldModel(nn.Module):
     ) -> tuple[Tensor, KVCache]:
         """latents `(B, N, D)` of the current step and its action `(B, A)` -> next latents `(B, N, D)`
         (layer-normed) and the cache holding every step so far."""
+        self._ensure_predictor(actions)
         predicted, cache = self.predictor.step(latents, actions, states, cache=cache)
         return self._normalize(predicted), cache
 
     def observe(self, latents: Tensor, actions: Tensor, states: Tensor | None = None) -> KVCache:
         """Run observed steps once: latents `(B, T, N, D)` with the actions taken there `(B, T, A)`
         -> the cache a rollout continues from (planning shares it across all candidates)."""
+        self._ensure_predictor(actions)
         cache = KVCache(self.predictor.config.depth)
         if latents.shape[1]:
             self.predict_next(latents, actions, states, cache=cache)  # one block-causal pass
@@ -182,21 +302,56 @@ class WorldModel(nn.Module):
         states: Tensor | None = None,
         *,
         history: KVCache | None = None,
+        samples: int | None = None,
+        uncertainty: str | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """Start latents `(B or 1, N, D)` and action sequences `(B, H, A)` -> predicted latents of
         steps 1..H `(B, H, N, D)`. A single start is shared by all B sequences (planning), and so is
-        `history`, the cache of earlier observed steps from `observe` (batch 1 or B)."""
+        `history`, the cache of earlier observed steps from `observe` (batch 1 or B).
+
+        With `samples=K`: K futures per sequence `(B, K, H, N, D)`, each step's prediction drawn by
+        the `uncertainty` head ("stochastic": a prior sample of the latent variable; "ensemble":
+        future k follows member k mod M; default: the one the model has, stochastic first) and fed
+        back. Without `samples` the plain predictor's deterministic rollout."""
+        self._ensure_predictor(actions)
         batch, horizon = self._check_actions(actions)
         z = latents.expand(batch, -1, -1) if latents.shape[0] == 1 else latents
+        head = None
+        if samples is not None:
+            head = self._uncertainty_head(uncertainty)
+            z, actions = z.repeat_interleave(samples, 0), actions.repeat_interleave(samples, 0)
+            states = None if states is None else states.repeat_interleave(samples, 0)
+            batch = batch * samples
+            members = torch.arange(batch, device=z.device) % samples % len(getattr(head, "members", [1]))
         cache = None
         if history is not None and history.steps:
             rows = history.batch_size
             cache = history.copy() if rows == batch else history.repeat(batch // rows)
         predictions = []
         for t in range(horizon):
-            z, cache = self.step(z, actions[:, t], None if states is None else states[:, t], cache)
+            action = actions[:, t]
+            predicted, cache = self.step(z, action, None if states is None else states[:, t], cache)
+            if head is self.stochastic and head is not None:
+                predicted = self._normalize(head.draw(z, action, predicted, generator))
+            elif head is not None:
+                predicted = self._normalize(head.member(members, z, action, predicted))
+            z = predicted
             predictions.append(z)
-        return torch.stack(predictions, dim=1)
+        rolled = torch.stack(predictions, dim=1)  # (B or B*K, H, N, D)
+        return rolled if samples is None else rolled.unflatten(0, (-1, samples))
+
+    def _uncertainty_head(self, name: str | None) -> StochasticHead | EnsembleHead:
+        """The head that draws futures: `name` ("stochastic" or "ensemble"), or the one the model has."""
+        if name is not None and name not in UNCERTAINTY:
+            raise ValueError(f"uncertainty must be one of {', '.join(UNCERTAINTY)}, got {name!r}")
+        for candidate in (name,) if name else UNCERTAINTY:
+            if getattr(self, candidate) is not None:
+                return getattr(self, candidate)
+        raise ValueError(
+            f"this world model has no {name or 'stochastic or ensemble'} head to draw futures with: fit "
+            "one with train-wm (uncertainty.kind / uncertainty.ensemble), or drop samples="
+        )
 
     @staticmethod
     def imagined_states(current: Tensor | None, horizon: int) -> Tensor | None:
@@ -253,6 +408,7 @@ class WorldModel(nn.Module):
         return {
             "latent": self.latent,
             "encoder_training": self.encoder_training,
+            "observation_frames": self.observation_frames,
             "frame_skip": self.frame_skip,
             "history": self.history,
             **{
@@ -263,7 +419,7 @@ class WorldModel(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Encoder and predictor in one directory (`config.json` + `model.safetensors`), plus
-        `world_model.json` (the settings) and `heads.safetensors` (projector, state head)."""
+        `world_model.json` (the settings) and `heads.safetensors` (projector, state and distance heads)."""
         directory = Path(directory)
         self.predictor.save_pretrained(directory, encoder=self.encoder)
         weights = {
@@ -274,8 +430,7 @@ class WorldModel(nn.Module):
         }
         if weights:
             atomic_write(directory / HEADS_FILE, lambda tmp: save_file(weights, str(tmp)))
-        text = json.dumps(self.settings(), indent=2) + "\n"
-        atomic_write(directory / SETTINGS_FILE, lambda tmp: tmp.write_text(text))
+        write_json(directory / SETTINGS_FILE, self.settings())
         return directory
 
     @classmethod
@@ -287,11 +442,7 @@ class WorldModel(nn.Module):
         if (directory / SETTINGS_FILE).is_file():
             settings = json.loads((directory / SETTINGS_FILE).read_text())
         heads = {}
-        builders = {
-            "projector": (LatentProjector, ProjectorConfig),
-            "state_head": (StateHead, StateHeadConfig),
-        }
-        for name, (module, config) in builders.items():
+        for name, (module, config) in HEAD_TYPES.items():
             if settings.get(name):
                 heads[name] = module(config(**settings[name]))
         if heads:
@@ -305,6 +456,7 @@ class WorldModel(nn.Module):
             ActionConditionedPredictor.from_pretrained(directory),
             **heads,
             encoder_training=settings.get("encoder_training", "frozen"),
+            observation_frames=settings.get("observation_frames", 1),
             frame_skip=settings.get("frame_skip", 1),
             history=settings.get("history", 3),
         )

@@ -39,6 +39,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..files import atomic_write, write_json, write_jsonl
 from .video import VideoDecodeError, iter_clip_frames, read_clip_frames, video_info, write_video
 
 log = logging.getLogger(__name__)
@@ -73,23 +74,7 @@ class Episode:
 # ---------------------------------------------------------------------------- small file helpers
 
 
-def _write_text(path: Path, text: str) -> Path:
-    from ..checkpoints import atomic_write  # late: checkpoints sits above data in the import order
-
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def _write_json(path: Path, obj: Any) -> Path:
-    return _write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def _write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
-    return _write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
-
-
 def _write_parquet(path: Path, table: pa.Table) -> Path:
-    from ..checkpoints import atomic_write
-
     return atomic_write(path, lambda tmp: pq.write_table(table, str(tmp)))
 
 
@@ -156,8 +141,11 @@ def _episode_table(episode: Episode, episode_index: int, first: int, task_index:
     """The parquet rows of one episode; `first` is the global index of its first frame."""
     steps = len(episode)
     frame_index = np.arange(steps, dtype=np.int64)
+    states = (
+        {STATE_KEY: _fixed_list(episode.states)} if np.shape(episode.states)[1] else {}
+    )  # none: no column
     columns = {
-        STATE_KEY: _fixed_list(episode.states),
+        **states,
         ACTION_KEY: _fixed_list(episode.actions),
         "next.reward": pa.array(np.asarray(episode.rewards, dtype=np.float32).reshape(steps)),
         "next.done": pa.array(np.asarray(episode.dones, dtype=bool).reshape(steps)),
@@ -180,6 +168,7 @@ def _features(height: int, width: int, state_dim: int, action_dim: int, fps: flo
         "video.is_depth_map": False,
         "has_audio": False,
     }
+    state = {"dtype": "float32", "shape": [state_dim], "names": [f"state_{i}" for i in range(state_dim)]}
     return {
         IMAGE_KEY: {
             "dtype": "video",
@@ -187,11 +176,7 @@ def _features(height: int, width: int, state_dim: int, action_dim: int, fps: flo
             "names": ["height", "width", "channel"],
             "video_info": video_info,
         },
-        STATE_KEY: {
-            "dtype": "float32",
-            "shape": [state_dim],
-            "names": [f"state_{i}" for i in range(state_dim)],
-        },
+        **({STATE_KEY: state} if state_dim else {}),  # an environment without info["state"]: no feature
         ACTION_KEY: {
             "dtype": "float32",
             "shape": [action_dim],
@@ -302,6 +287,7 @@ def write_lerobot_dataset(
     fps: float | None = None,
     robot_type: str = "sim",
     progress: bool = True,
+    append: bool = False,
 ) -> Path:
     """Write `episodes` as a LeRobot v2.0 dataset in `out_dir` and return it.
 
@@ -309,9 +295,11 @@ def write_lerobot_dataset(
     episodes never sits in memory at once. `fps=None` takes the episodes' own rate and requires them
     to agree; a given `fps` overrides every episode's. The first episode fixes the frame size and the
     state and action widths. `meta/info.json` is removed first and written last, so an interrupted
-    write is not mistaken for a dataset.
+    write is not mistaken for a dataset. With `append`, the episodes are added after those of the
+    dataset already in `out_dir` (whose files are reread for the statistics).
     """
     out = Path(out_dir)
+    existing = LeRobotDataset(out) if append else None
     (out / "meta" / "info.json").unlink(missing_ok=True)
     rate = None if fps is None else _clean_fps(fps)
     tasks: dict[str, int] = {}  # task -> task_index, in order of first appearance
@@ -319,8 +307,22 @@ def write_lerobot_dataset(
     total = 0  # frames written so far = global index of the next episode's first frame
     stats = {name: _RunningStats() for name in _STATS_COLUMNS}
     histogram, shape = np.zeros((3, 256), dtype=np.int64), None
+    if existing is not None:
+        rate = rate if rate is not None else _clean_fps(existing.fps)
+        for index in existing.episode_indices:
+            old = existing.read_episode(index)
+            table = pq.read_table(existing.data_path(index))
+            for name, accumulator in stats.items():
+                if name in table.column_names:
+                    accumulator.update(_column(table, name, "episode table"))
+            histogram += _pixel_histogram(old.frames)
+            tasks.setdefault(old.task, len(tasks))
+            rows.append({"episode_index": index, "tasks": [old.task], "length": len(old)})
+            total += len(old)
+            shape = (old.frames.shape[1:3], old.states.shape[1], old.actions.shape[1])
+    first_number = max(existing.episode_indices) + 1 if existing is not None else 0
     for number, episode in enumerate(
-        tqdm(episodes, desc="write episodes", unit="episode", disable=not progress)
+        tqdm(episodes, desc="write episodes", unit="episode", disable=not progress), start=first_number
     ):
         _check_episode(episode, number)
         if rate is None:
@@ -340,7 +342,8 @@ def write_lerobot_dataset(
         task_index = tasks.setdefault(episode.task, len(tasks))
         table = _write_episode(out, episode, number, total, task_index, rate)
         for name, accumulator in stats.items():
-            accumulator.update(_column(table, name, "episode table"))
+            if name in table.column_names:
+                accumulator.update(_column(table, name, "episode table"))
         histogram += _pixel_histogram(np.asarray(episode.frames))
         rows.append({"episode_index": number, "tasks": [episode.task], "length": len(episode)})
         total += len(episode)
@@ -348,11 +351,14 @@ def write_lerobot_dataset(
         raise ValueError("no episodes to write: pass at least one Episode")
     (height, width), state_dim, action_dim = shape
     features = _features(height, width, state_dim, action_dim, rate)
-    _write_jsonl(out / "meta" / "tasks.jsonl", ({"task_index": i, "task": t} for t, i in tasks.items()))
-    _write_jsonl(out / "meta" / "episodes.jsonl", rows)
-    stats_json = {IMAGE_KEY: _image_stats(histogram), **{name: s.result() for name, s in stats.items()}}
-    _write_json(out / "meta" / "stats.json", stats_json)
-    _write_json(out / "meta" / "info.json", _info(rate, robot_type, len(rows), total, len(tasks), features))
+    write_jsonl(out / "meta" / "tasks.jsonl", ({"task_index": i, "task": t} for t, i in tasks.items()))
+    write_jsonl(out / "meta" / "episodes.jsonl", rows)
+    stats_json = {
+        IMAGE_KEY: _image_stats(histogram),
+        **{name: s.result() for name, s in stats.items() if name in features},
+    }
+    write_json(out / "meta" / "stats.json", stats_json)
+    write_json(out / "meta" / "info.json", _info(rate, robot_type, len(rows), total, len(tasks), features))
     return out
 
 
@@ -610,20 +616,27 @@ class FeatureCache:
             return handle.get_slice("features")[rows]
 
 
-def _encode_episode(dataset: LeRobotDataset, episode_index: int, encode_fn, batch_size: int, bar) -> Tensor:
-    """encode_fn over every frame of one episode, decoded once in batches; (T, N, D) on the CPU."""
+def _encode_episode(
+    dataset: LeRobotDataset, episode_index: int, encode_fn, batch_size: int, pairs: bool, bar
+) -> Tensor:
+    """encode_fn over every frame of one episode, decoded once in batches; (T, N, D) on the CPU.
+    With `pairs`, encode_fn(frames, previous) also gets each frame's predecessor (the first its own)."""
     video, length = dataset.check_video(episode_index), dataset.length(episode_index)
     batches = [list(range(i, min(i + batch_size, length))) for i in range(0, length, batch_size)]
+    if pairs:  # each batch led by the frame before its first
+        batches = [[max(rows[0] - 1, 0), *rows] for rows in batches]
     outputs = []
-    for frames in iter_clip_frames(video, batches):  # frames (B, H, W, 3) uint8
-        out = encode_fn(torch.from_numpy(frames))
-        if not isinstance(out, Tensor) or out.ndim != 3 or len(out) != len(frames):
+    for frames in iter_clip_frames(video, batches):  # frames (B, H, W, 3) uint8 (B + 1 with pairs)
+        frames = torch.from_numpy(frames)
+        out = encode_fn(frames[1:], frames[:-1]) if pairs else encode_fn(frames)
+        count = len(frames) - pairs
+        if not isinstance(out, Tensor) or out.ndim != 3 or len(out) != count:
             raise ValueError(
                 f"encode_fn must map uint8 frames (B, H, W, 3) to a tensor (B, N, D), got "
-                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))} for B = {len(frames)}"
+                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))} for B = {count}"
             )
         outputs.append(out.detach().cpu())
-        bar.update(len(frames))
+        bar.update(count)
     return torch.cat(outputs).contiguous()
 
 
@@ -636,6 +649,7 @@ def encode_episodes(
     key: str,
     batch_size: int = 64,
     image_key: str | None = None,
+    pairs: bool = False,
     progress: bool = True,
 ) -> FeatureCache:
     """Encode every frame of every episode once and cache the features under `cache_path`.
@@ -644,10 +658,10 @@ def encode_episodes(
     dtype; stored as returned, on the CPU); it does its own resizing, normalising and device moves.
     `key` names the encoder: change it whenever encode_fn's output would change (weights, image
     size, ...), so features of another encoder are never reused. Episodes already cached under the
-    same key (same length and video) are skipped; each file is written atomically.
+    same key (same length and video) are skipped; each file is written atomically. With `pairs`,
+    `encode_fn(frames, previous)` also receives each frame's predecessor in its episode (the
+    episode's first frame is its own), for encoders that see motion.
     """
-    from ..checkpoints import atomic_write  # late: checkpoints sits above data in the import order
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dataset = LeRobotDataset(dataset_dir, image_key=image_key, state_key=None)
@@ -656,7 +670,7 @@ def encode_episodes(
     total = sum(dataset.length(e) for e in todo)
     with tqdm(total=total, desc=f"encode {dataset.root.name}", unit="frame", disable=not progress) as bar:
         for episode_index in todo:
-            features = _encode_episode(dataset, episode_index, encode_fn, batch_size, bar)
+            features = _encode_episode(dataset, episode_index, encode_fn, batch_size, pairs, bar)
             metadata = cache.fingerprint(dataset, episode_index)
             atomic_write(
                 cache.path(episode_index),
@@ -711,6 +725,7 @@ class SequenceDataset(Dataset):
         state_key: str | None = STATE_KEY,
         action_key: str = ACTION_KEY,
         keep_episodes: int = 256,
+        previous: bool = False,
     ) -> None:
         if sequence_length < 1 or frame_skip < 1:
             raise ValueError(
@@ -720,11 +735,13 @@ class SequenceDataset(Dataset):
             raise ValueError(
                 "image_size resizes frames, but with features= items hold cached features: drop one"
             )
+        if previous and features is None:
+            raise ValueError("previous= reads the cached features of earlier rows: pass features= too")
         self.meta = LeRobotDataset(
             dataset_dir, image_key=image_key, state_key=state_key, action_key=action_key
         )
         self.sequence_length, self.frame_skip, self.image_size = sequence_length, frame_skip, image_size
-        self.features = features
+        self.features, self.previous = features, previous
         self._rows = functools.lru_cache(maxsize=keep_episodes)(self.meta.read_rows)
         if features is not None:
             self._features = functools.lru_cache(maxsize=keep_episodes)(
@@ -797,6 +814,9 @@ class SequenceDataset(Dataset):
         }
         if self.features is not None:
             item["features"] = self._features(episode)[sampled]  # (T, N, D)
+            if self.previous:  # the row before each sampled one (the episode's first: itself)
+                before = np.maximum(np.arange(start, start + self.span, skip) - 1, 0)
+                item["previous_features"] = self._features(episode)[before]  # (T, N, D)
         else:
             frames = torch.from_numpy(self.meta.read_frames(episode, range(start, start + self.span, skip)))
             item["frames"] = frames if self.image_size is None else _resize(frames, self.image_size)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..files import write_json, write_text
 from .video import write_video
 
 TASKS: dict[str, list[str]] = {
@@ -341,12 +342,6 @@ def _is_complete(out: Path, settings: dict) -> dict | None:
     return meta if all((out / f).is_file() for f in files) else None
 
 
-def _write_text(path: Path, text: str) -> None:
-    from ..checkpoints import atomic_write  # late: checkpoints sits above data in the import order
-
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
 def _remove_stale(folder: Path, count: int) -> None:
     """Delete videos numbered `count` or more, left by an earlier, larger dataset."""
     for path in folder.glob("*.mp4"):
@@ -396,8 +391,8 @@ def write_temporal_dataset(
             _remove_stale(out / "videos" / split, count)
             for task, classes in TASKS.items():
                 lines = [f"{_video_name(split, i)},{row[task]}\n" for i, row in enumerate(rows)]
-                _write_text(out / f"{task}_{split}.csv", "".join(lines))
+                write_text(out / f"{task}_{split}.csv", "".join(lines))
                 counts[task][split] = [sum(row[task] == c for row in rows) for c in range(len(classes))]
     meta = {**settings, "tasks": list(TASKS), "classes": TASKS, "counts": counts}
-    _write_text(out / "meta.json", json.dumps(meta, indent=2) + "\n")
+    write_json(out / "meta.json", meta)
     return meta

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..files import atomic_write
+
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -216,8 +218,6 @@ def write_video(
     """Encode uint8 `(T, H, W, 3)` RGB frames as an H.264 mp4 (short GOP for cheap seeks), atomically.
     `lossless`: full-resolution colour and no quantisation (yuv444p, crf 0; pixels within 2 of
     255), for training data, where codec noise would swamp small motions; else yuv420p, crf 23."""
-    from ..checkpoints import atomic_write  # late: checkpoints sits above data in the import order
-
     frames = np.asarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got shape {frames.shape}")

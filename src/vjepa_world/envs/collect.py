@@ -13,14 +13,18 @@ image again (info["goal_image"]) for planning later.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gymnasium
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.episodes import Episode
+from ..data.episodes import Episode, LeRobotDataset, write_lerobot_dataset
+from ..files import write_json
 from .policies import POLICIES, Policy, make_policy
 from .wrappers import make_env
 
@@ -88,3 +92,37 @@ def collect_episodes(
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
     return _collect(env_spec, episodes, steps, policy, seed, image_size, progress)
+
+
+def collect_dataset(
+    env_spec: str,
+    out: str | os.PathLike,
+    episodes: int,
+    steps: int,
+    *,
+    policy: str = "random",
+    seed: int = 0,
+    image_size: int = 64,
+    progress: bool = True,
+) -> dict:
+    """`vjepa-world collect`: `collect_episodes`, written as a LeRobot v2 dataset into `out`, with
+    `summary.json` (episodes, frames, seconds, settings). Returns the summary."""
+    started = time.perf_counter()
+    episodes_iter = collect_episodes(env_spec, episodes, steps, policy, seed, image_size, progress)
+    out = write_lerobot_dataset(out, episodes_iter, progress=False)
+    dataset = LeRobotDataset(out, state_key=None)
+    summary = {
+        "episodes": len(dataset),
+        "frames": sum(dataset.lengths.values()),
+        "seconds": round(time.perf_counter() - started, 2),
+        "settings": {
+            "env": env_spec,
+            "episodes": episodes,
+            "steps": steps,
+            "policy": policy,
+            "seed": seed,
+            "image_size": image_size,
+        },
+    }
+    write_json(Path(out) / "summary.json", summary)
+    return summary

@@ -33,6 +33,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
+from .simulation import simulate_plans
 from .wrappers import resize_frame
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws offscreen: no window, no XDG warning
@@ -141,6 +142,32 @@ class PendulumGoalEnv(gymnasium.Env):
         """Teleport the pendulum to `angle` moving at `velocity`, keeping the goal: (frame, info)."""
         self._place(float(angle), float(velocity))
         return self._render(), self._info()
+
+    def simulate(
+        self, actions: np.ndarray, every: int = 1, render: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """The true simulator as a world model (as `ReacherGoalEnv.simulate`): play each action
+        sequence `(S, H, 1)` from the current state; after every `every`-th step, its frames
+        `(S, H // every, image, image, 3)` (None unless `render`) and tips `(S, H // every, 2)`."""
+
+        def restore(state: np.ndarray) -> None:
+            self._pendulum.state = state.copy()
+
+        return simulate_plans(
+            actions,
+            every,
+            1,
+            save=lambda: self._pendulum.state.copy(),
+            restore=restore,
+            act=lambda action: self._pendulum.step(action * self.max_torque),
+            point=lambda: _tip(float(self._pendulum.state[0])),
+            render=self._render if render else None,
+        )
+
+    @property
+    def _goal_fingertip(self) -> np.ndarray:
+        """The goal's tip xy (the true-distance energy of the planning ceiling reads it)."""
+        return _tip(self._goal)
 
     def render(self) -> np.ndarray | None:
         """The current frame (H, W, 3) uint8 when render_mode is "rgb_array", else None."""

@@ -1,10 +1,11 @@
 """vjepa_world/ReacherGoal-v0: move MuJoCo's two-link reacher arm to a pose shown as a goal image.
 
 Observation: an RGB frame (H, W, 3) uint8, H = W = `image_size`, from a fixed top-down camera
-(world x to the right, y up, the arm's reach fills the frame). The red target sphere of Reacher-v5
-is hidden (alpha 0): the goal exists only as an image. The links and fingertip are drawn
-`arm_width` (3) times thicker than modelled, about 4 px at 64 px instead of 1 (they have no
-contacts and their inertia is fixed when the model compiles, so the physics are Reacher-v5's).
+(world x to the right, y up, the arm's reach fills the frame; `camera_elevation` and
+`camera_azimuth` in degrees tilt and turn it, e.g. -50 for an oblique view). The red target
+sphere of Reacher-v5 is hidden (alpha 0): the goal exists only as an image. The links and
+fingertip are drawn `arm_width` (3) times thicker than modelled, about 4 px at 64 px instead of
+1 (they have no contacts and their inertia is fixed when the model compiles, so the physics are Reacher-v5's).
 Action: Box(-1, 1, (2,)) joint torques (gear 200, as Reacher-v5), each held for `frame_skip` = 2
 physics steps of 0.01 s (50 steps/s).
 
@@ -38,6 +39,8 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+
+from .simulation import simulate_plans
 
 STATE_DIM = 6
 SUCCESS_RADIUS = 0.05  # metres between fingertip and goal fingertip
@@ -104,13 +107,13 @@ def _make_renderer(model: Any, size: int) -> Any:
     return renderer
 
 
-def _top_down_camera(distance: float) -> Any:
-    """A free camera above the arena's centre looking straight down, x to the right and y up."""
+def _free_camera(distance: float, elevation: float = -90.0, azimuth: float = 90.0) -> Any:
+    """A free camera aimed at the arena's centre; by default straight down, x to the right and y up."""
     mujoco = _mujoco()
     camera = mujoco.MjvCamera()
     camera.type = mujoco.mjtCamera.mjCAMERA_FREE
     camera.lookat[:] = 0.0
-    camera.distance, camera.azimuth, camera.elevation = distance, 90.0, -90.0
+    camera.distance, camera.azimuth, camera.elevation = distance, azimuth, elevation
     return camera
 
 
@@ -128,6 +131,8 @@ class ReacherGoalEnv(gymnasium.Env):
         success_radius: float = SUCCESS_RADIUS,
         camera_distance: float = CAMERA_DISTANCE,
         arm_width: float = ARM_WIDTH,
+        camera_elevation: float = -90.0,
+        camera_azimuth: float = 90.0,
     ) -> None:
         if image_size < 8 or frame_skip < 1:
             raise ValueError(f"image_size must be >= 8 and frame_skip >= 1, got {image_size}, {frame_skip}")
@@ -147,7 +152,7 @@ class ReacherGoalEnv(gymnasium.Env):
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._elbow_range = self.model.jnt_range[1].copy()  # (2,) low, high
         self._fingertip_id = self.model.body("fingertip").id
-        self._camera = _top_down_camera(camera_distance)
+        self._camera = _free_camera(camera_distance, camera_elevation, camera_azimuth)
         self._renderer = _make_renderer(self.model, image_size)
         self._goal_qpos = np.zeros(2)
         self._goal_fingertip = np.zeros(2)
@@ -233,30 +238,27 @@ class ReacherGoalEnv(gymnasium.Env):
         """The true simulator as a world model: from the current state, play each action sequence
         `(S, H, 2)` and return, after every `every`-th step, its frames `(S, H // every, image,
         image, 3)` (None unless `render`) and fingertips `(S, H // every, 2)`; the environment's own
-        state is untouched (planning with it gives the ceiling a learned model could reach)."""
-        actions = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
-        if actions.ndim != 3 or actions.shape[-1] != 2 or actions.shape[1] % every:
-            raise ValueError(
-                f"actions must be (samples, horizon (a multiple of {every}), 2), got {actions.shape}"
-            )
+        state is restored (planning with it gives the ceiling a learned model could reach)."""
         mujoco = _mujoco()
-        scratch = mujoco.MjData(self.model)
-        samples, horizon = actions.shape[0], actions.shape[1] // every
-        frames = (
-            np.empty((samples, horizon, self.image_size, self.image_size, 3), np.uint8) if render else None
+
+        def act(action: np.ndarray) -> None:
+            self.data.ctrl[:] = action
+            mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+
+        def restore(state: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+            self.data.qpos[:], self.data.qvel[:], self.data.ctrl[:] = state
+            mujoco.mj_forward(self.model, self.data)
+
+        return simulate_plans(
+            actions,
+            every,
+            2,
+            save=lambda: (self.data.qpos.copy(), self.data.qvel.copy(), self.data.ctrl.copy()),
+            restore=restore,
+            act=act,
+            point=self._fingertip,
+            render=self._render if render else None,
         )
-        fingertips = np.empty((samples, horizon, 2))
-        for s in range(samples):
-            scratch.qpos[:], scratch.qvel[:] = self.data.qpos, self.data.qvel
-            for h in range(horizon):
-                for action in actions[s, h * every : (h + 1) * every]:
-                    scratch.ctrl[:] = action
-                    mujoco.mj_step(self.model, scratch, nstep=self.frame_skip)
-                if render:
-                    self._renderer.update_scene(scratch, self._camera)
-                    frames[s, h] = self._renderer.render()
-                fingertips[s, h] = scratch.xpos[self._fingertip_id, :2]
-        return frames, fingertips
 
     def render(self) -> np.ndarray | None:
         """The current frame (H, W, 3) uint8 when render_mode is "rgb_array", else None."""

@@ -1,4 +1,4 @@
-"""Evaluation: feature extraction (probes and future prediction come later)."""
+"""How each model is measured: feature extraction, probes, future prediction, planning."""
 
 from .extract import ExtractResult, extract_features
 

@@ -2,11 +2,12 @@
 
 `SimulatorWorldModel` has the surface `run_mpc_episode` calls on a `WorldModel` (`encode`,
 `observe`, `rollout`, `imagined_states`, `action_dim`, `frame_skip`, `history`, `state_dim`), but
-its rollout plays every candidate in the environment's own physics (`env.simulate`, which ReacherGoal
-provides) from the current state. Prediction error is then zero, and with the same frame skip,
-horizon, samples and replanning as a learned model, only the energy differs:
+its rollout plays every candidate in the environment's own physics (`env.simulate`, which the
+built-in goal tasks provide) from the current state. Prediction error is then zero, and with the
+same frame skip, horizon, samples and replanning as a learned model, only the energy differs:
 
-- "fingertip": the simulated fingertip's distance to the goal fingertip (the true state);
+- "fingertip": the distance of the body's tracked point (the reacher's fingertip, the pendulum's
+  tip, the point mass) to the goal's (the true state);
 - "pixels": the simulated frames against the goal image, as flat vectors in [0, 1];
 - "latents": a world model's own latents of the simulated frames against the goal image's.
 """

@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
-from ..checkpoints import atomic_write
 from ..data.video import VideoDecodeError, clip_indices, iter_clip_frames, preprocess_clip, video_frame_count
+from ..files import atomic_write, write_json
 from ..nn import VideoEncoder
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ class ExtractResult:
             "clips_per_second": round(len(self.features) / max(self.seconds, 1e-9), 3),
             "settings": settings,
         }
-        atomic_write(
-            out_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        )
+        write_json(out_dir / "summary.json", summary)
         return path
 
 

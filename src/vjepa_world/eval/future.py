@@ -9,49 +9,44 @@ step, and the mean of the observed steps (per spatial position).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
+from ..data.datasets import VideoDataset, collate_clips
+from ..files import write_json
+from ..horizon_errors import HorizonErrors, copy_last
 from ..nn import MaskedPredictor, VideoEncoder
 from ..nn.vit import as_video
-
-
-@dataclass
-class HorizonErrors:
-    """Per-horizon means over clips and tokens; horizon 1 is the first unobserved step."""
-
-    l1: dict[str, list[float]] = field(default_factory=dict)  # method -> [error at horizon 1, 2, ...]
-    cosine: dict[str, list[float]] = field(default_factory=dict)  # 1 - cosine similarity
-    clips: int = 0
-
-    def add(self, method: str, predicted: Tensor, target: Tensor) -> None:
-        """Accumulate a batch: predicted and target `(B, horizons, S, D)`."""
-        l1 = (predicted - target).abs().mean(dim=(2, 3)).sum(0)  # (horizons,) summed over the batch
-        cosine = (1 - F.cosine_similarity(predicted, target, dim=-1)).mean(dim=2).sum(0)
-        for store, values in ((self.l1, l1), (self.cosine, cosine)):
-            old = store.get(method, [0.0] * len(values))
-            store[method] = [a + float(b) for a, b in zip(old, values, strict=True)]
-
-    def mean(self) -> HorizonErrors:
-        scale = 1.0 / max(self.clips, 1)
-        return HorizonErrors(
-            {m: [v * scale for v in vs] for m, vs in self.l1.items()},
-            {m: [v * scale for v in vs] for m, vs in self.cosine.items()},
-            self.clips,
-        )
-
-
-def copy_last(observed: Tensor, horizons: int) -> Tensor:
-    """observed `(B, k, S, D)` -> the last observed step repeated `(B, horizons, S, D)`."""
-    return observed[:, -1:].expand(-1, horizons, -1, -1)
+from ..viz import plot_errors_by_horizon
 
 
 def observed_mean(observed: Tensor, horizons: int) -> Tensor:
     """observed `(B, k, S, D)` -> the mean over observed steps, per position, `(B, horizons, S, D)`."""
     return observed.mean(dim=1, keepdim=True).expand(-1, horizons, -1, -1)
+
+
+def future_mask_index(predictor: MaskedPredictor) -> int:
+    """The index of the future mask the predictor was trained with (pretraining with
+    `model.temporal_mask_ratio` > 0 adds it); an error when it learned none or does not say."""
+    types = getattr(getattr(predictor, "config", None), "mask_types", None)
+    if types is None:
+        raise ValueError(
+            "the predictor does not record the mask types it was trained with (a released or older "
+            "checkpoint): pass the mask index to use (--mask-index)"
+        )
+    futures = [i for i, name in enumerate(types) if name.startswith("future")]
+    if not futures:
+        trained = ", ".join(f"{i}: {name}" for i, name in enumerate(types))
+        raise ValueError(
+            f"the predictor was trained without a future mask ({trained}): pass one of those indices "
+            "(--mask-index) or pretrain with model.temporal_mask_ratio > 0"
+        )
+    return futures[0]
 
 
 @torch.no_grad()
@@ -61,10 +56,12 @@ def predict_future(
     predictor: MaskedPredictor,
     video: Tensor,
     context_steps: int,
-    mask_index: int = 2,
+    mask_index: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Predicted latents of the unobserved steps `(B, T' - k, S, D)`, and the target encoder's
-    layer-normed latents of the whole clip `(B, T', S, D)` (observed steps, then the truth)."""
+    layer-normed latents of the whole clip `(B, T', S, D)` (observed steps, then the truth).
+    `mask_index` None: the future mask the predictor was trained with (`future_mask_index`)."""
+    mask_index = future_mask_index(predictor) if mask_index is None else mask_index
     c = context_encoder.config
     video = as_video(video, c.patch_size, c.tubelet_size)
     steps, height, width = context_encoder.grid(video)
@@ -91,9 +88,10 @@ def evaluate_future(
     predictor: MaskedPredictor,
     batches,
     context_steps: int,
-    mask_index: int = 2,
+    mask_index: int | None = None,
 ) -> HorizonErrors:
     """Mean per-horizon errors of the predictor and the two baselines over batches of clips."""
+    mask_index = future_mask_index(predictor) if mask_index is None else mask_index
     errors = HorizonErrors()
     for video in batches:
         predicted, latents = predict_future(
@@ -106,3 +104,64 @@ def evaluate_future(
         errors.add("observed mean", observed_mean(observed, horizons), target)
         errors.clips += video.shape[0]
     return errors.mean()
+
+
+def run_future_evaluation(
+    encoder: VideoEncoder,
+    predictor: MaskedPredictor,
+    data,
+    out: str | Path,
+    *,
+    frames: int = 16,
+    frame_step: int = 4,
+    clips: int = 1,
+    size: int | None = None,
+    context_steps: int | None = None,
+    mask_index: int | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict:
+    """`vjepa-world evaluate-future`: score `predictor` on clips of the videos of `data` (a folder or
+    CSV; `frames` frames every `frame_step`, `clips` per video, `size` px, default the encoder's),
+    observing the first `context_steps` tubelet steps (default half). Writes `summary.json`,
+    `l1_by_horizon.png` and `cosine_by_horizon.png` into `out` and returns the summary."""
+    mask_index = future_mask_index(predictor) if mask_index is None else mask_index
+    predictor.check_mask_index(mask_index)  # before any video is read
+    steps = frames // encoder.config.tubelet_size
+    context_steps = context_steps or steps // 2
+    dataset = VideoDataset(
+        data,
+        num_frames=frames,
+        frame_step=frame_step,
+        clips_per_video=clips,
+        image_size=size or encoder.config.image_size,
+        train=False,
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_clips, num_workers=workers)
+    loaded = tqdm(loader, desc="evaluate-future", unit="batch", disable=not progress)
+    errors = evaluate_future(
+        encoder, encoder, predictor, (batch["video"] for batch in loaded), context_steps, mask_index
+    )
+    out = Path(out)
+    horizons = list(range(1, steps - context_steps + 1))
+    summary = {
+        "clips": errors.clips,
+        "context_steps": context_steps,
+        "mask_index": mask_index,
+        "horizons": horizons,
+        "l1": errors.l1,
+        "cosine_distance": errors.cosine,
+        "settings": {
+            "data": str(data),
+            "frames": frames,
+            "frame_step": frame_step,
+            "clips": clips,
+            "size": size,
+            "batch_size": batch_size,
+        },
+    }
+    write_json(out / "summary.json", summary)
+    plot_errors_by_horizon(horizons, errors.l1, out / "l1_by_horizon.png", ylabel="L1 error")
+    plot_errors_by_horizon(horizons, errors.cosine, out / "cosine_by_horizon.png", ylabel="1 - cosine")
+    return summary

@@ -11,7 +11,6 @@ also counts episodes that passed within the radius at some step, which random fl
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -19,18 +18,20 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checkpoints import atomic_write
 from ..data.video import write_video
 from ..envs import make_env
+from ..files import write_json
 from ..planning import EpisodeResult, PlannerConfig, run_mpc_episode, run_random_episode
 from ..viz import plot_distance_over_time, plot_energy_by_iteration
 
 
 def side_by_side(result: EpisodeResult, min_height: int = 256) -> np.ndarray:
-    """Frames `(T, s*H, 2*s*W, 3)`: each observation with the goal image to its right, upscaled by
-    a whole factor s (nearest neighbour, so pixels stay sharp) to at least `min_height` rows."""
-    goal = np.broadcast_to(result.goal_image, result.frames.shape)
-    frames = np.concatenate([result.frames, goal], axis=2)
+    """Frames `(T, s*H, 2*s*W, 3)`: each observation with the goal image to its right (alone when
+    the task has none), upscaled by a whole factor s (nearest neighbour, so pixels stay sharp) to
+    at least `min_height` rows."""
+    frames = result.frames
+    if result.goal_image is not None:
+        frames = np.concatenate([frames, np.broadcast_to(result.goal_image, frames.shape)], axis=2)
     scale = max(1, -(-min_height // frames.shape[1]))
     return frames.repeat(scale, axis=1).repeat(scale, axis=2)
 
@@ -96,6 +97,8 @@ def evaluate_planning(
         "random_reached_rate": float(np.mean([r.reached for r in random])),
         "final_distance": _mean([r.final_distance for r in planned]),
         "random_final_distance": _mean([r.final_distance for r in random]),
+        "return": float(np.mean([r.episode_return for r in planned])),  # the environment's rewards
+        "random_return": float(np.mean([r.episode_return for r in random])),
         "seconds_per_action": statistics.median(seconds) if seconds else None,
         "seconds": round(time.perf_counter() - started, 2),
         "settings": dataclasses.asdict(config),
@@ -106,12 +109,14 @@ def evaluate_planning(
                 "reached": p.reached,
                 "final_distance": p.final_distance,
                 "steps": p.steps,
+                "return": p.episode_return,
                 "random_success": r.success,
+                "random_return": r.episode_return,
                 "random_reached": r.reached,
                 "random_final_distance": r.final_distance,
             }
             for i, (p, r) in enumerate(zip(planned, random, strict=True))
         ],
     }
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_json(out / "summary.json", summary)
     return summary

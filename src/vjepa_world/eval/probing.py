@@ -8,10 +8,12 @@ the same batches (upstream trains 20 heads at once) and the best head is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,10 +25,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoints import atomic_write
+from ..checkpoints import encoder_fingerprint
 from ..data.datasets import EpochSampler, VideoDataset, collate_clips
+from ..files import atomic_torch_save, atomic_write, write_json
 from ..nn import VideoEncoder
-from ..train.schedules import warmup_cosine
+from ..viz import plot_confusion_matrix
 from .probes import AttentiveProbe, LinearProbe, ProbeConfig, knn_scores, topk_accuracy
 
 log = logging.getLogger(__name__)
@@ -49,15 +52,6 @@ class Features:
     tokens: Tensor  # (clips, N, D)
     labels: Tensor  # (clips,)
     videos: Tensor  # (clips,) which video each clip belongs to
-
-
-def encoder_fingerprint(encoder: VideoEncoder) -> str:
-    """A short hash of the weights and config: caches of another encoder never match."""
-    digest = hashlib.sha256(json.dumps(asdict(encoder.config), sort_keys=True).encode())
-    for value in encoder.state_dict().values():
-        digest.update(value.detach().float().cpu().numpy().tobytes()[:4096])
-        digest.update(str(float(value.float().sum())).encode())
-    return digest.hexdigest()[:16]
 
 
 @torch.inference_mode()
@@ -215,6 +209,13 @@ def make_probe(kind: str, dim: int, num_classes: int, num_heads: int, **options)
     raise ValueError(f"unknown probe {kind!r}: attentive, linear or knn")
 
 
+def warmup_cosine(lr: float, step: int, steps: int, warmup: int) -> float:
+    """Linear warmup then cosine decay, the released probes' schedule."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
+
+
 def train_heads(
     train: Features | CachedTrainSet | AugmentedTrainSet,
     val: Features,
@@ -291,3 +292,91 @@ def train_heads(
         "heads": history,
     }
     return heads[index], summary
+
+
+def run_probe(
+    encoder: VideoEncoder,
+    train,
+    val,
+    out: str | Path,
+    *,
+    features: FeatureSettings | None = None,
+    kind: str = "attentive",
+    lrs: tuple[float, ...] = (1e-3, 3e-4),
+    weight_decays: tuple[float, ...] = (0.01, 0.1),
+    epochs: int = 20,
+    batch_size: int = 16,
+    num_heads: int = 16,
+    augment: bool = False,
+    cache: bool = True,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    positions: bool = False,
+    pool_regions: int | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
+) -> dict:
+    """`vjepa-world probe`: encode the `path,label` CSVs (or folders) `train` and `val` with the frozen
+    encoder (cached in `out/cache` unless `cache` is off; `augment` re-encodes random crops of the
+    training clips every epoch instead), train a probe per lr x weight decay (`train_heads`), and
+    write into `out`: `probe.pt` (the best head, released probe layout), `confusion_matrix.png` and
+    `summary.json`. Returns the summary. `positions` and `pool_regions` are the attentive probe's
+    options (see `ProbeConfig`); `dtype` bfloat16 also trains the heads under bf16 autocast."""
+    if kind != "attentive" and (positions or pool_regions):
+        raise ValueError(f"--positions and --pool-regions set the attentive probe, not {kind}: drop them")
+    features = features or FeatureSettings()
+    out = Path(out)
+    encode = dict(
+        cache_dir=out / "cache" if cache else None, batch_size=batch_size, device=device, dtype=dtype
+    )
+    val_features = encode_csv(encoder, val, features, progress=progress, **encode)
+    if augment:  # features change every epoch: encode each batch afresh, no cache
+        single_view = dataclasses.replace(features, views=1)
+        train_set = AugmentedTrainSet(encoder, train, single_view, batch_size, device=device, dtype=dtype)
+    else:
+        train_set = encode_csv(
+            encoder, train, dataclasses.replace(features, views=1), progress=progress, **encode
+        )
+    c = encoder.config
+    size = features.size or c.image_size
+    grid = (features.frames // c.tubelet_size, size // c.patch_size, size // c.patch_size)
+    options = {"grid": grid, "positions": positions, "regions": pool_regions}
+    probe, summary = train_heads(
+        train_set,
+        val_features,
+        kind=kind,
+        lrs=tuple(lrs),
+        weight_decays=tuple(weight_decays),
+        epochs=epochs,
+        batch_size=batch_size,
+        num_heads=num_heads,
+        progress=progress,
+        on_epoch=on_epoch,
+        probe_options=options if kind == "attentive" else None,
+        precision="bfloat16" if dtype == torch.bfloat16 else "float32",
+    )
+    summary["settings"] = {
+        "train": str(train),
+        "val": str(val),
+        **asdict(features),
+        "probe": kind,
+        "lr": list(lrs),
+        "wd": list(weight_decays),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "heads": num_heads,
+        "positions": positions,
+        "pool_regions": pool_regions,
+        "augment": augment,
+        "cache": cache,
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    if probe is not None:  # the released probe layout: AttentiveProbe.from_released reads it back
+        recorded = probe.config.options() if kind == "attentive" else {"num_heads": num_heads}
+        atomic_torch_save({"classifiers": [probe.state_dict()], **recorded}, out / "probe.pt")
+        scores, labels = predict_videos(probe, val_features)
+        classes = [str(c) for c in range(scores.shape[1])]
+        plot_confusion_matrix(labels, scores.argmax(1), classes, out / "confusion_matrix.png")
+    write_json(out / "summary.json", summary)
+    return summary

@@ -2,6 +2,6 @@
 
 from .ac_predictor import ActionConditionedPredictor, KVCache
 from .predictor import MaskedPredictor
-from .vit import VideoEncoder
+from .vit import VideoEncoder, load_encoder
 
-__all__ = ["ActionConditionedPredictor", "KVCache", "MaskedPredictor", "VideoEncoder"]
+__all__ = ["ActionConditionedPredictor", "KVCache", "MaskedPredictor", "VideoEncoder", "load_encoder"]

@@ -140,8 +140,8 @@ class ActionConditionedPredictor(PretrainedMixin, nn.Module):
         actions: Tensor,
         states: Tensor | None = None,
         extrinsics: Tensor | None = None,
-        cache: KVCache | None = None,
         grid_hw: tuple[int, int] | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[Tensor, KVCache]:
         """One time step: frame tokens `(B, N, D_enc)`, action `(B, A)`, state `(B, S)` -> the
         predicted tokens of the next step `(B, N, D_enc)` and the cache extended by this step."""

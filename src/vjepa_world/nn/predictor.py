@@ -56,7 +56,7 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
     ) -> Tensor:
         """context_tokens `(B, n_ctx, D_enc)` at flat grid indices context_idx `(B, n_ctx)`;
         target_idx `(B, n_tgt)` -> predicted target tokens `(B, n_tgt, D_enc)`.
-        `mask_index` picks the mask token (modulo their number); `grid_hw` overrides the grid
+        `mask_index` picks the mask token (one the predictor was trained with); `grid_hw` overrides the grid
         used to decode indices into (t, h, w) when the clip's resolution differs from the config's."""
         batch, n_context, width = context_tokens.shape
         if context_tokens.ndim != 3 or width != self.config.encoder_dim:
@@ -67,11 +67,12 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         check_indices("target_idx", target_idx, batch)
         if context_idx.shape[1] != n_context:
             raise ValueError(f"context_idx has {context_idx.shape[1]} indices for {n_context} context tokens")
+        self.check_mask_index(mask_index)
         c = self.config
         grid_hw = grid_hw or (c.image_size // c.patch_size, c.image_size // c.patch_size)
 
         context = self.predictor_embed(context_tokens)  # (B, n_ctx, d)
-        mask_token = self.mask_tokens[mask_index % len(self.mask_tokens)]
+        mask_token = self.mask_tokens[mask_index]
         targets = mask_token.to(context.dtype).expand(batch, target_idx.shape[1], -1)  # (B, n_tgt, d)
         x = torch.cat([context, targets], dim=1)  # (B, n, d)
         positions = torch.cat([context_idx, target_idx], dim=1)  # (B, n)
@@ -88,3 +89,18 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         x = self.predictor_norm(x)
         x = gather_tokens(x, torch.argsort(order, dim=1))  # back to [context, targets] order
         return self.predictor_proj(x[:, n_context:])
+
+    def check_mask_index(self, mask_index: int) -> None:
+        """A one-line error for a mask token that does not exist or was never trained (its index
+        past the mask types in `config.mask_types`, when the checkpoint records them)."""
+        types = self.config.mask_types
+        if types is not None and not 0 <= mask_index < len(types):
+            trained = ", ".join(f"{i}: {name}" for i, name in enumerate(types))
+            raise ValueError(
+                f"mask index {mask_index} was not trained: this predictor learned {len(types)} mask types "
+                f"({trained}); pick one of those indices"
+            )
+        if not 0 <= mask_index < len(self.mask_tokens):
+            raise ValueError(
+                f"mask index {mask_index} is out of range: the predictor has {len(self.mask_tokens)}"
+            )

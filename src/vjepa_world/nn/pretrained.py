@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
+
+from ..checkpoints import load_pretrained, save_pretrained
 
 
 class PretrainedMixin:
@@ -18,13 +21,9 @@ class PretrainedMixin:
         Keywords: `preset=` (a name from `vjepa_world.config.PRESETS`), `key=` (which network of
         an official file: "target_encoder" by default, or "encoder"), and any config field.
         """
-        from ..checkpoints import load_pretrained  # late: checkpoints imports the models
-
         return load_pretrained(cls, source, **overrides)
 
-    def save_pretrained(self, directory: str | os.PathLike, **others: Any) -> None:
-        """Write `config.json` + `model.safetensors` (Hugging Face VJEPA2 layout), atomically.
-        Pass the other network (`predictor=` or `encoder=`) to save both in one directory."""
-        from ..checkpoints import save_pretrained
-
-        save_pretrained(directory, **{self.checkpoint_role: self}, **others)
+    def save_pretrained(self, directory: str | os.PathLike, **others: Any) -> Path:
+        """Write `config.json` + `model.safetensors` (Hugging Face VJEPA2 layout), atomically, and
+        return the directory. Pass the other network (`predictor=` or `encoder=`) to save both."""
+        return save_pretrained(directory, **{self.checkpoint_role: self}, **others)

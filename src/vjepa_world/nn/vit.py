@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import warnings
+from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import EncoderConfig
+from ..config import PRESETS, Deprecated, EncoderConfig, get_preset
 from .block import Block
 from .divided import DividedAttention
 from .init import init_weights, rescale_blocks
@@ -150,3 +153,34 @@ class VideoEncoder(PretrainedMixin, nn.Module):
             steps = self.grid(checked)[0]
             return tokens.unflatten(1, (steps, -1)).mean(dim=2)
         return tokens
+
+
+RANDOM = "random:"  # `random:<preset>`: a randomly initialised encoder of that preset
+
+
+def load_encoder(
+    source: str | os.PathLike, *, preset: str | None = None, key: str | None = None, **overrides
+) -> VideoEncoder:
+    """An encoder from a checkpoint (see `VideoEncoder.from_pretrained`), or a randomly initialised
+    one from `random:<preset>` (smoke runs, pipelines that train their own). A path that does not
+    exist is an error: a typo must not run on random weights."""
+    source = str(source)
+    name = source.removeprefix(RANDOM) if source.startswith(RANDOM) else None
+    if name is None and not Path(source).exists() and source in PRESETS:
+        warnings.warn(
+            f"a bare preset name as the encoder ({source!r}) is deprecated and will be an error in the next "
+            f"release: write random:{source} for randomly initialised weights",
+            Deprecated,
+            stacklevel=2,
+        )
+        name = source
+    if name is not None:
+        if preset or key:
+            raise ValueError(f"{source} builds a fresh encoder: preset= and key= apply to checkpoints only")
+        return VideoEncoder(get_preset(name).encoder, **overrides)
+    if not Path(source).exists():
+        raise FileNotFoundError(
+            f"encoder checkpoint {source} does not exist: pass a .pt file or a model directory, or "
+            f"random:<preset> for random weights ({', '.join(PRESETS)})"
+        )
+    return VideoEncoder.from_pretrained(source, preset=preset, key=key, **overrides)

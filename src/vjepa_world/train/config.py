@@ -1,15 +1,22 @@
 """Training configuration: YAML files with `model`, `data`, `optim` and `run` sections, plus
-`--set section.key=value` overrides from the command line."""
+`--set section.key=value` overrides from the command line.
+
+Every key a command accepts acts, or is refused: `inert_keys` names the keys that have no effect
+in a given run (e.g. `optim.final_lr` without a decay, `encoder.*` when train-wm is given an
+encoder), and `refuse_inert_keys` turns any of them set away from its default into a one-line error.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..agent import AgentConfig
 from ..config import check_keys
 from ..jepa import VJEPAConfig
 
@@ -69,9 +76,9 @@ def _sections(kind: type) -> dict[str, Any]:
     return {f.name: f.default_factory() for f in dataclasses.fields(kind)}
 
 
-def parse_overrides(pairs: list[str], kind: type = PretrainConfig) -> dict[str, dict[str, Any]]:
-    """["optim.lr=1e-3", "model.preset=vit_small"] -> {"optim": {"lr": 0.001}, ...}; values are YAML."""
-    sections = _sections(kind)
+def parse_overrides(pairs: list[str], sections: Collection[str]) -> dict[str, dict[str, Any]]:
+    """["optim.lr=1e-3", "model.preset=vit_small"] -> {"optim": {"lr": 0.001}, ...}; values are YAML,
+    and every section must be one of `sections`."""
     nested: dict[str, dict[str, Any]] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -93,7 +100,7 @@ def build_config(
     unknown = set(values) - set(sections)
     if unknown:
         raise ValueError(f"unknown config sections {sorted(unknown)}: use {sorted(sections)}")
-    for section, changes in parse_overrides(overrides or [], kind).items():
+    for section, changes in parse_overrides(overrides or [], sections).items():
         values.setdefault(section, {}).update(changes)
     built = {}
     for name, default in sections.items():
@@ -133,8 +140,13 @@ class PredictorSettings:
     depth: int | None = None
     num_heads: int | None = None
     # V-JEPA 2-AC's recipe: observation.state as a token at every observed step (planning then reads
-    # info["state"]). Without it the model must infer velocity from latents and barely uses actions.
-    use_states: bool = True
+    # info["state"]). None: whenever the dataset has observation.state; true on a dataset without
+    # it is an error. Without it the model must infer velocity from the latents of its history.
+    use_states: bool | None = None
+    # frames per observation: 2 shows the encoder the frame and the one before it as its two-frame
+    # tubelet, so a latent holds the velocity the next step depends on (goal images, repeated, are
+    # at rest); 1 repeats the frame (V-JEPA 2-AC). None: 1 for a frozen encoder, else 2.
+    observation_frames: int | None = None
 
 
 @dataclass
@@ -163,6 +175,10 @@ class LossConfig:
     state_decoding: float = 1.0
     regularizer: str = "sigreg"  # or vicreg
     regularizer_weight: float | None = None  # None: 0.1 for trained encoders
+    # DreamerV3's heads on the latents of the step an action leads to, from next.reward / next.done:
+    # the reward (symlog two-hot, 255 bins) and whether the episode goes on (binary); 0: no head
+    reward: float = 1.0
+    continuation: float = 1.0
 
 
 @dataclass
@@ -179,6 +195,34 @@ class EncoderPretraining:
     lr: float = 5e-4
 
 
+@dataclass
+class GoalDistanceConfig:
+    """The learned goal energy train-wm fits after the world model (`train/goal_distance.py`)."""
+
+    steps: int = 3000  # optimiser steps of the head (0: no head)
+    batch_size: int = 512
+    lr: float = 3e-4
+    discount: float = 0.98  # per environment step: distances saturate toward 1 / (1 - discount)
+    expectile: float = 0.9  # > 0.5 leans on the best transitions: shortest paths, not average ones
+    target_ema: float = 0.005  # the target embeddings follow the trained ones at this rate
+    goal_mix: tuple[float, float, float] = (0.2, 0.5, 0.3)  # goal = itself, later in its episode, anywhere
+    embed_dim: int = 32
+
+
+@dataclass
+class UncertaintyConfig:
+    """The uncertainty heads train-wm fits after the world model (`train/uncertainty.py`)."""
+
+    kind: str = "categorical"  # the stochastic latent: categorical (32 x 32), gaussian (32-d) or none
+    ensemble: int = 5  # members of the ensemble head (0: none)
+    steps: int = 2000  # optimiser steps of each head
+    batch_size: int = 256
+    lr: float = 3e-4
+    dynamics: float = 0.5  # KL balancing (DreamerV3): weight of KL[sg(q) || p], trains the prior
+    representation: float = 0.1  # weight of KL[q || sg(p)], keeps the posterior predictable
+    free_nats: float = 1.0  # free bits: KL below this many nats is not penalised
+
+
 def _wm_optim() -> OptimConfig:
     return OptimConfig(
         batch_size=32, steps=1000, lr=5e-4, start_lr=1e-4, warmup_steps=100, decay_steps=300, grad_clip=1.0
@@ -191,8 +235,127 @@ class WorldModelConfig:
     data: SequenceConfig = field(default_factory=SequenceConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     encoder: EncoderPretraining = field(default_factory=EncoderPretraining)
+    distance: GoalDistanceConfig = field(default_factory=GoalDistanceConfig)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     optim: OptimConfig = field(default_factory=_wm_optim)
     run: RunConfig = field(default_factory=lambda: RunConfig(checkpoint_every=250, log_every=10))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------- keys that would not act
+
+INACTIVE_ENCODER = "sets the encoder train-wm pretrains when it is given none; --encoder gives it one"
+JOINT_SKIPS = (
+    "sets V-JEPA pretraining, which joint training skips (it trains the encoder from scratch with "
+    "optim.*); use model.encoder_training=finetune"
+)
+FROZEN_ONLY = (
+    "acts on trained encoders only (a frozen encoder's latents cannot collapse); use "
+    "model.encoder_training=finetune or joint"
+)
+
+
+def _schedule_inert(optim: OptimConfig) -> dict[str, str]:
+    inert = {}
+    if not optim.decay_steps:
+        inert["optim.final_lr"] = "is where the lr decays to, and optim.decay_steps 0 has no decay"
+    if not optim.warmup_steps:
+        inert["optim.start_lr"] = "is where the lr warmup starts, and optim.warmup_steps 0 has none"
+    return inert
+
+
+def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool = False) -> dict[str, str]:
+    """{"section.key": why it has no effect} for the keys that would not act in a run of `config`
+    (train-wm: given an encoder or not). The command that takes `config` refuses any of them set
+    to a value other than its default (`refuse_inert_keys`)."""
+    inert = _schedule_inert(config.optim)
+    if isinstance(config, PretrainConfig):
+        model = config.model
+        inert["model.seed"] = (
+            "seeds VJEPAModel's own mask sampler, which pretraining replaces by one seeded by run.seed"
+        )
+        if model.masks:
+            for key in ("mask_ratio", "temporal_mask_ratio"):
+                inert[f"model.{key}"] = "sets the default masks, which model.masks replaces"
+        elif not model.temporal_mask_ratio:
+            inert["model.mask_ratio"] = "sets the future mask, which model.temporal_mask_ratio 0 leaves out"
+        if model.target == "online" and config.optim.ema is not None:
+            inert["optim.ema"] = (
+                "is the EMA target's momentum, and model.target=online has none (leave it out or set "
+                "optim.ema=null)"
+            )
+        if config.data.fps is not None:
+            inert["data.frame_step"] = "is replaced by data.fps (frames are sampled at that rate)"
+        return inert
+    mode = config.model.encoder_training
+    inert["optim.ema"] = "is the momentum of pretraining's target encoder; train-wm has no EMA target"
+    inert["run.fsdp"] = (
+        "shards pretraining; train-wm runs DDP only (the predictor, even the released 300 M one, fits on "
+        "a device, and the encoder is small or frozen)"
+    )
+    if mode == "frozen":
+        inert |= {"loss.regularizer": FROZEN_ONLY, "loss.regularizer_weight": FROZEN_ONLY}
+        inert["model.latent_dim"] = (
+            "sizes the projector of trained encoders; a frozen one plans on its tokens"
+        )
+    if encoder_given:
+        inert |= {f"encoder.{f.name}": INACTIVE_ENCODER for f in dataclasses.fields(EncoderPretraining)}
+    elif mode == "joint":
+        inert |= {f"encoder.{key}": JOINT_SKIPS for key in ("steps", "batch_size", "lr")}
+        inert["encoder.num_frames"] = "is the clip length of V-JEPA pretraining, which joint training skips"
+    if not config.loss.rollout:
+        inert["loss.rollout_steps"] = "is the length of the rollout loss, which loss.rollout 0 turns off"
+    if config.model.use_states is False:
+        inert["loss.state_decoding"] = "weights the state head, which needs model.use_states"
+    if not config.data.val_fraction:
+        inert["data.eval_horizon"] = (
+            "is the held-out evaluation's horizon; data.val_fraction 0 holds none out"
+        )
+    if not config.distance.steps:
+        for f in dataclasses.fields(GoalDistanceConfig):
+            if f.name != "steps":
+                inert[f"distance.{f.name}"] = "trains the distance head, which distance.steps 0 leaves out"
+    return inert
+
+
+def refuse_inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool = False) -> None:
+    """A one-line error for the first key of `inert_keys` whose value is not its default."""
+    defaults = type(config)()
+    for key, reason in inert_keys(config, encoder_given=encoder_given).items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value != getattr(getattr(defaults, section), name):
+            raise ValueError(f"{key} {reason}: drop it (its value {value!r} would be ignored)")
+
+
+# ---------------------------------------------------------------------------- agent training
+
+
+@dataclass
+class AgentRun:
+    seed: int = 0
+    checkpoint_every: int = 100  # agent updates between checkpoints
+    log_every: int = 10
+    eval_episodes: int = 10  # closed-loop episodes against random actions at the end (0: none)
+
+
+@dataclass
+class OnlineConfig:
+    """`train-agent --online`: collect with the current policy, retrain world model and agent, repeat."""
+
+    iterations: int = 3
+    episodes: int = 50  # collected per iteration with the policy's sampled actions
+    world_model_steps: int = 250  # train-wm steps per iteration, continuing the world model's run
+    agent_steps: int = 250  # agent updates per iteration, continuing the agent
+
+
+@dataclass
+class TrainAgentConfig:
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    run: AgentRun = field(default_factory=AgentRun)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

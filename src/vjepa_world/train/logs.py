@@ -1,4 +1,5 @@
-"""Training logs: one JSON line per step (`log.jsonl`) and TensorBoard scalars (`tensorboard/`)."""
+"""Training logs: one JSON line per step (`log.jsonl`, read back with `read_log`) and TensorBoard
+scalars (`tensorboard/`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import json
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
+
+from ..files import LOG_FILE, read_log, write_jsonl
+
+__all__ = ["MetricsLog", "read_log"]
 
 
 class MetricsLog:
@@ -18,9 +23,9 @@ class MetricsLog:
     def __init__(self, out_dir: Path, enabled: bool = True, start_step: int = 0):
         self.enabled = enabled
         if enabled:
-            self.path = out_dir / "log.jsonl"
+            self.path = out_dir / LOG_FILE
             kept = [row for row in read_log(out_dir) if row["step"] <= start_step]
-            self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            write_jsonl(self.path, kept)
             self.writer = SummaryWriter(
                 str(out_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None
             )
@@ -36,8 +41,3 @@ class MetricsLog:
     def close(self) -> None:
         if self.enabled:
             self.writer.close()
-
-
-def read_log(out_dir: Path) -> list[dict]:
-    path = Path(out_dir) / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 
 def warmup_stable_decay(
     step: int, *, steps: int, lr: float, start_lr: float, final_lr: float, warmup_steps: int, decay_steps: int
@@ -37,10 +35,3 @@ def set_learning_rate(optimizer, optim, step: int) -> float:
 def linear(step: int, steps: int, start: float, end: float) -> float:
     """start at step 0, end at the last step."""
     return start + (end - start) * min(step / max(steps - 1, 1), 1.0)
-
-
-def warmup_cosine(lr: float, step: int, steps: int, warmup: int) -> float:
-    """Linear warmup then cosine decay, the released probes' schedule."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))

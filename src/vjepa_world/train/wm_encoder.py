@@ -1,30 +1,15 @@
-"""The encoder of a world model: its architecture, V-JEPA pretraining on a dataset's own videos, and
-the fingerprint that keys every feature cache."""
+"""The encoder of a world model: its architecture, and V-JEPA pretraining on a dataset's own videos."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
 from ..data.episodes import LeRobotDataset
 from ..jepa import VJEPAConfig
 from ..nn import VideoEncoder
-from ..nn.projector import LatentProjector
 from .config import EncoderPretraining, PretrainConfig, build_config
 from .pretrain import CHECKPOINT, pretrain
-
-
-def encoder_fingerprint(encoder: VideoEncoder, projector: LatentProjector | None = None) -> str:
-    """A short hash of an encoder's (and projector's) config and weights: the feature cache's key."""
-    digest = hashlib.sha1(json.dumps(dataclasses.asdict(encoder.config), sort_keys=True).encode())
-    modules = [encoder] if projector is None else [encoder, projector]
-    for module in modules:
-        for name, tensor in module.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return f"{type(encoder).__name__}-{digest.hexdigest()[:16]}"
 
 
 def encoder_architecture(settings: EncoderPretraining, image_size: int) -> VJEPAConfig:
@@ -48,7 +33,7 @@ def pretrain_encoder(
     dataset = LeRobotDataset(dataset_dir, state_key=None)
     videos = [dataset.video_path(e) for e in dataset.episode_indices]
     if not (out / "summary.json").exists():
-        model = encoder_architecture(settings, video_size(dataset, videos[0]))
+        model = encoder_architecture(settings, encoder_side(frame_shape(dataset), settings.patch_size))
         config: PretrainConfig = build_config(
             {
                 "model": {k: v for k, v in dataclasses.asdict(model).items() if v is not None},
@@ -57,11 +42,11 @@ def pretrain_encoder(
                     "steps": settings.steps,
                     "batch_size": settings.batch_size,
                     "lr": settings.lr,
-                    "start_lr": settings.lr / 5,
                     "warmup_steps": settings.steps // 10,
                     "decay_steps": settings.steps // 5,
                     "ema": [0.99, 0.999],
-                },
+                }
+                | ({"start_lr": settings.lr / 5} if settings.steps >= 10 else {}),  # only with a warmup
                 "run": {"seed": seed, "checkpoint_every": max(settings.steps // 4, 1), "log_every": 10},
             }
         )
@@ -69,11 +54,14 @@ def pretrain_encoder(
     return VideoEncoder.from_pretrained(out)
 
 
-def video_size(dataset: LeRobotDataset, video: Path) -> int:
-    """The (square) side of the dataset's frames, which the pretrained encoder then takes."""
+def frame_shape(dataset: LeRobotDataset) -> tuple[int, int]:
+    """(height, width) of the dataset's frames."""
     height, width = dataset.read_frames(dataset.episode_indices[0], [0]).shape[1:3]
-    if height != width:
-        raise ValueError(
-            f"{video} has {width}x{height} frames: pass --encoder, or collect square frames to pretrain one"
-        )
-    return int(height)
+    return int(height), int(width)
+
+
+def encoder_side(frame: tuple[int, int], patch_size: int) -> int:
+    """The square input side of the default encoder for frames of this (height, width): the shorter
+    side rounded to a multiple of the patch (84 x 84 frames -> 80 px, 5 x 5 patches of 16); the
+    world model resizes every frame to it."""
+    return max(patch_size, round(min(frame) / patch_size) * patch_size)

@@ -1,5 +1,6 @@
-"""The world-model training loss: teacher forcing + rollout, plus the anti-collapse term and the
-state head's error when they apply (one forward, the loss and its metrics by name)."""
+"""The world-model training loss: teacher forcing + rollout, plus the anti-collapse term, the
+state head's error and the reward and continuation heads' losses when they apply (one forward,
+the loss and its metrics by name, as `loss/<name>` with the weight `LossConfig.<name>`)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _resolved_loss(loss: LossConfig, mode: str) -> LossConfig:
 
 class WorldModelObjective(nn.Module):
     """loss, metrics = objective(inputs, actions (B, T, A), states (B, T, S) or None), where inputs
-    are cached latents `(B, T, N, D)` for a frozen encoder, else uint8 frames `(B, T, H, W, 3)`."""
+    are cached latents `(B, T, N, D)` for a frozen encoder, else uint8 frames `(B, T, H, W, 3)`
+    (with `previous`, the frames one environment step before each, for two-frame observations)."""
 
     def __init__(self, world_model: WorldModel, loss: LossConfig):
         super().__init__()
@@ -40,11 +42,21 @@ class WorldModelObjective(nn.Module):
         return (difference.abs() if self.loss.distance == "l1" else difference.square()).mean()
 
     def forward(
-        self, inputs: Tensor, actions: Tensor, states: Tensor | None, step: int = 0
+        self,
+        inputs: Tensor,
+        actions: Tensor,
+        states: Tensor | None,
+        step: int = 0,
+        previous: Tensor | None = None,
+        rewards: Tensor | None = None,
+        dones: Tensor | None = None,
     ) -> tuple[Tensor, dict]:
+        """`rewards` `(B, T)` (summed over the frame skip) and `dones` `(B, T)` are the outcomes of
+        each step's action: they train the reward and continuation heads on the latents of the step
+        the action leads to, both the encoded ones and the teacher-forced predictions."""
         world_model, context, horizon = self.world_model, self.loss.rollout_context, self.loss.rollout_steps
         trained = world_model.encoder_training != "frozen"
-        latents = world_model.embed(inputs) if trained else inputs  # (B, T, N, D)
+        latents = world_model.embed(inputs, previous) if trained else inputs  # (B, T, N, D)
         pick = lambda x, steps: None if x is None else x[:, steps]
         cache = KVCache(world_model.predictor.config.depth)
         observed = slice(None, -1)  # steps 0..T-2 predict steps 1..T-1
@@ -69,6 +81,19 @@ class WorldModelObjective(nn.Module):
             state_error = (decoded - world_model.state_head.standardize(states)).square().mean()
             loss = loss + self.loss.state_decoding * state_error
             metrics["loss/state_decoding"] = state_error.detach()
+        for name, head, targets in (
+            ("reward", world_model.reward_head, rewards),
+            ("continuation", world_model.continue_head, None if dones is None else 1.0 - dones.float()),
+        ):
+            weight = getattr(self.loss, name)
+            if head is None or not weight:
+                continue
+            if targets is None:
+                raise ValueError(f"this world model has a {name} head: pass the batch's rewards and dones")
+            outcome = targets[:, :-1]  # of the actions at steps 0..T-2, seen in the latents of steps 1..T-1
+            term = (head.loss(latents[:, 1:], outcome).mean() + head.loss(predicted, outcome).mean()) / 2
+            loss = loss + weight * term
+            metrics[f"loss/{name}"] = term.detach()
         if trained:  # anti-collapse: each time step's latents over the batch, as LeWorldModel
             self.generator.manual_seed(step)
             per_step = [

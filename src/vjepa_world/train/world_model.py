@@ -20,32 +20,35 @@ with `WorldModel.from_pretrained(OUT)`, which carries the frame skip, history an
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from ..checkpoints import atomic_torch_save, atomic_write, read_checkpoint_file
-from ..data.datasets import EpochSampler
+from ..checkpoints import encoder_fingerprint
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
-from ..eval.world_model import rollout_errors
+from ..horizon_errors import rollout_errors
 from ..nn import VideoEncoder
-from ..nn.heads import StateHead, StateHeadConfig
+from ..nn.heads import (
+    ContinueHead,
+    ContinueHeadConfig,
+    RewardHead,
+    RewardHeadConfig,
+    StateHead,
+    StateHeadConfig,
+)
 from ..nn.projector import LatentProjector, ProjectorConfig
 from ..nn.regularizers import REGULARIZERS
-from ..viz import plot_training_curves
 from ..world_model import ENCODER_TRAINING, WorldModel
 from . import distributed
-from .config import WorldModelConfig
-from .logs import MetricsLog
-from .pretrain import check_run, param_groups
-from .schedules import set_learning_rate
-from .wm_encoder import encoder_architecture, encoder_fingerprint, pretrain_encoder, video_size
+from .config import WorldModelConfig, refuse_inert_keys
+from .goal_distance import fit_distance_head
+from .loop import TrainingLoop
+from .uncertainty import fit_uncertainty
+from .wm_encoder import encoder_architecture, encoder_side, frame_shape, pretrain_encoder
 from .wm_objective import WorldModelObjective
 
 log = logging.getLogger(__name__)
@@ -67,17 +70,26 @@ def _flat_frames(frames: Tensor) -> Tensor:
 
 
 def _batch(
-    dataset: SequenceDataset, keys: list[int], device: torch.device, use_states: bool, side: int | None
-):
+    dataset: SequenceDataset,
+    keys: list[int],
+    device: torch.device,
+    use_states: bool,
+    frame: tuple[int, int] | None,
+) -> dict[str, Tensor | None]:
     """Stack windows `keys` (sampler keys, taken modulo the dataset size) on `device`: cached latents
-    `(B, T, N, D)`, or with `side` the cached frames `(B, T, side, side, 3)`."""
+    `(B, T, N, D)`, or with `frame` = (H, W) the cached frames `(B, T, H, W, 3)` (and, when the
+    dataset reads them, the frames one row earlier: `previous`)."""
     items = [dataset[key % len(dataset)] for key in keys]
-    inputs = torch.stack([item["features"] for item in items]).to(device)  # (B, T, N, D)
-    if side is not None:
-        inputs = inputs.unflatten(2, (side, side))  # (B, T, H, W, 3) uint8
-    actions = torch.stack([item["actions"] for item in items]).to(device)  # (B, T, A)
-    states = torch.stack([item["states"] for item in items]).to(device) if use_states else None
-    return inputs, actions, states
+    stack = lambda key: torch.stack([item[key] for item in items]).to(device)
+    frames = lambda key: stack(key) if frame is None else stack(key).unflatten(2, frame)
+    return {
+        "inputs": frames("features"),  # (B, T, N, D), or frames (B, T, H, W, 3) uint8
+        "previous": frames("previous_features") if dataset.previous else None,
+        "actions": stack("actions"),  # (B, T, A)
+        "states": stack("states") if use_states else None,
+        "rewards": stack("rewards"),  # (B, T) summed over the frame skip
+        "dones": stack("dones"),  # (B, T)
+    }
 
 
 def _state_sample(windows: SequenceDataset, episodes: int = 64) -> Tensor:
@@ -92,79 +104,64 @@ def _trained_modules(world_model: WorldModel) -> list[nn.Module]:
     modules = [world_model.predictor]
     if world_model.encoder_training != "frozen":
         modules += [world_model.encoder, world_model.projector]
-    return modules + ([world_model.state_head] if world_model.state_head is not None else [])
+    heads = (world_model.state_head, world_model.reward_head, world_model.continue_head)
+    return modules + [head for head in heads if head is not None]
 
 
-def _save_state(path: Path, world_model: WorldModel, optimizer, step: int, config: WorldModelConfig):
-    state = {
-        "modules": [module.state_dict() for module in _trained_modules(world_model)],
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "config": json.dumps(config.to_dict()),
-    }
-    atomic_torch_save(state, path)
-
-
-def check_config(config: WorldModelConfig) -> None:
-    """One-line errors for settings that contradict the training mode (nothing is silently ignored)."""
+def check_config(config: WorldModelConfig, encoder_given: bool = False) -> None:
+    """One-line errors for settings that would not act in this run (nothing is silently ignored) and
+    for unknown choices."""
     mode, loss = config.model.encoder_training, config.loss
+    refuse_inert_keys(config, encoder_given=encoder_given)
     if mode not in ENCODER_TRAINING:
         raise ValueError(f"model.encoder_training must be one of {', '.join(ENCODER_TRAINING)}, got {mode!r}")
     if loss.distance not in (None, "l1", "mse"):
         raise ValueError(f"loss.distance must be l1 or mse, got {loss.distance!r}")
+    if config.model.observation_frames not in (None, 1, 2):
+        raise ValueError(
+            f"model.observation_frames must be 1 or 2 (or unset), got {config.model.observation_frames!r}"
+        )
+    if config.uncertainty.kind not in ("categorical", "gaussian", "none"):
+        raise ValueError(
+            f"uncertainty.kind must be categorical, gaussian or none, got {config.uncertainty.kind!r}"
+        )
     if loss.regularizer not in REGULARIZERS:
         raise ValueError(
             f"loss.regularizer must be one of {', '.join(REGULARIZERS)}, got {loss.regularizer!r}"
         )
-    defaults = WorldModelConfig()
-    if mode == "frozen":
-        if loss.regularizer_weight is not None:
-            raise ValueError(
-                "loss.regularizer_weight acts on trained encoders only (a frozen encoder's latents cannot "
-                "collapse): set model.encoder_training=finetune or joint, or drop it"
-            )
-        if config.model.latent_dim != defaults.model.latent_dim:
-            raise ValueError(
-                "model.latent_dim sizes the projector of trained encoders; a frozen one plans on its tokens"
-            )
-    if mode == "joint":
-        changed = [
-            k
-            for k in ("steps", "batch_size", "lr")
-            if getattr(config.encoder, k) != getattr(defaults.encoder, k)
-        ]
-        if changed:
-            raise ValueError(
-                f"encoder.{changed[0]} sets V-JEPA pretraining, which joint training skips (it trains the "
-                "encoder from scratch with optim.*): drop it or use model.encoder_training=finetune"
-            )
 
 
 def build_world_model(
-    config: WorldModelConfig, encoder: VideoEncoder, action_dim: int, state_dim: int, image_size: int
+    config: WorldModelConfig, encoder: VideoEncoder, action_dim: int, state_dim: int
 ) -> WorldModel:
     """A fresh world model for this encoder in the configured mode (projector, state head and
-    predictor at init)."""
+    predictor at init); frames are resized to the encoder's image size."""
     mode = config.model.encoder_training
-    tokens = (image_size // encoder.config.patch_size) ** 2
+    tokens = (encoder.config.image_size // encoder.config.patch_size) ** 2
     projector = state_head = None
     if mode != "frozen":
         projector = LatentProjector(
             ProjectorConfig(tokens=tokens, encoder_dim=encoder.config.dim, latent_dim=config.model.latent_dim)
         )
+    latent_tokens, latent_dim = (
+        (tokens, encoder.config.dim) if projector is None else (1, config.model.latent_dim)
+    )
     if state_dim and config.loss.state_decoding:
-        latent_tokens, latent_dim = (
-            (tokens, encoder.config.dim) if projector is None else (1, config.model.latent_dim)
-        )
         state_head = StateHead(
             StateHeadConfig(tokens=latent_tokens, latent_dim=latent_dim, state_dim=state_dim)
         )
+    shape = {"tokens": latent_tokens, "latent_dim": latent_dim}
+    reward_head = RewardHead(RewardHeadConfig(**shape)) if config.loss.reward else None
+    continue_head = ContinueHead(ContinueHeadConfig(**shape)) if config.loss.continuation else None
     widths = {k: v for k in ("dim", "depth", "num_heads") if (v := getattr(config.model, k)) is not None}
     return WorldModel(
         encoder,
         projector=projector,
         state_head=state_head,
+        reward_head=reward_head,
+        continue_head=continue_head,
         encoder_training=mode,
+        observation_frames=config.model.observation_frames or 1,
         frame_skip=config.data.frame_skip,
         history=config.loss.rollout_context,
         action_dim=action_dim,
@@ -203,63 +200,67 @@ def train_world_model(
 ) -> dict:
     """Train a WorldModel on the LeRobot dataset `data`, writing into `out` (see the module docstring).
     `stop_after` ends the run early after that many steps (as a kill would, but cleanly)."""
-    check_config(config)
-    optim, run, settings, mode = config.optim, config.run, config.data, config.model.encoder_training
+    check_config(config, encoder_given=encoder is not None)
+    run, settings, mode = config.run, config.data, config.model.encoder_training
     data, out = Path(data), Path(out)
-    checkpoint = check_run(out, resume, run.precision)
-    if run.fsdp:
-        raise ValueError(
-            "train-wm runs DDP only (the predictor, even the released 300 M one, fits on a device; the "
-            "encoder is small or frozen): drop run.fsdp"
-        )
+    name = f"train-wm ({mode})"
+    loop = TrainingLoop(out, config, name=name, resume=resume, progress=progress, stop_after=stop_after)
     needed = config.loss.rollout_context + 1 + config.loss.rollout_steps if config.loss.rollout else 2
     if settings.sequence_length < needed:
         raise ValueError(
             f"data.sequence_length {settings.sequence_length} is too short: the rollout loss needs "
             f"loss.rollout_context + 1 + loss.rollout_steps = {needed} frames"
         )
-    state_key = STATE_KEY if config.model.use_states else None
-    if state_key and state_key not in LeRobotDataset(data, state_key=None).features:
+    has_states = STATE_KEY in LeRobotDataset(data, state_key=None).features
+    if config.model.use_states and not has_states:
         raise ValueError(
-            f"{data} has no {state_key!r} feature for the state token: train without one "
-            "(--set model.use_states=false)"
+            f"{data} has no {STATE_KEY!r} feature for the state token: train without one "
+            "(--set model.use_states=false, or leave it unset)"
         )
+    if config.model.use_states is None:  # resolved once, so every later use reads a bool
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, use_states=has_states))
+        check_config(config, encoder_given=encoder is not None)  # again, now that use_states is known
+    state_key = STATE_KEY if config.model.use_states else None
     if mode == "joint" and encoder is not None:
         raise ValueError("joint training starts the encoder from scratch: drop --encoder, or use finetune")
     meta = LeRobotDataset(data, state_key=None)
-    side = video_size(meta, meta.video_path(meta.episode_indices[0]))
+    frame = frame_shape(meta)  # (H, W)
     train_episodes, val_episodes = split_episodes(data, settings.val_fraction)
     if encoder is None and mode == "joint":
         torch.manual_seed(run.seed)
+        side = encoder_side(frame, config.encoder.patch_size)
         encoder = VideoEncoder(encoder_architecture(config.encoder, side).model_configs()[0])
     elif encoder is None:
         encoder = pretrain_encoder(data, out / "encoder", config.encoder, run.seed, progress)
     process = distributed.setup(run.device)  # after pretraining, which leaves the process group
-    per_rank, remainder = divmod(optim.batch_size, process.world_size)
-    if remainder or per_rank == 0:
-        raise ValueError(
-            f"optim.batch_size {optim.batch_size} must be a multiple of the {process.world_size} processes"
-        )
+    state = loop.start(process)
 
     encoder = encoder.to(process.device)
-    if mode == "frozen":  # every frame's tokens, encoded once
-        cache_dir, key = out / "features", encoder_fingerprint(encoder)
-        encode_fn = WorldModel(
-            encoder, action_dim=1
-        ).encode  # only its encode(): the predictor is built below
+    frames = config.model.observation_frames or (1 if mode == "frozen" else encoder.config.tubelet_size)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, observation_frames=frames))
+    pairs = mode == "frozen" and frames == 2  # tokens of (previous, current) tubelets, cached
+    if mode == "frozen":  # every frame's tokens, encoded once (only encode() of this model is used)
+        cache_dir, key = out / "features", encoder_fingerprint(encoder) + ("-pairs" if pairs else "")
+        encode_fn = WorldModel(encoder, action_dim=1, observation_frames=frames).encode
     else:  # every frame decoded once; the encoder sees them in every step
-        cache_dir, key, encode_fn = out / "frames", f"{FRAME_CACHE_KEY}-{side}", _flat_frames
+        cache_dir, key, encode_fn = out / "frames", f"{FRAME_CACHE_KEY}-{frame[0]}x{frame[1]}", _flat_frames
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
         encode_episodes(
-            data, encode_fn, cache_dir, key=key, batch_size=settings.encode_batch, progress=progress
+            data,
+            encode_fn,
+            cache_dir,
+            key=key,
+            batch_size=settings.encode_batch,
+            pairs=pairs,
+            progress=progress,
         )
     distributed.barrier(process)
     inputs = FeatureCache(cache_dir, key)  # complete now: the main process wrote it
 
     # decoded frames are small (12 KB at 64 px): keep every training episode in memory; cached tokens
     # of a large encoder are not (the SequenceDataset default keeps the last 256 episodes read)
-    kept = {} if mode == "frozen" else {"keep_episodes": len(train_episodes)}
+    kept = {} if mode == "frozen" else {"keep_episodes": len(train_episodes), "previous": frames == 2}
     window = dict(frame_skip=settings.frame_skip, state_key=state_key, **kept)
     train_set = SequenceDataset(
         data, settings.sequence_length, episodes=train_episodes, features=inputs, **window
@@ -268,116 +269,131 @@ def train_world_model(
 
     torch.manual_seed(run.seed)
     state_dim = first["states"].shape[-1] if config.model.use_states else 0
-    world_model = build_world_model(config, encoder, first["actions"].shape[-1], state_dim, side)
+    world_model = build_world_model(config, encoder, first["actions"].shape[-1], state_dim)
     if world_model.state_head is not None:
         world_model.state_head.set_statistics(_state_sample(train_set))
     trained = _trained_modules(world_model)
-    step, state = 0, None
-    if resume and checkpoint.exists():
-        state = read_checkpoint_file(checkpoint)
+    if state is not None:
         for module, weights in zip(trained, state["modules"], strict=True):
             module.load_state_dict(weights)
-        step = state["step"]
-        log.info("resuming %s at step %d", out, step)
     world_model.to(process.device)
     world_model.predictor.gradient_checkpointing = run.activation_checkpointing
     objective = WorldModelObjective(world_model, config.loss)
     net = distributed.wrap(objective, trained, process, run.fsdp)
-    optimizer = torch.optim.AdamW(param_groups(trained, optim.weight_decay), betas=optim.betas, eps=optim.eps)
+    optimizer = loop.optimizer(trained)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
 
-    sampler = EpochSampler(
-        len(train_set), run.seed, process.rank, process.world_size, start=step * per_rank, batch_size=per_rank
-    )
-    keys = iter(sampler)
-    autocast = distributed.autocast(process, run.precision)
-    metrics_log = MetricsLog(out, enabled=process.is_main, start_step=step)
-    end = optim.steps if stop_after is None else min(optim.steps, stop_after)
-    bar = tqdm(total=optim.steps, initial=step, desc=f"train-wm ({mode})", unit="step", disable=not progress)
-    bar.disable = bar.disable or not process.is_main
-    started = time.perf_counter()
-    values: dict[str, float] = {}
-    pixels = None if mode == "frozen" else side
-    world_model.train()
-    while step < end:
-        tick = time.perf_counter()
-        lr = set_learning_rate(optimizer, optim, step)
-        batch_keys = [next(keys) for _ in range(per_rank)]
-        batch = _batch(train_set, batch_keys, process.device, config.model.use_states, pixels)
-        with autocast:
-            loss, metrics = net(*batch, step=step)
-        loss.backward()
-        if optim.grad_clip:
-            parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
-            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(parameters, optim.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+    keys = iter(loop.sampler(len(train_set)))
+    pixels = None if mode == "frozen" else frame
+    parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
 
-        values = distributed.mean({k: float(v) for k, v in metrics.items()}, process)
-        values["lr"] = lr
-        values["windows_per_second"] = optim.batch_size / (time.perf_counter() - tick)
-        if step % run.log_every == 0 or step == end:
-            metrics_log.write(step, values)
-        bar.set_postfix(loss=f"{values['loss']:.4f}", copy=f"{values['copy_last']:.4f}")
-        bar.update()
-        if process.is_main and (step % run.checkpoint_every == 0 or step == end):
-            _save_state(checkpoint, world_model, optimizer, step, config)
-        distributed.barrier(process)
-    bar.close()
-    metrics_log.close()
-    summary = {
-        "steps": step,
-        "finished": step >= optim.steps,
-        "final_loss": values.get("loss"),
-        "encoder_training": mode,
-        "latent": world_model.latent,
-        "train_episodes": len(train_episodes),
-        "val_episodes": len(val_episodes),
-        "action_dim": world_model.action_dim,
-        "frame_skip": world_model.frame_skip,
-        "history": world_model.history,
-        "seconds": round(time.perf_counter() - started, 2),
-        "processes": process.world_size,
-    }
+    def train_step(step: int) -> dict:
+        def forward(micro: int):
+            batch_keys = [next(keys) for _ in range(loop.per_rank)]
+            batch = _batch(train_set, batch_keys, process.device, config.model.use_states, pixels)
+            return net(**batch, step=step)
+
+        metrics = loop.accumulate(net, forward)
+        loop.update(optimizer, parameters, metrics)
+        return metrics
+
+    def save() -> None:
+        modules = [module.state_dict() for module in trained]
+        loop.save(modules=modules, optimizer=optimizer.state_dict())
+
+    world_model.train()
+    values = loop.loop(optimizer, train_step, save, rate="windows_per_second", shown=("loss", "copy_last"))
+    summary = loop.summary(
+        values,
+        encoder_training=mode,
+        latent=world_model.latent,
+        train_episodes=len(train_episodes),
+        val_episodes=len(val_episodes),
+        action_dim=world_model.action_dim,
+        frame_skip=world_model.frame_skip,
+        history=world_model.history,
+        data=str(data.resolve()),  # what train-agent replays start states from
+    )
     if summary["finished"] and process.is_main:
         world_model.eval()
+        latents = _trained_latents(world_model, config, data, out, progress)
         if val_episodes:
-            summary["val"] = _held_out_errors(world_model, config, data, out, val_episodes, window, progress)
+            summary["val"] = _held_out_errors(world_model, config, data, latents, val_episodes, window)
             warning = action_blind_warning(summary["val"])
             if warning:
                 log.warning(warning)
                 summary["warning"] = warning
-        world_model.save_pretrained(out)
-        plot_training_curves(out, out / "training_curves.png")
-        atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
-    distributed.teardown()
-    return summary
+        if config.distance.steps:
+            episodes = [latents.read(e, slice(None)) for e in train_episodes]  # (T_e, N, D) each
+            goals = None
+            if world_model.observation_frames == 2:  # goal images are at rest: their latents too
+                still = _trained_latents(world_model, config, data, out, progress, pairs=False)
+                goals = [still.read(e, slice(None)) for e in train_episodes]
+            world_model.distance_head = fit_distance_head(
+                episodes, config.distance, goals, run.seed, progress
+            )
+        if config.uncertainty.steps and (config.uncertainty.kind != "none" or config.uncertainty.ensemble):
+            shape = window | {"sequence_length": settings.sequence_length}
+            world_model.stochastic, world_model.ensemble = fit_uncertainty(
+                world_model, data, latents, train_episodes, config.uncertainty, shape, run.seed, progress
+            )
+    return loop.finish(summary, world_model)
+
+
+def encode_dataset(
+    world_model: WorldModel,
+    data: Path,
+    cache_dir: Path,
+    *,
+    pairs: bool | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> FeatureCache:
+    """Every frame's latents under `world_model`, encoded once into `cache_dir` (keyed by the
+    encoder's and projector's weights); a two-frame model sees each frame with the one before it,
+    as in training and acting, unless `pairs` is False (each frame at rest)."""
+    pairs = world_model.observation_frames == 2 if pairs is None else pairs
+    key = encoder_fingerprint(world_model.encoder, world_model.projector) + ("-pairs" if pairs else "")
+    return encode_episodes(
+        data, world_model.encode, cache_dir, key=key, batch_size=batch_size, pairs=pairs, progress=progress
+    )
+
+
+def _trained_latents(
+    world_model: WorldModel,
+    config: WorldModelConfig,
+    data: Path,
+    out: Path,
+    progress: bool,
+    pairs: bool | None = None,
+) -> FeatureCache:
+    """Every frame's latents under the finished model, encoded once into `OUT/features` (a frozen
+    encoder's were cached before training): with motion (the frame and the one before) for a
+    two-frame model unless `pairs` is False (each frame at rest, as goal images are encoded)."""
+    pairs = world_model.observation_frames == 2 if pairs is None else pairs
+    if world_model.encoder_training == "frozen" and pairs == (world_model.observation_frames == 2):
+        key = encoder_fingerprint(world_model.encoder, world_model.projector) + ("-pairs" if pairs else "")
+        return FeatureCache(out / "features", key)
+    return encode_dataset(
+        world_model,
+        data,
+        out / "features",
+        pairs=pairs,
+        batch_size=config.data.encode_batch,
+        progress=progress,
+    )
 
 
 def _held_out_errors(
     world_model: WorldModel,
     config: WorldModelConfig,
     data: Path,
-    out: Path,
+    features: FeatureCache,
     episodes: list[int],
     window: dict,
-    progress: bool,
 ) -> dict:
-    """Rollout errors on the held-out episodes' latents (encoded by the trained model if it trained one)."""
-    key = encoder_fingerprint(world_model.encoder, world_model.projector)
-    if world_model.encoder_training == "frozen":
-        features = FeatureCache(out / "features", key)
-    else:
-        features = encode_episodes(
-            data,
-            world_model.encode,
-            out / "features",
-            key=key,
-            batch_size=config.data.encode_batch,
-            progress=progress,
-        )
+    """Rollout errors on the held-out episodes' latents."""
     context, horizon = config.loss.rollout_context, config.data.eval_horizon
     window = window | {"features": features, "keep_episodes": len(episodes)}
     val_set = SequenceDataset(data, context + 1 + horizon, episodes=episodes, **window)

@@ -1,7 +1,8 @@
-"""How well a world model predicts: open-loop rollout error per horizon on held-out windows.
+"""Prediction errors per horizon: the accumulator every evaluation uses, and a world model's
+open-loop rollout errors on held-out windows (what train-wm reports at its end).
 
-The model observes a window's first `context` steps (frames and actions, as MPC does), then from
-the next frame rolls out `horizon` steps with its predictions fed back; each predicted step is
+The world model observes a window's first `context` steps (frames and actions, as MPC does), then
+from the next frame rolls out `horizon` steps with its predictions fed back; each predicted step is
 compared with the true latents. Two references on the same windows: copying the last observed
 frame's latents (a model that ignores the actions and the dynamics), and the same model fed the
 actions of another window (shuffled within the batch) for the rollout: a model that uses its
@@ -10,11 +11,44 @@ actions must do clearly better with the true ones.
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass, field
 
-from ..data.episodes import SequenceDataset
-from ..world_model import WorldModel
-from .future import HorizonErrors, copy_last
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .data.episodes import SequenceDataset
+from .world_model import WorldModel
+
+
+@dataclass
+class HorizonErrors:
+    """Per-horizon means over clips and tokens; horizon 1 is the first unobserved step."""
+
+    l1: dict[str, list[float]] = field(default_factory=dict)  # method -> [error at horizon 1, 2, ...]
+    cosine: dict[str, list[float]] = field(default_factory=dict)  # 1 - cosine similarity
+    clips: int = 0
+
+    def add(self, method: str, predicted: Tensor, target: Tensor) -> None:
+        """Accumulate a batch: predicted and target `(B, horizons, S, D)`."""
+        l1 = (predicted - target).abs().mean(dim=(2, 3)).sum(0)  # (horizons,) summed over the batch
+        cosine = (1 - F.cosine_similarity(predicted, target, dim=-1)).mean(dim=2).sum(0)
+        for store, values in ((self.l1, l1), (self.cosine, cosine)):
+            old = store.get(method, [0.0] * len(values))
+            store[method] = [a + float(b) for a, b in zip(old, values, strict=True)]
+
+    def mean(self) -> HorizonErrors:
+        scale = 1.0 / max(self.clips, 1)
+        return HorizonErrors(
+            {m: [v * scale for v in vs] for m, vs in self.l1.items()},
+            {m: [v * scale for v in vs] for m, vs in self.cosine.items()},
+            self.clips,
+        )
+
+
+def copy_last(observed: Tensor, horizons: int) -> Tensor:
+    """observed `(B, k, S, D)` -> the last observed step repeated `(B, horizons, S, D)`."""
+    return observed[:, -1:].expand(-1, horizons, -1, -1)
 
 
 @torch.no_grad()

@@ -1,0 +1,217 @@
+"""A policy learned inside the world model against planning with its reward head, and uncertain futures.
+
+Part 1, `vjepa_world/ReacherReward-v0` from pixels (touch the red target; reward 1 inside it):
+collect random-action episodes, train a world model with train-wm's defaults (its reward and
+continuation heads included), then over the same evaluation starts (episode i seeded 10,000 + i):
+- random actions;
+- CEM with the reward head (`plan --objective reward`: the predicted return over the horizon);
+- the policy trained in imagination (`train-agent`, then its mode from pixels: `evaluate`).
+Success is inside the target at the episode's end, return the number of steps inside (of 100),
+seconds per action the time per environment step (the planner's planning; the policy's encoding
+and actor, every frame skip). Targets: the policy reaches >= 80% of planning's success at
+<= 1/100 of its time per action, and both are clearly above random.
+
+Part 2, `vjepa_world/ReacherRewardNoisy-v0` (torque disturbances, a target that jumps): a world
+model trained with the stochastic latent (categorical 32 x 32) and the ensemble fitted, plus a
+Gaussian latent fitted on the same model; the held-out negative log-likelihood (nats per latent
+dimension) and 90% coverage of the future latents per horizon against the deterministic model
+(`eval/uncertainty.py`). Target: the stochastic model's likelihood beats the deterministic one's.
+
+Every stage is reused when rerun with the same --out.
+
+    python benchmarks/agent_quality.py                       # about 45 minutes on 2 cores
+    python benchmarks/agent_quality.py --smoke --out /tmp/aq  # checks the script in a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from vjepa_world.data.episodes import STATE_KEY, LeRobotDataset, SequenceDataset, write_lerobot_dataset
+from vjepa_world.demo import SMOKE_TRAINING
+from vjepa_world.envs import REACHER_NOISY_ID, REACHER_REWARD_ID, collect_episodes
+from vjepa_world.eval.agent import evaluate_agent
+from vjepa_world.eval.planning import evaluate_planning
+from vjepa_world.eval.uncertainty import future_likelihood
+from vjepa_world.planning import planner_config
+from vjepa_world.train.agent import train_agent
+from vjepa_world.train.config import TrainAgentConfig, WorldModelConfig, build_config
+from vjepa_world.train.uncertainty import fit_uncertainty
+from vjepa_world.train.world_model import encode_dataset, split_episodes, train_world_model
+from vjepa_world.world_model import WorldModel
+
+STEPS = 100  # environment steps per episode: the registered time limit
+
+
+def collected(out: Path, env: str, episodes: int) -> Path:
+    if not (out / "meta" / "info.json").exists():
+        write_lerobot_dataset(out, collect_episodes(env, episodes, STEPS, progress=False), progress=False)
+    return out
+
+
+def trained(run: Path, data: Path, settings: list[str]) -> dict:
+    """train-wm's summary (reused when `run` holds a finished one)."""
+    if (run / "summary.json").exists():
+        return json.loads((run / "summary.json").read_text())
+    config = build_config({}, settings, kind=WorldModelConfig)
+    return train_world_model(config, data, run, resume=(run / "checkpoint.pt").exists())
+
+
+def cached(path: Path, compute) -> dict:
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def part_one(out: Path, args, training: list[str]) -> list[tuple]:
+    data = collected(out / "data", REACHER_REWARD_ID, args.episodes)
+    trained(out / "wm", data, [*training, "uncertainty.kind=none", "uncertainty.ensemble=0"])
+    world_model = WorldModel.from_pretrained(out / "wm").eval()
+    planner = planner_config(args.preset, objective="reward", horizon=args.horizon)
+    plan = cached(
+        out / "plan.json",
+        lambda: evaluate_planning(
+            REACHER_REWARD_ID, world_model, planner, out / "plan", episodes=args.eval_episodes, videos=2
+        ),
+    )
+    agent_settings = [
+        f"agent.steps={args.agent_steps}",
+        "agent.precision=bfloat16",  # the imagined steps: about 2x faster here (AVX-512 BF16)
+        f"run.eval_episodes={args.eval_episodes}",
+    ]
+    agent = cached(
+        out / "agent.json",
+        lambda: train_agent(
+            build_config({}, agent_settings + args.agent_set, kind=TrainAgentConfig),
+            out / "wm",
+            out / "agent",
+            env=REACHER_REWARD_ID,
+            evaluate=evaluate_agent,
+            resume=(out / "agent" / "checkpoint.pt").exists(),
+        ),
+    )
+    evaluation = agent["eval"]
+    return [
+        ("random actions", plan["random_success_rate"], plan["random_return"], None),
+        ("CEM, reward head", plan["success_rate"], plan["return"], plan["seconds_per_action"]),
+        (
+            "policy (imagination)",
+            evaluation["success_rate"],
+            evaluation["return"],
+            evaluation["seconds_per_action"],
+        ),
+    ]
+
+
+def part_two(out: Path, args, training: list[str]) -> dict:
+    data = collected(out / "data", REACHER_NOISY_ID, args.episodes)
+    summary = trained(out / "wm", data, training)
+    world_model = WorldModel.from_pretrained(out / "wm").eval()
+    config = build_config({}, training, kind=WorldModelConfig)
+    context, horizon = config.loss.rollout_context, config.data.eval_horizon
+    use_states = STATE_KEY in LeRobotDataset(data, state_key=None).features
+    features = encode_dataset(world_model, data, out / "wm" / "features", progress=False)
+    train_episodes, val_episodes = split_episodes(data, config.data.val_fraction)
+    window = dict(frame_skip=config.data.frame_skip, state_key=STATE_KEY if use_states else None)
+    categorical = world_model.stochastic
+
+    def gaussian_head():
+        gaussian = dataclasses.replace(config.uncertainty, kind="gaussian", ensemble=0)
+        shape = window | {"sequence_length": config.data.sequence_length}
+        return fit_uncertainty(world_model, data, features, train_episodes, gaussian, shape, config.run.seed)[
+            0
+        ]
+
+    def likelihood(head) -> dict:
+        world_model.stochastic = head
+        length = context + 1 + horizon
+        make = lambda episodes: SequenceDataset(
+            data, length, episodes=episodes, features=features, keep_episodes=len(episodes), **window
+        )
+        return future_likelihood(
+            world_model, make(val_episodes), make(train_episodes[: len(val_episodes)]),
+            context=context, horizon=horizon, samples=args.samples, use_states=use_states,
+            stride=args.stride,
+        )  # fmt: skip
+
+    results = {"categorical": cached(out / "likelihood_categorical.json", lambda: likelihood(categorical))}
+    if not (out / "likelihood_gaussian.json").exists():
+        head = gaussian_head()
+        results["gaussian"] = cached(out / "likelihood_gaussian.json", lambda: likelihood(head))
+    else:
+        results["gaussian"] = json.loads((out / "likelihood_gaussian.json").read_text())
+    results["val"] = summary.get("val", {})
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="runs/bench-agent-quality")
+    parser.add_argument("--episodes", type=int, default=400, help="random-action training episodes per task")
+    parser.add_argument("--eval-episodes", type=int, default=30)
+    parser.add_argument("--agent-steps", type=int, default=1000, help="agent updates in imagination")
+    parser.add_argument(
+        "--agent-set", action="append", default=[], help="more agent settings (section.key=value)"
+    )
+    parser.add_argument("--preset", default="default", help="planner preset of CEM")
+    parser.add_argument("--horizon", type=int, default=3, help="CEM's horizon in model steps")
+    parser.add_argument("--samples", type=int, default=32, help="futures drawn per window (part 2)")
+    parser.add_argument("--stride", type=int, default=5, help="every k-th held-out window (part 2)")
+    parser.add_argument("--set", action="append", default=[], help="train-wm settings of both world models")
+    parser.add_argument("--part", type=int, choices=[1, 2], action="append", help="default: both")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny models: checks the script, not the figures"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (1 when other processes share the cores)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    training = ["distance.steps=0", *(SMOKE_TRAINING if args.smoke else []), *args.set]
+    started = time.perf_counter()
+    parts = args.part or [1, 2]
+    if 1 in parts:
+        rows = part_one(out / "reward", args, training)
+        planning = rows[1]
+        print(f"\n{REACHER_REWARD_ID}, {args.eval_episodes} episodes of {STEPS} steps, the same starts:\n")
+        print("| actions from | success | return (steps inside, of 100) | seconds per action |")
+        print("|---|---|---|---|")
+        for name, success, ret, seconds in rows:
+            seconds_text = "-" if seconds is None else f"{seconds:.5f}"
+            print(f"| {name} | {success:.0%} | {ret:.1f} | {seconds_text} |")
+        policy = rows[2]
+        if planning[1] and policy[3]:
+            print(
+                f"\npolicy / planning: success {policy[1] / planning[1]:.2f} (target >= 0.80), "
+                f"time per action 1/{planning[3] / policy[3]:.0f} (target <= 1/100)"
+            )
+    if 2 in parts:
+        results = part_two(out / "noisy", args, training)
+        print(f"\n{REACHER_NOISY_ID}: held-out NLL (nats per latent dimension) and 90% coverage, h = 1..H:\n")
+        print("| model | NLL by horizon | coverage by horizon |")
+        print("|---|---|---|")
+        rows = [("deterministic (fitted Gaussian)", results["categorical"], "deterministic")]
+        rows += [("stochastic, categorical 32 x 32", results["categorical"], "stochastic")]
+        rows += [("stochastic, Gaussian 32-d", results["gaussian"], "stochastic")]
+        rows += [("ensemble of 5 heads", results["categorical"], "ensemble")]
+        for name, result, kind in rows:
+            if kind in result["nll"]:
+                nll = " ".join(f"{v:.3f}" for v in result["nll"][kind])
+                coverage = " ".join(f"{v:.2f}" for v in result["coverage90"][kind])
+                print(f"| {name} | {nll} | {coverage} |")
+    print(f"\n{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

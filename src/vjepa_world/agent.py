@@ -1,0 +1,423 @@
+"""Actor-critic in imagination (DreamerV3's recipe on our world model): a policy learned inside it.
+
+An actor pi(a | z) and a critic v(z) on latent features (a step's latents, flattened) are trained
+only on imagined rollouts: from replayed start latents, the actor picks an action, the world model
+predicts the next latents, its reward and continuation heads score them, `horizon` (15) times.
+
+- Returns: lambda-returns (lambda 0.95) bootstrapped with the critic, discounted per model step.
+- Actor: REINFORCE on the advantages (return - value) scaled by the return range, max(1, EMA of
+  the 95th - 5th percentile of the returns): one entropy scale then fits rewards of any size.
+  Plus `entropy` x the policy's entropy. Actions are continuous, a Normal with tanh-bounded mean
+  and std in [0.1, 1] (the world model sees them clipped to [-1, 1], then mapped onto the action
+  box), or discrete (a categorical with 1% uniform mixed in, given to the model one-hot).
+- Critic: symlog two-hot regression of the lambda-returns, plus a pull toward a slow copy of
+  itself (an exponential moving average of its weights, rate 0.02 per update).
+
+The world model is frozen: imagination runs without gradients and the actor learns from the
+log-probabilities of the actions it took. `learn_with_world_model(world_model, data)` is the
+entry point; `train/agent.py` adds checkpoints, logs and the command line's loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .data.episodes import STATE_KEY, LeRobotDataset
+from .files import atomic_write
+from .nn.heads import TwoHot, mlp
+
+AGENT_FILE, AGENT_WEIGHTS = "agent.json", "agent.safetensors"
+
+
+@dataclass
+class AgentConfig:
+    horizon: int = 15  # imagined model steps per start state
+    discount: float = 0.99  # per model step (frame_skip environment steps)
+    lam: float = 0.95  # lambda of the lambda-returns
+    entropy: float = 3e-4  # weight of the policy's entropy
+    slow_critic_rate: float = 0.02  # the slow critic moves this fraction toward the critic per update
+    slow_critic_weight: float = 1.0  # pull of the critic toward the slow critic's values
+    return_decay: float = 0.99  # EMA of the return range (95th - 5th percentile)
+    hidden_dim: int = 256
+    layers: int = 2
+    min_std: float = 0.1  # continuous actions: the policy's std stays in [min_std, max_std]
+    max_std: float = 1.0
+    unimix: float = 0.01  # discrete actions: uniform mixed into the policy
+    lr: float = 3e-4  # actor and critic (AdamW, gradients clipped to norm 100)
+    batch_size: int = 256  # start states per update
+    steps: int = 1000  # updates
+    # of the world model's imagined steps: "bfloat16" autocasts them (about 2x faster on a CPU with
+    # AVX-512 BF16); the actor, the critic and the reward head stay in float32
+    precision: str = "float32"
+
+    def __post_init__(self):
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be float32 or bfloat16, got {self.precision!r}")
+        if self.horizon < 1 or not 0 < self.discount <= 1 or not 0 <= self.lam <= 1:
+            raise ValueError(
+                f"need horizon >= 1, 0 < discount <= 1 and 0 <= lam <= 1, got {self.horizon}, "
+                f"{self.discount}, {self.lam}"
+            )
+
+
+def lambda_returns(rewards: Tensor, values: Tensor, continues: Tensor, discount: float, lam: float) -> Tensor:
+    """R_t = r_{t+1} + discount c_{t+1} ((1 - lam) v_{t+1} + lam R_{t+1}), R_H = v_H, for t < H.
+    rewards, continues `(B, H)` of the transitions into steps 1..H; values `(B, H + 1)` of steps
+    0..H -> returns `(B, H)` of steps 0..H-1."""
+    returns = [values[:, -1]]
+    for t in reversed(range(rewards.shape[1])):
+        bootstrap = (1 - lam) * values[:, t + 1] + lam * returns[-1]
+        returns.append(rewards[:, t] + discount * continues[:, t] * bootstrap)
+    return torch.stack(returns[:0:-1], dim=1)
+
+
+class ReturnScale(nn.Module):
+    """max(1, EMA of (95th - 5th percentile) of the returns): what advantages are divided by."""
+
+    def __init__(self, decay: float = 0.99):
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("range", torch.zeros(()))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def update(self, returns: Tensor) -> Tensor:
+        flat = returns.detach().flatten().float()
+        spread = torch.quantile(flat, 0.95) - torch.quantile(flat, 0.05)
+        if self.updates == 0:
+            self.range.copy_(spread)
+        else:
+            self.range.mul_(self.decay).add_((1 - self.decay) * spread)
+        self.updates += 1
+        return self.range.clamp_min(1.0)
+
+
+class Actor(nn.Module):
+    """features `(..., F)` -> an action distribution: continuous (Normal, bounded mean) over
+    `action_dim` values in [-1, 1], or discrete (categorical) over `action_dim` choices."""
+
+    def __init__(self, features: int, action_dim: int, discrete: bool, config: AgentConfig):
+        super().__init__()
+        self.discrete, self.config = discrete, config
+        outputs = action_dim if discrete else 2 * action_dim
+        self.net = mlp(features, config.hidden_dim, outputs, config.layers)
+        with torch.no_grad():  # a near-uniform, near-zero-mean policy at the start (DreamerV3's outscale)
+            self.net[-1].weight.mul_(0.01)
+            self.net[-1].bias.zero_()
+
+    def forward(self, features: Tensor) -> torch.distributions.Distribution:
+        out = self.net(features)
+        c = self.config
+        if self.discrete:
+            probs = (1 - c.unimix) * out.softmax(-1) + c.unimix / out.shape[-1]
+            return torch.distributions.OneHotCategorical(probs=probs)
+        mean, std = out.chunk(2, dim=-1)
+        std = (c.max_std - c.min_std) * torch.sigmoid(std + 2.0) + c.min_std
+        return torch.distributions.Independent(torch.distributions.Normal(torch.tanh(mean), std), 1)
+
+    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A sampled action `(..., A)`, drawn with `generator` (reproducible)."""
+        dist = self(features)
+        if self.discrete:
+            probs = dist.probs
+            index = torch.multinomial(probs.flatten(0, -2), 1, generator=generator).view(probs.shape[:-1])
+            return F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+        normal = dist.base_dist
+        noise = torch.randn(normal.loc.shape, generator=generator, device=normal.loc.device)
+        return normal.loc + normal.scale * noise
+
+    def mode(self, features: Tensor) -> Tensor:
+        """The most likely action (what evaluation executes)."""
+        dist = self(features)
+        if self.discrete:
+            return F.one_hot(dist.probs.argmax(-1), dist.probs.shape[-1]).float()
+        return dist.mean
+
+
+class Critic(nn.Module):
+    """features `(..., F)` -> two-hot logits of the return `(..., bins)`; `value` decodes them."""
+
+    def __init__(self, features: int, config: AgentConfig, bins: int = 255):
+        super().__init__()
+        self.net = mlp(features, config.hidden_dim, bins, config.layers, zero_last=True)
+        self.twohot = TwoHot(bins)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features)
+
+    def value(self, features: Tensor) -> Tensor:
+        return self.twohot.predict(self(features))
+
+
+class Agent(nn.Module):
+    """Actor, critic and slow critic for a world model's latents `(N, D)` and actions: `act`
+    chooses, `update` learns from one imagined batch, `learn_with_world_model` runs the loop.
+    `low`/`high` `(A,)` bound the world model's actions (continuous); `discrete` actions are one-hot."""
+
+    def __init__(
+        self,
+        latent_shape: tuple[int, int],
+        action_dim: int,
+        *,
+        discrete: bool = False,
+        low: Tensor | None = None,
+        high: Tensor | None = None,
+        config: AgentConfig | None = None,
+    ):
+        super().__init__()
+        self.config = config = config or AgentConfig()
+        self.latent_shape, self.action_dim, self.discrete = tuple(latent_shape), action_dim, discrete
+        features = latent_shape[0] * latent_shape[1]
+        self.actor = Actor(features, action_dim, discrete, config)
+        self.critic = Critic(features, config)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.return_scale = ReturnScale(config.return_decay)
+        self.register_buffer("low", -torch.ones(action_dim) if low is None else torch.as_tensor(low).float())
+        self.register_buffer(
+            "high", torch.ones(action_dim) if high is None else torch.as_tensor(high).float()
+        )
+        self.actor_optimizer = torch.optim.AdamW(self.actor.parameters(), lr=config.lr, eps=1e-5)
+        self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=config.lr, eps=1e-5)
+
+    # ------------------------------------------------------------------ acting
+
+    def to_model_actions(self, actions: Tensor) -> Tensor:
+        """The actor's actions -> the world model's: one-hot as is; continuous clipped to [-1, 1]
+        and mapped onto [low, high]."""
+        if self.discrete:
+            return actions
+        return self.low + (actions.clamp(-1, 1) + 1) / 2 * (self.high - self.low)
+
+    @torch.no_grad()
+    def act(self, latents: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """Latents `(B, N, D)` -> world-model actions `(B, A)`: the policy's mode, or a sample."""
+        features = latents.flatten(-2)
+        actions = self.actor.sample(features, generator) if sample else self.actor.mode(features)
+        return self.to_model_actions(actions)
+
+    # ------------------------------------------------------------------ learning
+
+    @torch.no_grad()
+    def imagine(
+        self,
+        world_model,
+        starts: Tensor,
+        states: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Roll the actor through the world model from latents `(B, N, D)` (and observed states
+        `(B, S)` when the model takes them): latents of steps 0..H `(B, H + 1, N, D)` and the
+        actor's actions at steps 0..H-1 `(B, H, A)`."""
+        horizon = self.config.horizon
+        if world_model.state_dim and states is None:
+            states = starts.new_zeros(starts.shape[0], world_model.state_dim)  # unknown
+        imagined = world_model.imagined_states(states, horizon) if world_model.state_dim else None
+        z, cache, latents, actions = starts, None, [starts], []
+        low_precision = self.config.precision == "bfloat16"
+        for t in range(horizon):
+            action = self.actor.sample(z.flatten(-2), generator)  # (B, A)
+            state = None if imagined is None else imagined[:, t]
+            with torch.autocast(starts.device.type, dtype=torch.bfloat16, enabled=low_precision):
+                z, cache = world_model.step(z, self.to_model_actions(action), state, cache)
+            z = z.float()
+            latents.append(z)
+            actions.append(action)
+        return torch.stack(latents, dim=1), torch.stack(actions, dim=1)
+
+    def update(
+        self,
+        world_model,
+        starts: Tensor,
+        states: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, float]:
+        """One actor and one critic step on a batch imagined from `starts` `(B, N, D)`."""
+        c = self.config
+        latents, actions = self.imagine(world_model, starts, states, generator)
+        features = latents.flatten(-2)  # (B, H + 1, F)
+        with torch.no_grad():
+            rewards = world_model.predict_reward(latents[:, 1:])  # (B, H)
+            continues = world_model.predict_continue(latents[:, 1:])  # (B, H)
+            values = self.critic.value(features)  # (B, H + 1)
+            returns = lambda_returns(rewards, values, continues, c.discount, c.lam)  # (B, H)
+            # weight of step t: the probability the imagined episode is still going at t
+            alive = torch.cat([torch.ones_like(continues[:, :1]), continues[:, :-1].cumprod(1)], dim=1)
+            scale = self.return_scale.update(returns)
+            advantages = (returns - values[:, :-1]) / scale
+            slow_values = self.slow_critic.value(features[:, :-1])
+
+        policy = self.actor(features[:, :-1])
+        log_probs, entropy = policy.log_prob(actions), policy.entropy()  # (B, H) each
+        actor_loss = -(alive * (log_probs * advantages + c.entropy * entropy)).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        nn.utils.clip_grad_norm_(self.actor.parameters(), 100.0)
+        self.actor_optimizer.step()
+
+        logits = self.critic(features[:, :-1])
+        twohot = self.critic.twohot
+        critic_loss = twohot.loss(logits, returns) + c.slow_critic_weight * twohot.loss(logits, slow_values)
+        critic_loss = (alive * critic_loss).mean()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        nn.utils.clip_grad_norm_(self.critic.parameters(), 100.0)
+        self.critic_optimizer.step()
+        with torch.no_grad():
+            for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):
+                slow.lerp_(fast, c.slow_critic_rate)
+        return {
+            "loss/actor": float(actor_loss.detach()),
+            "loss/critic": float(critic_loss.detach()),
+            "imagined_reward": float(rewards.mean()),
+            "return": float(returns.mean()),
+            "value": float(values.mean()),
+            "return_scale": float(scale),
+            "entropy": float(entropy.detach().mean()),
+        }
+
+    # ------------------------------------------------------------------ saving
+
+    def settings(self) -> dict:
+        return {
+            "latent_shape": list(self.latent_shape),
+            "action_dim": self.action_dim,
+            "discrete": self.discrete,
+            "config": dataclasses.asdict(self.config),
+        }
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """`agent.json` (shapes and config) and `agent.safetensors` (networks, bounds, return scale)."""
+        directory = Path(directory)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        atomic_write(directory / AGENT_WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
+        text = json.dumps(self.settings(), indent=2) + "\n"
+        atomic_write(directory / AGENT_FILE, lambda tmp: tmp.write_text(text))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> Agent:
+        directory = Path(directory)
+        if not (directory / AGENT_FILE).is_file():
+            raise FileNotFoundError(f"{directory} holds no {AGENT_FILE}: give a train-agent run directory")
+        settings = json.loads((directory / AGENT_FILE).read_text())
+        agent = cls(
+            tuple(settings["latent_shape"]),
+            settings["action_dim"],
+            discrete=settings["discrete"],
+            config=AgentConfig(**settings["config"]),
+        )
+        agent.load_state_dict(load_file(str(directory / AGENT_WEIGHTS)))
+        return agent
+
+
+class AgentPolicy:
+    """The agent acting from pixels, as a per-environment-step policy `(observation, info) -> action`:
+    every `frame_skip` steps it encodes the frame (with the one before, for two-frame models),
+    chooses a world-model action and plays it back one environment action at a time. Stateful:
+    make one per episode."""
+
+    def __init__(
+        self, world_model, agent: Agent, sample: bool = False, generator: torch.Generator | None = None
+    ):
+        self.world_model, self.agent, self.sample, self.generator = world_model, agent, sample, generator
+        self.previous, self.queue = None, []
+
+    @torch.no_grad()
+    def __call__(self, observation, info) -> np.ndarray:
+        frame = torch.as_tensor(
+            np.asarray(observation["pixels"] if isinstance(observation, dict) else observation)
+        )
+        if not self.queue:
+            two_frames = self.world_model.observation_frames == 2
+            previous = (frame if self.previous is None else self.previous)[None] if two_frames else None
+            latents = self.world_model.encode(frame[None], previous)  # (1, N, D)
+            action = self.agent.act(latents, sample=self.sample, generator=self.generator)[0]
+            self.queue = list(action.view(self.world_model.frame_skip, -1).numpy())
+        self.previous = frame
+        return self.queue.pop(0)
+
+
+@torch.no_grad()
+def dataset_start_states(world_model, dataset_dir, batch_size: int = 256) -> tuple[Tensor, Tensor | None]:
+    """Every frame of a LeRobot dataset as a start state: its latents `(M, N, D)` under the world
+    model (a two-frame model sees each frame with the one before), and its states `(M, S)` when
+    the model takes them (else None)."""
+    dataset = LeRobotDataset(dataset_dir, state_key=STATE_KEY if world_model.state_dim else None)
+    latents, states = [], []
+    for episode in dataset.episode_indices:
+        frames = torch.from_numpy(
+            dataset.read_frames(episode, range(dataset.length(episode)))
+        )  # (T, H, W, 3)
+        before = torch.cat([frames[:1], frames[:-1]]) if world_model.observation_frames == 2 else None
+        for rows in torch.arange(len(frames)).split(batch_size):
+            latents.append(world_model.encode(frames[rows], None if before is None else before[rows]).cpu())
+        if world_model.state_dim:
+            states.append(torch.from_numpy(dataset.read_rows(episode)["states"]))
+    return torch.cat(latents).float(), torch.cat(states).float() if states else None
+
+
+def start_states(world_model, data, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+    """Where imagination starts: latents `(M, N, D)` and states `(M, S)` or None, from `data`: a
+    LeRobot dataset directory (every frame, `dataset_start_states`), a tensor of latents, a
+    (latents, states) pair, or None for 4,096 standard-normal latents (the distribution SIGReg
+    gives a trained encoder's vector latents)."""
+    if data is None:
+        encoder = world_model.encoder.config
+        tokens = 1 if world_model.projector is not None else (encoder.image_size // encoder.patch_size) ** 2
+        return torch.randn(4096, tokens, world_model.latent_dim, generator=generator), None
+    if isinstance(data, (str, os.PathLike)):
+        return dataset_start_states(world_model, data)
+    if isinstance(data, Tensor):
+        return data, None
+    latents, states = data
+    return latents, states
+
+
+def learn_with_world_model(
+    world_model,
+    data=None,
+    *,
+    agent: Agent | None = None,
+    config: AgentConfig | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    on_step=None,
+) -> Agent:
+    """Train an agent (a new one for the world model's latents and actions, or `agent`) for
+    `steps` updates (default `config.steps`) on rollouts imagined from `data`'s start states (see
+    `start_states`). `on_step(step, metrics)` is called after each update. Returns the agent."""
+    if world_model.reward_head is None:
+        raise ValueError(
+            "the world model has no reward head to learn from: train it with train-wm on a dataset with "
+            "next.reward (loss.reward > 0)"
+        )
+    if world_model.action_dim is None:
+        raise ValueError(
+            "the world model has no action input yet: call world_model.add_action_input(action_dim)"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    latents, states = start_states(world_model, data, generator)
+    if agent is None:
+        agent = Agent(tuple(latents.shape[-2:]), world_model.action_dim, config=config)
+    training = world_model.training
+    world_model.eval()  # imagination only: no gradients reach it (see Agent.imagine)
+    try:
+        for step in range(agent.config.steps if steps is None else steps):
+            rows = torch.randint(len(latents), (agent.config.batch_size,), generator=generator)
+            rows_states = None if states is None else states[rows]
+            metrics = agent.update(world_model, latents[rows], rows_states, generator)
+            if on_step is not None:
+                on_step(step, metrics)
+    finally:
+        world_model.train(training)
+    return agent

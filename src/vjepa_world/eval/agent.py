@@ -1,0 +1,95 @@
+"""Closed-loop evaluation of an agent (`vjepa-world evaluate`): its policy against random actions.
+
+Episode i resets the environment with seed `seed + i` for the agent and for the random baseline,
+so both face the same start (and target). The agent acts from pixels with its policy's mode
+(`AgentPolicy`); seconds per action is the policy's time per environment step (encoding and the
+actor, once every frame skip, spread over the steps it covers). Writes `episode_XXX.mp4` (the
+agent's first `videos` episodes) and `summary.json` into `out`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..agent import Agent, AgentPolicy
+from ..data.video import write_video
+from ..envs import make_env
+from ..files import write_json
+from ..planning import EpisodeResult, run_policy_episode, run_random_episode
+from .planning import side_by_side
+
+
+def episode_table(results: list[EpisodeResult], baseline: list[EpisodeResult]) -> dict:
+    """Success, return and seconds per action of `results` beside the random `baseline`."""
+    seconds = [s for r in results for s in r.seconds_per_action]
+    return {
+        "success_rate": float(np.mean([r.success for r in results])),
+        "random_success_rate": float(np.mean([r.success for r in baseline])),
+        "return": float(np.mean([r.episode_return for r in results])),
+        "random_return": float(np.mean([r.episode_return for r in baseline])),
+        "reached_rate": float(np.mean([r.reached for r in results])),
+        "random_reached_rate": float(np.mean([r.reached for r in baseline])),
+        # a model step's work spread over its frame_skip environment steps, as the planner reports
+        "seconds_per_action": sum(seconds) / len(seconds) if seconds else None,
+        "median_seconds_per_call": statistics.median(seconds) if seconds else None,
+    }
+
+
+def evaluate_agent(
+    env_spec: str,
+    world_model,
+    agent: Agent,
+    out: str | Path,
+    *,
+    episodes: int = 10,
+    seed: int = 10_000,
+    image_size: int = 64,
+    max_steps: int | None = None,
+    videos: int | None = 4,
+    progress: bool = True,
+) -> dict:
+    """Run `episodes` episodes of the agent and of random actions in `env_spec`; write the outputs."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = make_env(env_spec, image_size=image_size)
+    limit = max_steps or getattr(env.spec, "max_episode_steps", None) or 50
+    fps = float(env.metadata.get("render_fps") or 10.0)
+    world_model.eval()
+    results, random = [], []
+    started = time.perf_counter()
+    bar = tqdm(range(episodes), desc=f"evaluate {env_spec}", unit="episode", disable=not progress)
+    try:
+        for i in bar:
+            policy = AgentPolicy(world_model, agent)
+            results.append(run_policy_episode(env, policy, seed=seed + i, max_steps=limit))
+            random.append(run_random_episode(env, seed=seed + i, max_steps=limit))
+            if videos is None or i < videos:
+                write_video(out / f"episode_{i:03d}.mp4", side_by_side(results[-1]), fps=fps)
+            bar.set_postfix(success=f"{np.mean([r.success for r in results]):.0%}")
+    finally:
+        env.close()
+    summary = {
+        "env": env_spec,
+        "episodes": episodes,
+        "max_steps": limit,
+        **episode_table(results, random),
+        "seconds": round(time.perf_counter() - started, 2),
+        "per_episode": [
+            {
+                "seed": seed + i,
+                "return": r.episode_return,
+                "success": r.success,
+                "random_return": b.episode_return,
+            }
+            for i, (r, b) in enumerate(zip(results, random, strict=True))
+        ],
+    }
+    write_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,151 @@
+"""The agent's pieces against hand computations, and learning inside a world model of a known MDP."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vjepa_world.agent import Agent, AgentConfig, ReturnScale, lambda_returns, learn_with_world_model
+from vjepa_world.nn.heads import TwoHot, symexp, symlog
+
+
+def test_symlog_and_symexp_are_inverse_and_compress_large_values():
+    x = torch.tensor([-1e6, -20.0, -1.0, -1e-4, 0.0, 1e-4, 1.0, 20.0, 1e6], dtype=torch.float64)
+    torch.testing.assert_close(symexp(symlog(x)), x)
+    torch.testing.assert_close(
+        symlog(torch.tensor([math.e - 1, -(math.e**2 - 1)])), torch.tensor([1.0, -2.0])
+    )
+
+
+def test_two_hot_splits_a_value_between_the_two_nearest_bins_and_decodes_it_back():
+    twohot = TwoHot(bins=255)
+    values = torch.tensor([0.0, 1.0, -3.5, 5.0, 123.4, -0.01, 2e6])
+    weights = twohot.encode(values)
+    assert weights.shape == (7, 255)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(7))
+    assert ((weights > 0).sum(-1) <= 2).all()
+    torch.testing.assert_close(twohot.decode(weights), values, rtol=1e-5, atol=1e-6)
+    # by hand: symlog(1) = log 2 lies between bins k and k + 1 of linspace(-20, 20, 255)
+    step = 40 / 254
+    k = math.floor((math.log(2) + 20) / step)
+    above = (math.log(2) + 20 - k * step) / step
+    torch.testing.assert_close(weights[1, k : k + 2], torch.tensor([1 - above, above]))
+    # beyond the range: the end bin; a loss that is lowest at the target's own encoding
+    assert twohot.encode(torch.tensor([1e12]))[0, -1] == 1
+    logits = torch.log(weights[3] + 1e-9)
+    assert twohot.loss(logits, values[3]) < twohot.loss(logits, values[4])
+
+
+def test_lambda_returns_match_a_hand_computation():
+    rewards = torch.tensor([[1.0, 0.0, 2.0]])
+    values = torch.tensor([[0.5, 1.0, -1.0, 4.0]])
+    continues = torch.tensor([[1.0, 0.5, 1.0]])
+    discount, lam = 0.9, 0.8
+    r3 = 4.0  # the bootstrap: v_3
+    r2 = 2.0 + 0.9 * 1.0 * (0.2 * 4.0 + 0.8 * r3)
+    r1 = 0.0 + 0.9 * 0.5 * (0.2 * -1.0 + 0.8 * r2)  # the transition into step 2 continues with 0.5
+    r0 = 1.0 + 0.9 * 1.0 * (0.2 * 1.0 + 0.8 * r1)
+    expected = torch.tensor([[r0, r1, r2]])
+    torch.testing.assert_close(lambda_returns(rewards, values, continues, discount, lam), expected)
+    # lambda 0: one-step TD targets; lambda 1 with discount 1: the sum of rewards plus the last value
+    one_step = rewards + discount * continues * values[:, 1:]
+    torch.testing.assert_close(lambda_returns(rewards, values, continues, discount, 0.0), one_step)
+    ones = torch.ones(1, 3)
+    torch.testing.assert_close(
+        lambda_returns(rewards, values, ones, 1.0, 1.0), torch.tensor([[7.0, 6.0, 6.0]])
+    )
+
+
+def test_return_scale_is_the_smoothed_percentile_range_floored_at_one():
+    scale = ReturnScale(decay=0.5)
+    returns = torch.arange(101, dtype=torch.float32)  # 5th percentile 5, 95th 95
+    assert float(scale.update(returns)) == pytest.approx(90.0)
+    assert float(scale.update(returns * 0)) == pytest.approx(45.0)  # 0.5 * 90 + 0.5 * 0
+    small = ReturnScale()
+    assert float(small.update(torch.linspace(0, 0.1, 50))) == 1.0  # small returns are not blown up
+
+
+class ChainWorldModel(nn.Module):
+    """A known MDP in the world model's interface: `length` positions on a line, latents one-hot
+    `(1, length)`. An action moves one position right (continuous: a > 0; discrete: choice 1) or
+    left, clamped at the ends; every step that ends on the last position earns 1, forever after
+    if the agent stays. From position p the best discounted return is gamma^(k-1) / (1 - gamma)
+    with k = max(length - 1 - p, 1) steps to get there (or to stay)."""
+
+    def __init__(self, length: int = 6, discrete: bool = False):
+        super().__init__()
+        self.length, self.discrete = length, discrete
+        self.action_dim, self.state_dim = (2 if discrete else 1), 0
+        self.reward_head = True  # what learn_with_world_model checks for
+
+    def imagined_states(self, current, horizon):
+        return None
+
+    def step(self, latents, actions, states=None, cache=None):
+        position = latents[:, 0].argmax(-1)
+        right = actions.argmax(-1) == 1 if self.discrete else actions[:, 0] > 0
+        position = (position + torch.where(right, 1, -1)).clamp(0, self.length - 1)
+        return nn.functional.one_hot(position, self.length).float()[:, None], cache
+
+    def predict_reward(self, latents):
+        return (latents[..., 0, -1] == 1).float()
+
+    def predict_continue(self, latents):
+        return torch.ones(latents.shape[:-2])
+
+    def optimal_return(self, position: int, gamma: float, horizon: int) -> float:
+        first = max(self.length - 1 - position, 1)  # step whose transition first earns
+        return sum(gamma**t for t in range(first - 1, horizon))
+
+
+def policy_return(agent, world_model, position, gamma, horizon) -> float:
+    z = nn.functional.one_hot(torch.tensor([position]), world_model.length).float()[:, None]
+    total = 0.0
+    for t in range(horizon):
+        z, _ = world_model.step(z, agent.act(z))
+        total += gamma**t * float(world_model.predict_reward(z))
+    return total
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_the_agent_learns_the_optimal_policy_of_a_known_mdp_inside_its_world_model(discrete):
+    torch.manual_seed(0)
+    world_model = ChainWorldModel(discrete=discrete)
+    config = AgentConfig(discount=0.9, hidden_dim=64, batch_size=64, lr=1e-3, entropy=1e-3)
+    starts = nn.functional.one_hot(torch.arange(6).repeat(20), 6).float()[:, None]  # (120, 1, 6)
+    agent = Agent((1, 6), world_model.action_dim, discrete=discrete, config=config)
+    gamma, horizon = config.discount, config.horizon
+    optimal = sum(world_model.optimal_return(p, gamma, horizon) for p in range(6))
+    before = sum(policy_return(agent, world_model, p, gamma, horizon) for p in range(6))
+    history = []
+    learn_with_world_model(world_model, starts, agent=agent, steps=40, on_step=lambda s, m: history.append(m))
+    after = sum(policy_return(agent, world_model, p, gamma, horizon) for p in range(6))
+    assert before < 0.8 * optimal
+    assert after == pytest.approx(optimal, rel=1e-6)  # every position heads right and stays
+    assert history[-1]["imagined_reward"] > 1.5 * history[0]["imagined_reward"]
+    assert history[-1]["value"] > history[0]["value"]  # the critic follows (slowly: the slow critic)
+
+
+def test_learning_needs_a_reward_head():
+    class NoReward(ChainWorldModel):
+        def __init__(self):
+            super().__init__()
+            self.reward_head = None
+
+    with pytest.raises(ValueError, match="no reward head"):
+        learn_with_world_model(NoReward(), torch.zeros(4, 1, 6))
+
+
+def test_an_agent_round_trips_through_a_directory(tmp_path):
+    agent = Agent((1, 6), 3, low=torch.tensor([-2.0, 0.0, -1.0]), high=torch.tensor([2.0, 1.0, 1.0]))
+    with torch.no_grad():
+        for p in agent.parameters():
+            p.normal_()
+    agent.save_pretrained(tmp_path)
+    loaded = Agent.from_pretrained(tmp_path)
+    z = torch.randn(5, 1, 6)
+    torch.testing.assert_close(loaded.act(z), agent.act(z))
+    actions = agent.act(z)
+    assert (actions >= agent.low).all() and (actions <= agent.high).all()
+    torch.testing.assert_close(loaded.critic.value(z.flatten(-2)), agent.critic.value(z.flatten(-2)))

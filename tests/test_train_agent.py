@@ -1,0 +1,164 @@
+"""collect -> train-wm (with reward heads) -> train-agent -> evaluate, end to end in a smoke configuration."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from vjepa_world import VideoEncoder, WorldModel, get_preset
+from vjepa_world.agent import Agent
+from vjepa_world.cli import main
+from vjepa_world.data.episodes import LeRobotDataset, SequenceDataset
+from vjepa_world.envs import REACHER_REWARD_ID
+from vjepa_world.eval.uncertainty import fitted_noise, future_likelihood
+from vjepa_world.train.agent import train_agent
+from vjepa_world.train.config import TrainAgentConfig, WorldModelConfig, build_config
+from vjepa_world.train.world_model import encode_dataset, train_world_model
+
+WM = [  # a frozen micro encoder and a tiny predictor: seconds
+    "model.encoder_training=frozen",
+    "model.dim=32",
+    "model.depth=2",
+    "model.num_heads=2",
+    "optim.batch_size=4",
+    "optim.steps=4",
+    "optim.warmup_steps=1",
+    "optim.decay_steps=1",
+    "data.frame_skip=2",
+    "data.sequence_length=4",
+    "data.eval_horizon=1",
+    "loss.rollout_context=1",
+    "loss.rollout_steps=1",
+    "distance.steps=0",
+    "uncertainty.steps=3",
+    "uncertainty.batch_size=8",
+]
+AGENT = [
+    "--set", "agent.steps=4", "--set", "agent.batch_size=8", "--set", "agent.horizon=3",
+    "--set", "agent.hidden_dim=32", "--set", "run.eval_episodes=2", "--set", "run.checkpoint_every=2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reward_world_model(tmp_path_factory):
+    """A train-wm run with reward and continuation heads on 4 ReacherReward episodes of 12 steps."""
+    root = tmp_path_factory.mktemp("reward")
+    data = root / "data"
+    argv = ["collect", "--env", REACHER_REWARD_ID, "--episodes", "4", "--steps", "12", "--size", "32"]
+    assert main([*argv, "--out", str(data)]) == 0
+    torch.manual_seed(0)
+    encoder = VideoEncoder(get_preset("vit_micro").encoder).eval()
+    train_world_model(
+        build_config({}, WM, kind=WorldModelConfig), data, root / "wm", encoder=encoder, progress=False
+    )
+    return root / "wm"
+
+
+def test_train_wm_adds_reward_and_continuation_heads_that_reload(reward_world_model):
+    world_model = WorldModel.from_pretrained(reward_world_model)
+    assert world_model.reward_head is not None and world_model.continue_head is not None
+    logged = [json.loads(line) for line in (reward_world_model / "log.jsonl").read_text().splitlines()]
+    assert {"loss/reward", "loss/continuation"} <= set(logged[-1])
+    z = torch.randn(3, 2, 16, 64)
+    assert world_model.predict_reward(z).shape == (3, 2)
+    continues = world_model.predict_continue(z)
+    assert continues.shape == (3, 2) and ((continues > 0) & (continues < 1)).all()
+    summary = json.loads((reward_world_model / "summary.json").read_text())
+    assert LeRobotDataset(summary["data"]).episode_indices == [0, 1, 2, 3]  # what train-agent replays
+
+
+def test_train_agent_and_evaluate_run_end_to_end(reward_world_model, tmp_path):
+    out = tmp_path / "agent"
+    argv = ["train-agent", "--world-model", str(reward_world_model), "--env", REACHER_REWARD_ID]
+    assert main([*argv, "--out", str(out), *AGENT]) == 0
+    for name in (
+        "agent.json",
+        "agent.safetensors",
+        "checkpoint.pt",
+        "log.jsonl",
+        "world_model/world_model.json",
+    ):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["finished"] and summary["steps"] == 4
+    assert summary["eval"]["episodes"] == 2 and 0 <= summary["eval"]["success_rate"] <= 1
+    assert (out / "eval" / "episode_000.mp4").is_file()
+    agent = Agent.from_pretrained(out)
+    assert agent.action_dim == 4 and agent.latent_shape == (16, 64)  # frame skip 2 x 2 torques
+    evaluation = tmp_path / "evaluation"
+    argv = ["evaluate", "--agent", str(out), "--env", REACHER_REWARD_ID, "--episodes", "2", "--steps", "6"]
+    assert main([*argv, "--size", "32", "--out", str(evaluation)]) == 0
+    result = json.loads((evaluation / "summary.json").read_text())
+    assert result["episodes"] == 2 and result["max_steps"] == 6 and result["seconds_per_action"] > 0
+    assert {"return", "random_return", "success_rate", "random_success_rate"} <= set(result)
+    assert main([*argv, "--size", "32", "--out", str(evaluation), "--episodes", "0"]) == 2
+    assert main(["train-agent", "--world-model", str(reward_world_model), "--out", str(out)]) == 2  # exists
+
+
+def test_a_killed_agent_run_resumes_to_the_same_agent(reward_world_model, tmp_path):
+    config = build_config({}, [a for a in AGENT if a != "--set"], kind=TrainAgentConfig)
+    config.run.eval_episodes = 0
+    whole = train_agent(config, reward_world_model, tmp_path / "whole", progress=False)
+    partial = train_agent(config, reward_world_model, tmp_path / "resumed", progress=False, stop_after=2)
+    assert not partial["finished"]
+    resumed = train_agent(config, reward_world_model, tmp_path / "resumed", resume=True, progress=False)
+    assert whole["final"] == resumed["final"]
+    a, b = Agent.from_pretrained(tmp_path / "whole"), Agent.from_pretrained(tmp_path / "resumed")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, msg=name)
+
+
+def test_the_online_loop_collects_retrains_and_resumes(reward_world_model, tmp_path):
+    out = tmp_path / "online"
+    online = [
+        "--online", "--set", "online.iterations=1", "--set", "online.episodes=2",
+        "--set", "online.world_model_steps=2", "--set", "online.agent_steps=2",
+    ]  # fmt: skip
+    argv = [
+        "train-agent",
+        "--world-model",
+        str(reward_world_model),
+        "--env",
+        REACHER_REWARD_ID,
+        *AGENT,
+        *online,
+    ]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 6  # 4 offline + 2 online updates
+    (row,) = summary["online_iterations"]
+    assert row["episodes"] == 6  # the 4 the world model saw and 2 collected by the policy
+    grown = LeRobotDataset(out / "data_001")
+    assert grown.episode_indices == [0, 1, 2, 3, 4, 5]
+    wm_summary = json.loads((out / "world_model_run" / "summary.json").read_text())
+    assert wm_summary["steps"] == 6  # the original 4 steps, continued by 2
+    # done: resuming changes nothing and collects nothing more
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text())["online_iterations"] == summary["online_iterations"]
+    assert len(LeRobotDataset(out / "data_001")) == 6
+    # killed after collecting: the resumed loop skips the collection, finds the later stages' checkpoints
+    state = json.loads((out / "online.json").read_text())
+    (out / "online.json").write_text(json.dumps({"data": state["data"], "collected": 1, "iterations": []}))
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    assert len(LeRobotDataset(out / "data_001")) == 6 and not (out / "data_002").exists()
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["steps"] == 6 and resumed["online_iterations"][0]["episodes"] == 6
+
+
+def test_held_out_likelihood_of_the_deterministic_model_is_the_gaussian_closed_form(reward_world_model):
+    """Scored on the windows its noise was fitted on, the deterministic model's NLL per dimension is
+    1/2 + log(2 pi)/2 + the mean log sigma (E[(r / sigma)^2] = 1 by construction)."""
+    world_model = WorldModel.from_pretrained(reward_world_model).eval()
+    assert world_model.stochastic is not None and world_model.ensemble is not None  # train-wm fitted them
+    summary = json.loads((reward_world_model / "summary.json").read_text())
+    cache = encode_dataset(world_model, summary["data"], reward_world_model / "features", progress=False)
+    windows = SequenceDataset(summary["data"], 3, frame_skip=2, features=cache)
+    settings = dict(context=1, horizon=1, samples=4, use_states=True)
+    result = future_likelihood(world_model, windows, windows, **settings)
+    assert set(result["nll"]) == {"deterministic", "stochastic", "ensemble"}
+    sigma = fitted_noise(world_model, windows, "deterministic", **settings)
+    expected = 0.5 + 0.5 * math.log(2 * math.pi) + float(sigma.log().mean())
+    assert result["nll"]["deterministic"][0] == pytest.approx(expected, rel=1e-4)
+    assert all(0 <= c[0] <= 1 for c in result["coverage90"].values())
+    assert all(math.isfinite(n[0]) for n in result["nll"].values())
