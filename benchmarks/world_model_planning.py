@@ -125,7 +125,7 @@ def main() -> None:
             )
             print(rows[-1], flush=True)
     print(
-        "\n| env | mode | success | random | final distance | s/env step | ceiling (same energy) "
+        "\n| env | mode | success | random | final distance | s/env step | ceiling (latent energy) "
         "| held-out L1 h=1, last | copy last | shuffled actions |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")

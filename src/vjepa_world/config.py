@@ -162,7 +162,7 @@ PRESETS: dict[str, Preset] = {
 # ---------------------------------------------------------------------------- planning
 
 
-OBJECTIVES = ("latent", "state", "distance", "reward")
+OBJECTIVES = ("auto", "latent", "state", "distance", "reward")
 
 
 @dataclass
@@ -181,8 +181,9 @@ class PlannerConfig:
     # what is compared with the goal: "latent" (the latents), "state" (the states a world model's
     # state head decodes from them: needs a model trained on observation.state) or "distance" (the
     # learned temporal distance of its distance head: environment steps to the goal), or "reward"
-    # (minus the return its reward head predicts over the horizon: no goal image needed)
-    objective: str = "latent"
+    # (minus the return its reward head predicts over the horizon: no goal image needed); "auto" is
+    # "distance" for a world model with a distance head (train-wm fits one by default), else "latent"
+    objective: str = "auto"
     goal_weight: float = 0.0  # objective=reward: plus this weight x the latent goal energy (needs a goal)
     futures: int = (
         1  # futures drawn per candidate by the model's stochastic or ensemble head (1: deterministic)
@@ -298,7 +299,7 @@ def planner_inert_keys(config: PlannerConfig) -> dict[str, str]:
         inert["elites"] = "is CEM's (the samples it refits to); MPPI weights every sample by temperature"
     if config.method != "mppi":
         inert["temperature"] = "is MPPI's; CEM refits to the elites (set method=mppi)"
-    if config.objective != "latent":
+    if config.objective not in ("latent", "auto"):
         inert["energy"] = f"is the latent objective's distance; objective={config.objective} has its own"
     return inert
 

@@ -20,6 +20,7 @@ so the temperature means the same in every environment.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,9 +98,19 @@ def over_futures(objective: Objective, risk: float = 0.0) -> Objective:
     return reduced
 
 
+def resolve_objective(world_model, config: PlannerConfig) -> PlannerConfig:
+    """`objective=auto` made concrete: the learned temporal distance when the world model has a
+    distance head (it plans better than latent distance: docs/results.md), else the latent distance."""
+    if config.objective != "auto":
+        return config
+    learned = getattr(world_model, "distance_head", None) is not None
+    return dataclasses.replace(config, objective="distance" if learned else "latent")
+
+
 def make_objective(world_model, goal: Tensor | None, config: PlannerConfig) -> Objective:
     """The configured objective (see `PlannerConfig.objective`), toward the goal latents `(N, D)`
     when it needs them, over `config.futures` futures when there are several."""
+    config = resolve_objective(world_model, config)
     if config.needs_goal and goal is None:
         raise ValueError(
             f"objective={config.objective} needs a goal image; objective=reward plans without one"
@@ -386,6 +397,7 @@ __all__ = [
     "over_futures",
     "plan_actions",
     "planner_config",
+    "resolve_objective",
     "reward_energy",
     "run_mpc_episode",
     "run_policy_episode",

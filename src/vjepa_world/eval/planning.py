@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..data.video import write_video
 from ..envs import make_env
 from ..files import write_json
-from ..planning import EpisodeResult, PlannerConfig, run_mpc_episode, run_random_episode
+from ..planning import EpisodeResult, PlannerConfig, resolve_objective, run_mpc_episode, run_random_episode
 from ..viz import plot_distance_over_time, plot_energy_by_iteration
 
 
@@ -59,6 +59,7 @@ def evaluate_planning(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    config = resolve_objective(world_model, config)  # the summary records the objective planned with
     env = make_env(env_spec, image_size=image_size)
     limit = max_steps or getattr(env.spec, "max_episode_steps", None) or 50
     fps = float(env.metadata.get("render_fps") or 10.0)
