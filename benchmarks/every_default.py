@@ -8,7 +8,7 @@ the reacher seen by a tilted, turned camera, and the reacher with `info["state"]
 user's environment without proprioception: no state token, no state head).
 
     python benchmarks/every_default.py                         # all six, about 2 hours on 2 cores
-    python benchmarks/every_default.py --env reacher-tilted --plan-set objective=distance
+    python benchmarks/every_default.py --env reacher-tilted --plan-set objective=latent   # an ablation
     python benchmarks/every_default.py --smoke --episodes 6 --plan-episodes 1   # checks the script
 
 `--train-set` / `--plan-set` change one setting (train-wm `section.key=value`, planner `key=value`)
