@@ -33,7 +33,7 @@ def test_demo_smoke_runs_every_stage_and_reuses_them_when_rerun(tmp_path, capsys
         "| success rate: at the goal at the end (2 episodes) |" in report and "plan/episode_000.mp4" in report
     )
     printed = capsys.readouterr().out
-    assert "success rate" in printed and "seconds per action" in printed
+    assert "success rate" in printed and "s per env step" in printed
 
     weights = out / "world_model" / "model.safetensors"
     before = weights.stat().st_mtime_ns

@@ -360,7 +360,7 @@ def _demo(args: argparse.Namespace) -> None:
             f"{100 * summary['random_success_rate']:.0f}%",
         ),
         ("final distance", f"{summary['final_distance']:.3f}", f"{summary['random_final_distance']:.3f}"),
-        ("seconds per action", f"{summary['seconds_per_action']:.3f}", "-"),
+        ("s per env step", f"{summary['seconds_per_action']:.3f}", "-"),
     ]
     print(f"\n{'':20}{'planning':>10}{'random':>10}")
     for name, planned, random in rows:
