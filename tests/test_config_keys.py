@@ -258,3 +258,16 @@ def test_a_planner_setting_that_would_not_act_is_refused(changes, key):
     with pytest.raises(ValueError, match=f"^planner.{key} "):
         planner_config("default", **changes)
     planner_config("default", **{k: v for k, v in changes.items() if k != key})  # the rest is fine
+
+
+def test_uncertainty_settings_without_heads_are_refused():
+    none = ["uncertainty.kind=none", "uncertainty.ensemble=0"]
+    check_config(build_config({}, none, kind=WorldModelConfig))  # the demo's: no heads, nothing set
+    with pytest.raises(ValueError, match=r"uncertainty\.steps fits the uncertainty heads"):
+        check_config(build_config({}, [*none, "uncertainty.steps=5"], kind=WorldModelConfig))
+    with pytest.raises(ValueError, match=r"uncertainty\.free_nats trains the stochastic latent"):
+        check_config(
+            build_config({}, ["uncertainty.kind=none", "uncertainty.free_nats=2"], kind=WorldModelConfig)
+        )
+    with pytest.raises(ValueError, match=r"uncertainty\.lr sets the uncertainty heads"):
+        check_config(build_config({}, ["uncertainty.steps=0", "uncertainty.lr=0.1"], kind=WorldModelConfig))

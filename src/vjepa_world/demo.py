@@ -53,7 +53,9 @@ class DemoSettings:
     steps: int = 50
     policy: str = "random"
     image_size: int = 64
-    training: list[str] = field(default_factory=list)  # train-wm `section.key=value` overrides
+    # train-wm `section.key=value` overrides: the demo plans deterministically toward goal images, so
+    # it skips the uncertainty heads (sampled futures; ~1.5 min of fitting)
+    training: list[str] = field(default_factory=lambda: ["uncertainty.kind=none", "uncertainty.ensemble=0"])
     planner: str = "default"  # planner preset
     planner_changes: dict = field(default_factory=dict)
     plan_episodes: int = 50

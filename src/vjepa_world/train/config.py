@@ -317,6 +317,23 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
         for f in dataclasses.fields(GoalDistanceConfig):
             if f.name != "steps":
                 inert[f"distance.{f.name}"] = "trains the distance head, which distance.steps 0 leaves out"
+    uncertainty = config.uncertainty
+    if uncertainty.kind == "none":
+        for key in ("dynamics", "representation", "free_nats"):
+            inert[f"uncertainty.{key}"] = (
+                "trains the stochastic latent, which uncertainty.kind none leaves out"
+            )
+    if uncertainty.kind == "none" and not uncertainty.ensemble:
+        for f in dataclasses.fields(UncertaintyConfig)[2:]:  # all but kind and ensemble
+            inert[f"uncertainty.{f.name}"] = (
+                "fits the uncertainty heads; kind none and ensemble 0 ask for none"
+            )
+    elif not uncertainty.steps:
+        for f in dataclasses.fields(UncertaintyConfig):
+            if f.name != "steps":
+                inert[f"uncertainty.{f.name}"] = (
+                    "sets the uncertainty heads, which uncertainty.steps 0 leaves out"
+                )
     return inert
 
 
