@@ -215,7 +215,12 @@ class TemporalDistanceHead(nn.Module):
 
     def distances(self, latents: Tensor, goal: Tensor) -> Tensor:
         """Per-member distances `(..., ensemble)` between latents and goal latents (broadcast)."""
-        return (self(latents) - self(goal)).square().sum(-1).add(1e-12).sqrt()
+        return self.embedding_distance(self(latents), self(goal))
+
+    @staticmethod
+    def embedding_distance(embeddings: Tensor, goal_embeddings: Tensor) -> Tensor:
+        """Euclidean distance over the last dimension of two embeddings `(..., ensemble, E)`."""
+        return (embeddings - goal_embeddings).square().sum(-1).add(1e-12).sqrt()
 
     def distance(self, latents: Tensor, goal: Tensor) -> Tensor:
         """The energy: mean distance over the ensemble `(...)`, in environment steps (discounted)."""

@@ -74,12 +74,14 @@ def goal_distance_loss(
     """Implicit value learning on one batch of latents `(B, N, D)` each; `reached` `(B,)` marks
     goals equal to the frame itself. Returns the loss and its metrics."""
     reward, alive = reached.float() - 1.0, 1.0 - reached.float()  # -1 per step until the goal
-    with torch.no_grad():
-        next_values = -target.distances(next_latents, goals)  # (B, K)
+    with torch.no_grad():  # one pass of the target over the three sets (small MLPs: launches dominate)
+        now, following, goal = target(torch.cat([latents, next_latents, goals])).chunk(3)  # (B, K, E) each
+        next_values = -TemporalDistanceHead.embedding_distance(following, goal)  # (B, K)
         backup = reward[:, None] + discount * alive[:, None] * next_values  # per member
         pessimistic = reward + discount * alive * next_values.min(-1).values  # (B,)
-        advantage = pessimistic - (-target.distances(latents, goals)).mean(-1)
-    values = -head.distances(latents, goals)  # (B, K)
+        advantage = pessimistic - (-TemporalDistanceHead.embedding_distance(now, goal)).mean(-1)
+    now, goal = head(torch.cat([latents, goals])).chunk(2)
+    values = -TemporalDistanceHead.embedding_distance(now, goal)  # (B, K)
     weights = expectile_weights(advantage, expectile)[:, None]
     loss = (weights * (backup - values).square()).mean()
     return loss, {"loss/goal_distance": loss.detach(), "goal_distance/mean": -values.detach().mean()}
@@ -126,8 +128,7 @@ def train_goal_distance(
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            for kept, trained in zip(target.parameters(), head.parameters(), strict=True):
-                kept.lerp_(trained, config.target_ema)
+            torch._foreach_lerp_(list(target.parameters()), list(head.parameters()), config.target_ema)
         if (step + 1) % 100 == 0:
             bar.set_postfix(
                 loss=f"{float(metrics['loss/goal_distance']):.4f}",
