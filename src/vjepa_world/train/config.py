@@ -199,7 +199,9 @@ class EncoderPretraining:
 class GoalDistanceConfig:
     """The learned goal energy train-wm fits after the world model (`train/goal_distance.py`)."""
 
-    steps: int = 3000  # optimiser steps of the head (0: no head)
+    # optimiser steps of the head (0: no head): values propagate about one step per target update, so
+    # far goals need many (point mass: 3,000 steps plan at 47%, 12,000 at 77%; docs/results.md)
+    steps: int = 12000
     batch_size: int = 512
     lr: float = 3e-4
     discount: float = 0.98  # per environment step: distances saturate toward 1 / (1 - discount)
