@@ -185,6 +185,9 @@ def test_collection_is_reproducible_and_shaped():
     # the environment truncates at 50 steps: asking for more gives 50
     (long,) = collect_episodes(REACHER_ID, episodes=1, steps=80, progress=False)
     assert len(long) == 50
+    # by default an episode runs to the environment's time limit: 100 steps on PendulumGoal
+    (whole,) = collect_episodes(PENDULUM_ID, episodes=1, progress=False)
+    assert len(whole) == 100
 
 
 def test_pendulum_goals_are_holdable_by_default_and_uniform_on_request():

@@ -576,7 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--env", default="vjepa_world/ReacherGoal-v0", help="registered gymnasium id or module:ClassName"
     )
     collect.add_argument("--episodes", type=int, default=400, help="default 400 (what the demo trains on)")
-    collect.add_argument("--steps", type=int, default=50, help="steps per episode (the env may stop sooner)")
+    collect.add_argument(
+        "--steps", type=int, help="steps per episode (default: the environment's time limit, else 50)"
+    )
     collect.add_argument(
         "--policy",
         choices=["random", "hold", "ou-noise", "zero"],

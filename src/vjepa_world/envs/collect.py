@@ -65,9 +65,10 @@ def rollout(env: gymnasium.Env, policy: Policy, seed: int, steps: int, fps: floa
 
 
 def _collect(
-    env_spec: str, episodes: int, steps: int, policy: str, seed: int, image_size: int, progress: bool
+    env_spec: str, episodes: int, steps: int | None, policy: str, seed: int, image_size: int, progress: bool
 ) -> Iterator[Episode]:
     env = make_env(env_spec, image_size=image_size)
+    steps = steps or getattr(env.spec, "max_episode_steps", None) or 50  # whole episodes by default
     try:
         fps = float(env.metadata.get("render_fps") or 10.0)
         for i in tqdm(range(episodes), desc=f"collect {env_spec}", unit="episode", disable=not progress):
@@ -80,14 +81,15 @@ def _collect(
 def collect_episodes(
     env_spec: str,
     episodes: int,
-    steps: int,
+    steps: int | None = None,
     policy: str = "random",
     seed: int = 0,
     image_size: int = 64,
     progress: bool = True,
 ) -> Iterator[Episode]:
-    """Yield `episodes` Episodes of up to `steps` steps of `policy` in `env_spec`; episode i uses seed + i."""
-    if episodes < 0 or steps < 1:
+    """Yield `episodes` Episodes of up to `steps` steps (default: the environment's time limit, else
+    50) of `policy` in `env_spec`; episode i uses seed + i."""
+    if episodes < 0 or (steps is not None and steps < 1):
         raise ValueError(f"episodes must be >= 0 and steps >= 1, got {episodes} and {steps}")
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
@@ -98,7 +100,7 @@ def collect_dataset(
     env_spec: str,
     out: str | os.PathLike,
     episodes: int,
-    steps: int,
+    steps: int | None = None,
     *,
     policy: str = "random",
     seed: int = 0,
