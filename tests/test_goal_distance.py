@@ -85,3 +85,22 @@ def test_learns_shortest_paths_on_a_chain_from_random_walks():
     assert np.abs(np.diag(learned)).max() < 1e-3
     assert spearmanr(learned[gap > 0], gap[gap > 0])[0] > 0.9
     assert np.abs(learned - shortest)[gap <= 3].mean() < 0.5  # close to the shortest path's, nearby
+
+
+def test_the_default_objective_is_the_distance_head_when_there_is_one():
+    from types import SimpleNamespace
+
+    from vjepa_world.planning import PlannerConfig, make_objective, resolve_objective
+
+    head = TemporalDistanceHead(DistanceHeadConfig(tokens=1, latent_dim=4, embed_dim=3))
+    with_head, without = SimpleNamespace(distance_head=head), SimpleNamespace(distance_head=None)
+    config = PlannerConfig()
+    assert config.objective == "auto"
+    assert resolve_objective(with_head, config).objective == "distance"
+    assert resolve_objective(without, config).objective == "latent"
+    assert resolve_objective(without, PlannerConfig(objective="state")).objective == "state"  # explicit stays
+    goal, predicted = torch.randn(1, 4), torch.randn(5, 2, 1, 4)  # (N, D), (S, H, N, D)
+    expected = head.distance(predicted, goal).sum(1)  # summed over the horizon
+    assert torch.allclose(make_objective(with_head, goal, config)(predicted), expected)
+    latent = predicted.sub(goal).square().mean(dim=(2, 3)).sum(1)
+    assert torch.allclose(make_objective(without, goal, config)(predicted), latent)
