@@ -214,6 +214,23 @@ class EpisodeResult:
     def episode_return(self) -> float:
         return float(sum(self.rewards))
 
+    @classmethod
+    def ended(cls, info: dict, reached, steps, seconds, frames, goal_image, energies, distances, rewards):
+        """The result of an episode whose last step returned `info` (success and distance read there)."""
+        distance = info.get("distance")
+        return cls(
+            success=bool(info.get("is_success")),
+            reached=reached,
+            final_distance=None if distance is None else float(distance),
+            steps=steps,
+            seconds_per_action=seconds,
+            frames=np.stack(frames),
+            goal_image=goal_image,
+            energies=energies,
+            distances=[float(d) for d in distances],
+            rewards=rewards,
+        )
+
 
 def _bounds(env) -> tuple[Tensor, Tensor]:
     space = env.action_space
@@ -329,18 +346,8 @@ def run_mpc_episode(
             current, state = observe_latents(), observe_state()
         if config.warm_start:
             previous = warm_start(plan.actions, config.execute, model_low, model_high)
-    distance = info.get("distance")
-    return EpisodeResult(
-        success=bool(info.get("is_success")),
-        reached=reached,
-        final_distance=None if distance is None else float(distance),
-        steps=steps,
-        seconds_per_action=seconds,
-        frames=np.stack(frames),
-        goal_image=goal_image,
-        energies=energies,
-        distances=[float(d) for d in distances],
-        rewards=rewards,
+    return EpisodeResult.ended(
+        info, reached, steps, seconds, frames, goal_image, energies, distances, rewards
     )
 
 
@@ -362,19 +369,7 @@ def run_policy_episode(env, policy, *, seed: int, max_steps: int = 50) -> Episod
         reached, steps = reached or bool(info.get("is_success")), steps + 1
         if terminated or truncated:
             break
-    distance = info.get("distance")
-    return EpisodeResult(
-        success=bool(info.get("is_success")),
-        reached=reached,
-        final_distance=None if distance is None else float(distance),
-        steps=steps,
-        seconds_per_action=seconds,
-        frames=np.stack(frames),
-        goal_image=goal_image,
-        energies=[],
-        distances=[float(d) for d in distances],
-        rewards=rewards,
-    )
+    return EpisodeResult.ended(info, reached, steps, seconds, frames, goal_image, [], distances, rewards)
 
 
 def run_random_episode(env, *, seed: int, max_steps: int = 50) -> EpisodeResult:
