@@ -112,7 +112,10 @@ def policy_return(agent, world_model, position, gamma, horizon) -> float:
 def test_the_agent_learns_the_optimal_policy_of_a_known_mdp_inside_its_world_model(discrete):
     torch.manual_seed(0)
     world_model = ChainWorldModel(discrete=discrete)
-    config = AgentConfig(discount=0.9, hidden_dim=64, batch_size=64, lr=1e-3, entropy=1e-3)
+    # the chain's steps are not differentiable: the actor learns from its log-probabilities
+    config = AgentConfig(
+        discount=0.9, hidden_dim=64, batch_size=64, lr=1e-3, entropy=1e-3, actor_gradient="reinforce"
+    )
     starts = nn.functional.one_hot(torch.arange(6).repeat(20), 6).float()[:, None]  # (120, 1, 6)
     agent = Agent((1, 6), world_model.action_dim, discrete=discrete, config=config)
     gamma, horizon = config.discount, config.horizon
@@ -125,6 +128,63 @@ def test_the_agent_learns_the_optimal_policy_of_a_known_mdp_inside_its_world_mod
     assert after == pytest.approx(optimal, rel=1e-6)  # every position heads right and stays
     assert history[-1]["imagined_reward"] > 1.5 * history[0]["imagined_reward"]
     assert history[-1]["value"] > history[0]["value"]  # the critic follows (slowly: the slow critic)
+
+
+class LineWorldModel(nn.Module):
+    """A differentiable known task: the latent `(1, 1)` is a position x on a line, an action a in
+    [-1, 1] moves it to x + 0.25 a, and the reward is -x'^2 (weights: one, so it is a module that
+    gradients pass through without changing it). The best policy heads for 0 at full speed and
+    stops there: a = clip(-4 x, -1, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(0.25))
+        self.action_dim, self.state_dim, self.reward_head = 1, 0, True
+
+    def imagined_states(self, current, horizon):
+        return None
+
+    def step(self, latents, actions, states=None, cache=None):
+        return latents + self.gain * actions[:, None, :1], cache
+
+    def predict_reward(self, latents):
+        return -latents[..., 0, 0].pow(2)
+
+    def predict_continue(self, latents):
+        return torch.ones(latents.shape[:-2])
+
+
+def line_return(world_model, policy, starts, gamma, horizon) -> float:
+    z, total = starts, 0.0
+    for t in range(horizon):
+        z, _ = world_model.step(z, policy(z))
+        total += gamma**t * float(world_model.predict_reward(z).sum())
+    return total
+
+
+def test_dynamics_gradients_reach_the_best_policy_of_a_differentiable_task_and_leave_the_model_unchanged():
+    torch.manual_seed(0)
+    world_model = LineWorldModel()
+    config = AgentConfig(discount=0.9, hidden_dim=64, batch_size=64, lr=3e-3, entropy=1e-4, horizon=8)
+    starts = torch.linspace(-1, 1, 41)[:, None, None]  # (41, 1, 1)
+    agent = Agent((1, 1), 1, config=config)
+    assert agent.actor_gradient == "dynamics"  # "auto" for continuous actions
+    best = lambda z: (-4 * z[:, 0]).clamp(-1, 1)
+    with torch.no_grad():
+        optimal = line_return(world_model, best, starts, 0.9, 8)
+        before = line_return(world_model, agent.act, starts, 0.9, 8)
+    learn_with_world_model(world_model, starts, agent=agent, steps=150)
+    with torch.no_grad():
+        after = line_return(world_model, agent.act, starts, 0.9, 8)
+    assert before < 2 * optimal  # returns are negative: the untrained policy loses twice as much
+    assert after == pytest.approx(optimal, rel=0.05)
+    assert world_model.gain.item() == 0.25 and world_model.gain.grad is None
+    assert world_model.gain.requires_grad  # restored after learning
+
+
+def test_dynamics_gradients_need_continuous_actions():
+    with pytest.raises(ValueError, match="continuous actions"):
+        Agent((1, 6), 2, discrete=True, config=AgentConfig(actor_gradient="dynamics"))
 
 
 def test_learning_needs_a_reward_head():

@@ -5,16 +5,21 @@ only on imagined rollouts: from replayed start latents, the actor picks an actio
 predicts the next latents, its reward and continuation heads score them, `horizon` (15) times.
 
 - Returns: lambda-returns (lambda 0.95) bootstrapped with the critic, discounted per model step.
-- Actor: REINFORCE on the advantages (return - value) scaled by the return range, max(1, EMA of
-  the 95th - 5th percentile of the returns): one entropy scale then fits rewards of any size.
-  Plus `entropy` x the policy's entropy. Actions are continuous, a Normal with tanh-bounded mean
+- Actor: maximises the returns scaled by the return range, max(1, EMA of the 95th - 5th
+  percentile of the returns), so that one entropy scale fits rewards of any size, plus `entropy` x
+  the policy's entropy. The gradient (`actor_gradient`): "dynamics" backpropagates the returns
+  through the frozen world model into the actions that produced them (reparameterised samples,
+  DreamerV1/V2's choice for continuous control); "reinforce" (DreamerV3) weighs the actions'
+  log-probabilities by the advantages (return - value) and needs no gradient through the model.
+  "auto": dynamics for continuous actions, reinforce for discrete ones (whose samples have no
+  gradient). Actions are continuous, a Normal with tanh-bounded mean
   and std in [0.1, 1] (the world model sees them clipped to [-1, 1], then mapped onto the action
   box), or discrete (a categorical with 1% uniform mixed in, given to the model one-hot).
 - Critic: symlog two-hot regression of the lambda-returns, plus a pull toward a slow copy of
   itself (an exponential moving average of its weights, rate 0.02 per update).
 
-The world model is frozen: imagination runs without gradients and the actor learns from the
-log-probabilities of the actions it took. `learn_with_world_model(world_model, data)` is the
+The world model is frozen: its weights never change (with "dynamics" gradients pass through it
+to the actions, not into it). `learn_with_world_model(world_model, data)` is the
 entry point; `train/agent.py` adds checkpoints, logs and the command line's loop.
 """
 
@@ -27,13 +32,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .data.episodes import STATE_KEY, LeRobotDataset
+from .agent_pixels import start_states
 from .files import atomic_write
 from .nn.heads import TwoHot, mlp
 
@@ -60,10 +64,16 @@ class AgentConfig:
     # of the world model's imagined steps: "bfloat16" autocasts them (about 2x faster on a CPU with
     # AVX-512 BF16); the actor, the critic and the reward head stay in float32
     precision: str = "float32"
+    # how the actor's loss reaches it: "dynamics", "reinforce" or "auto" (see the module docstring)
+    actor_gradient: str = "auto"
 
     def __post_init__(self):
         if self.precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be float32 or bfloat16, got {self.precision!r}")
+        if self.actor_gradient not in ("auto", "dynamics", "reinforce"):
+            raise ValueError(
+                f"actor_gradient must be auto, dynamics or reinforce, got {self.actor_gradient!r}"
+            )
         if self.horizon < 1 or not 0 < self.discount <= 1 or not 0 <= self.lam <= 1:
             raise ValueError(
                 f"need horizon >= 1, 0 < discount <= 1 and 0 <= lam <= 1, got {self.horizon}, "
@@ -188,6 +198,18 @@ class Agent(nn.Module):
         )
         self.actor_optimizer = torch.optim.AdamW(self.actor.parameters(), lr=config.lr, eps=1e-5)
         self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=config.lr, eps=1e-5)
+        if discrete and config.actor_gradient == "dynamics":
+            raise ValueError(
+                "actor_gradient=dynamics needs continuous actions (a discrete sample has no gradient): "
+                "use reinforce or auto"
+            )
+
+    @property
+    def actor_gradient(self) -> str:
+        """dynamics or reinforce: the config's actor_gradient, auto resolved by the action kind."""
+        if self.config.actor_gradient == "auto":
+            return "reinforce" if self.discrete else "dynamics"
+        return self.config.actor_gradient
 
     # ------------------------------------------------------------------ acting
 
@@ -207,31 +229,33 @@ class Agent(nn.Module):
 
     # ------------------------------------------------------------------ learning
 
-    @torch.no_grad()
     def imagine(
         self,
         world_model,
         starts: Tensor,
         states: Tensor | None = None,
         generator: torch.Generator | None = None,
+        differentiable: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Roll the actor through the world model from latents `(B, N, D)` (and observed states
         `(B, S)` when the model takes them): latents of steps 0..H `(B, H + 1, N, D)` and the
-        actor's actions at steps 0..H-1 `(B, H, A)`."""
+        actor's actions at steps 0..H-1 `(B, H, A)`. `differentiable`: the latents keep their
+        gradient with respect to the actions (and so to the actor's weights)."""
         horizon = self.config.horizon
         if world_model.state_dim and states is None:
             states = starts.new_zeros(starts.shape[0], world_model.state_dim)  # unknown
         imagined = world_model.imagined_states(states, horizon) if world_model.state_dim else None
         z, cache, latents, actions = starts, None, [starts], []
         low_precision = self.config.precision == "bfloat16"
-        for t in range(horizon):
-            action = self.actor.sample(z.flatten(-2), generator)  # (B, A)
-            state = None if imagined is None else imagined[:, t]
-            with torch.autocast(starts.device.type, dtype=torch.bfloat16, enabled=low_precision):
-                z, cache = world_model.step(z, self.to_model_actions(action), state, cache)
-            z = z.float()
-            latents.append(z)
-            actions.append(action)
+        with torch.set_grad_enabled(differentiable):
+            for t in range(horizon):
+                action = self.actor.sample(z.flatten(-2), generator)  # (B, A)
+                state = None if imagined is None else imagined[:, t]
+                with torch.autocast(starts.device.type, dtype=torch.bfloat16, enabled=low_precision):
+                    z, cache = world_model.step(z, self.to_model_actions(action), state, cache)
+                z = z.float()
+                latents.append(z)
+                actions.append(action)
         return torch.stack(latents, dim=1), torch.stack(actions, dim=1)
 
     def update(
@@ -243,27 +267,34 @@ class Agent(nn.Module):
     ) -> dict[str, float]:
         """One actor and one critic step on a batch imagined from `starts` `(B, N, D)`."""
         c = self.config
-        latents, actions = self.imagine(world_model, starts, states, generator)
+        dynamics = self.actor_gradient == "dynamics"
+        latents, actions = self.imagine(world_model, starts, states, generator, differentiable=dynamics)
         features = latents.flatten(-2)  # (B, H + 1, F)
-        with torch.no_grad():
+        with torch.set_grad_enabled(dynamics):  # the returns as a function of the actions
             rewards = world_model.predict_reward(latents[:, 1:])  # (B, H)
-            continues = world_model.predict_continue(latents[:, 1:])  # (B, H)
             values = self.critic.value(features)  # (B, H + 1)
+            continues = world_model.predict_continue(latents[:, 1:]).detach()  # (B, H)
             returns = lambda_returns(rewards, values, continues, c.discount, c.lam)  # (B, H)
-            # weight of step t: the probability the imagined episode is still going at t
-            alive = torch.cat([torch.ones_like(continues[:, :1]), continues[:, :-1].cumprod(1)], dim=1)
-            scale = self.return_scale.update(returns)
-            advantages = (returns - values[:, :-1]) / scale
+        # weight of step t: the probability the imagined episode is still going at t
+        alive = torch.cat([torch.ones_like(continues[:, :1]), continues[:, :-1].cumprod(1)], dim=1)
+        scale = self.return_scale.update(returns)
+        features, values = features.detach(), values.detach()
+        with torch.no_grad():
             slow_values = self.slow_critic.value(features[:, :-1])
 
         policy = self.actor(features[:, :-1])
-        log_probs, entropy = policy.log_prob(actions), policy.entropy()  # (B, H) each
-        actor_loss = -(alive * (log_probs * advantages + c.entropy * entropy)).mean()
+        entropy = policy.entropy()  # (B, H)
+        if dynamics:
+            objective = returns / scale
+        else:
+            objective = policy.log_prob(actions) * (returns - values[:, :-1]) / scale
+        actor_loss = -(alive * (objective + c.entropy * entropy)).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), 100.0)
         self.actor_optimizer.step()
 
+        returns = returns.detach()
         logits = self.critic(features[:, :-1])
         twohot = self.critic.twohot
         critic_loss = twohot.loss(logits, returns) + c.slow_critic_weight * twohot.loss(logits, slow_values)
@@ -278,7 +309,7 @@ class Agent(nn.Module):
         return {
             "loss/actor": float(actor_loss.detach()),
             "loss/critic": float(critic_loss.detach()),
-            "imagined_reward": float(rewards.mean()),
+            "imagined_reward": float(rewards.detach().mean()),
             "return": float(returns.mean()),
             "value": float(values.mean()),
             "return_scale": float(scale),
@@ -320,69 +351,6 @@ class Agent(nn.Module):
         return agent
 
 
-class AgentPolicy:
-    """The agent acting from pixels, as a per-environment-step policy `(observation, info) -> action`:
-    every `frame_skip` steps it encodes the frame (with the one before, for two-frame models),
-    chooses a world-model action and plays it back one environment action at a time. Stateful:
-    make one per episode."""
-
-    def __init__(
-        self, world_model, agent: Agent, sample: bool = False, generator: torch.Generator | None = None
-    ):
-        self.world_model, self.agent, self.sample, self.generator = world_model, agent, sample, generator
-        self.previous, self.queue = None, []
-
-    @torch.no_grad()
-    def __call__(self, observation, info) -> np.ndarray:
-        frame = torch.as_tensor(
-            np.asarray(observation["pixels"] if isinstance(observation, dict) else observation)
-        )
-        if not self.queue:
-            two_frames = self.world_model.observation_frames == 2
-            previous = (frame if self.previous is None else self.previous)[None] if two_frames else None
-            latents = self.world_model.encode(frame[None], previous)  # (1, N, D)
-            action = self.agent.act(latents, sample=self.sample, generator=self.generator)[0]
-            self.queue = list(action.view(self.world_model.frame_skip, -1).numpy())
-        self.previous = frame
-        return self.queue.pop(0)
-
-
-@torch.no_grad()
-def dataset_start_states(world_model, dataset_dir, batch_size: int = 256) -> tuple[Tensor, Tensor | None]:
-    """Every frame of a LeRobot dataset as a start state: its latents `(M, N, D)` under the world
-    model (a two-frame model sees each frame with the one before), and its states `(M, S)` when
-    the model takes them (else None)."""
-    dataset = LeRobotDataset(dataset_dir, state_key=STATE_KEY if world_model.state_dim else None)
-    latents, states = [], []
-    for episode in dataset.episode_indices:
-        frames = torch.from_numpy(
-            dataset.read_frames(episode, range(dataset.length(episode)))
-        )  # (T, H, W, 3)
-        before = torch.cat([frames[:1], frames[:-1]]) if world_model.observation_frames == 2 else None
-        for rows in torch.arange(len(frames)).split(batch_size):
-            latents.append(world_model.encode(frames[rows], None if before is None else before[rows]).cpu())
-        if world_model.state_dim:
-            states.append(torch.from_numpy(dataset.read_rows(episode)["states"]))
-    return torch.cat(latents).float(), torch.cat(states).float() if states else None
-
-
-def start_states(world_model, data, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
-    """Where imagination starts: latents `(M, N, D)` and states `(M, S)` or None, from `data`: a
-    LeRobot dataset directory (every frame, `dataset_start_states`), a tensor of latents, a
-    (latents, states) pair, or None for 4,096 standard-normal latents (the distribution SIGReg
-    gives a trained encoder's vector latents)."""
-    if data is None:
-        encoder = world_model.encoder.config
-        tokens = 1 if world_model.projector is not None else (encoder.image_size // encoder.patch_size) ** 2
-        return torch.randn(4096, tokens, world_model.latent_dim, generator=generator), None
-    if isinstance(data, (str, os.PathLike)):
-        return dataset_start_states(world_model, data)
-    if isinstance(data, Tensor):
-        return data, None
-    latents, states = data
-    return latents, states
-
-
 def learn_with_world_model(
     world_model,
     data=None,
@@ -410,7 +378,8 @@ def learn_with_world_model(
     if agent is None:
         agent = Agent(tuple(latents.shape[-2:]), world_model.action_dim, config=config)
     training = world_model.training
-    world_model.eval()  # imagination only: no gradients reach it (see Agent.imagine)
+    trainable = [p for p in world_model.parameters() if p.requires_grad]
+    world_model.eval().requires_grad_(False)  # gradients may pass through it, never into it
     try:
         for step in range(agent.config.steps if steps is None else steps):
             rows = torch.randint(len(latents), (agent.config.batch_size,), generator=generator)
@@ -420,4 +389,6 @@ def learn_with_world_model(
                 on_step(step, metrics)
     finally:
         world_model.train(training)
+        for parameter in trainable:
+            parameter.requires_grad_(True)
     return agent

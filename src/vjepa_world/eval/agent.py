@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..agent import Agent, AgentPolicy
+from ..agent import Agent
+from ..agent_pixels import AgentPolicy
 from ..data.video import write_video
 from ..envs import make_env
 from ..files import write_json

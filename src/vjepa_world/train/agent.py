@@ -28,7 +28,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..agent import Agent, AgentPolicy, dataset_start_states
+from ..agent import Agent
+from ..agent_pixels import AgentPolicy, dataset_start_states
 from ..checkpoints import read_checkpoint_file
 from ..data.episodes import LeRobotDataset, write_lerobot_dataset
 from ..envs import make_env
