@@ -2,7 +2,7 @@
 
 An actor pi(a | z) and a critic v(z) on latent features (a step's latents, flattened) are trained
 only on imagined rollouts: from replayed start latents, the actor picks an action, the world model
-predicts the next latents, its reward and continuation heads score them, `horizon` (15) times.
+predicts the next latents, its reward and continuation heads score them, `horizon` (4) times.
 
 - Returns: lambda-returns (lambda 0.95) bootstrapped with the critic, discounted per model step.
 - Actor: maximises the returns scaled by the return range, max(1, EMA of the 95th - 5th
@@ -46,7 +46,10 @@ AGENT_FILE, AGENT_WEIGHTS = "agent.json", "agent.safetensors"
 
 @dataclass
 class AgentConfig:
-    horizon: int = 15  # imagined model steps per start state
+    # imagined model steps per start state: about as far as the world model is right (train-wm
+    # checks 4); DreamerV3's 15 let the actor learn from the model's errors (5% vs 25% success on
+    # ReacherReward, docs/results.md)
+    horizon: int = 4
     discount: float = 0.99  # per model step (frame_skip environment steps)
     lam: float = 0.95  # lambda of the lambda-returns
     entropy: float = 3e-4  # weight of the policy's entropy
