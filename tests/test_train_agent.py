@@ -162,3 +162,8 @@ def test_held_out_likelihood_of_the_deterministic_model_is_the_gaussian_closed_f
     assert result["nll"]["deterministic"][0] == pytest.approx(expected, rel=1e-4)
     assert all(0 <= c[0] <= 1 for c in result["coverage90"].values())
     assert all(math.isfinite(n[0]) for n in result["nll"].values())
+    # every kind's noise is fitted per horizon: the head's own one-step decoder sigma plays no part
+    with torch.no_grad():
+        world_model.stochastic.log_std.add_(2.0)
+    again = future_likelihood(world_model, windows, windows, **settings)
+    assert again["nll"]["stochastic"] == pytest.approx(result["nll"]["stochastic"], rel=1e-6)

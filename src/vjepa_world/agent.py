@@ -47,8 +47,8 @@ AGENT_FILE, AGENT_WEIGHTS = "agent.json", "agent.safetensors"
 @dataclass
 class AgentConfig:
     # imagined model steps per start state: about as far as the world model is right (train-wm
-    # checks 4); DreamerV3's 15 let the actor learn from the model's errors (5% vs 25% success on
-    # ReacherReward, docs/results.md)
+    # checks 4); DreamerV3's 15 let the actor learn from the model's errors (ReacherReward: 5% at
+    # 15, 13-25% at 4, docs/results.md)
     horizon: int = 4
     discount: float = 0.99  # per model step (frame_skip environment steps)
     lam: float = 0.95  # lambda of the lambda-returns
