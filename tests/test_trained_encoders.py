@@ -15,6 +15,8 @@ from vjepa_world.cli import main
 from vjepa_world.config import get_preset
 from vjepa_world.data.episodes import FeatureCache, LeRobotDataset
 from vjepa_world.envs import REACHER_ID, PointMassGoalEnv, make_env
+from vjepa_world.nn.decoder import FrameDecoder
+from vjepa_world.nn.heads import InverseDynamicsHead
 from vjepa_world.planning import planner_config, run_mpc_episode
 from vjepa_world.train.config import WorldModelConfig, build_config
 from vjepa_world.train.logs import read_log
@@ -70,6 +72,43 @@ def test_joint_training_trains_end_to_end_and_the_saved_model_reloads_with_ident
     assert distances.shape == (2, 2) and distances.diagonal().abs().max() < 1e-4
 
 
+def test_the_inverse_dynamics_head_and_frame_decoder_train_with_the_encoder_and_reload(data, tmp_path):
+    settings = [*JOINT, "loss.inverse_dynamics=1", "loss.frame_decoding=1"]
+    _train(settings, data, tmp_path / "run")
+    rows = read_log(tmp_path / "run")
+    assert all(
+        np.isfinite(row["loss/inverse_dynamics"]) and np.isfinite(row["loss/frame_decoding"]) for row in rows
+    )
+    loaded = WorldModel.from_pretrained(tmp_path / "run").eval()
+    frames = torch.randint(0, 255, (3, 32, 32, 3), dtype=torch.uint8)
+    latents = loaded.encode(frames)  # (3, 1, 8)
+    assert loaded.inverse_head(latents[:2], latents[1:]).shape == (2, loaded.action_dim)
+    assert loaded.frame_decoder(latents).shape == (3, 3, 32, 32)
+    again = WorldModel.from_pretrained(tmp_path / "run").eval()
+    torch.testing.assert_close(again.frame_decoder(latents), loaded.frame_decoder(latents), atol=0, rtol=0)
+
+
+def test_the_inverse_dynamics_head_recovers_the_action_of_a_linear_step():
+    # next = latent + W action: the action is (W^+)(next - latent), which the head must learn
+    torch.manual_seed(0)
+    head = InverseDynamicsHead(latent_dim=6, action_dim=2, hidden_dim=64)
+    mixing = torch.randn(2, 6)
+    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+    for _ in range(400):
+        latents, actions = torch.randn(256, 1, 6), torch.rand(256, 2) * 2 - 1
+        error = (head(latents, latents + (actions @ mixing)[:, None]) - actions).square().mean()
+        optimizer.zero_grad()
+        error.backward()
+        optimizer.step()
+    assert error < 0.02 * (1 / 3)  # 2% of the actions' variance (uniform on [-1, 1]: 1/3)
+
+
+def test_the_frame_decoder_refuses_a_size_it_cannot_reach():
+    assert FrameDecoder(image_size=16)(torch.zeros(2, 1, 64)).shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="4 times a power of 2"):
+        FrameDecoder(image_size=24)
+
+
 def test_joint_training_resumes_exactly(data, tmp_path):
     _train(JOINT, data, tmp_path / "whole")
     _train(JOINT, data, tmp_path / "part", stop_after=3)
@@ -99,6 +138,8 @@ def test_frozen_encoder_is_bit_identical_after_training_and_finetune_changes_it(
     "settings, message",
     [
         (["loss.regularizer_weight=0.5"], "regularizer_weight acts on trained encoders"),
+        (["loss.inverse_dynamics=1"], "inverse_dynamics acts on trained encoders"),
+        (["loss.frame_decoding=1"], "frame_decoding acts on trained encoders"),
         (["model.encoder_training=joint", "encoder.steps=50"], "joint training skips"),
         (["model.encoder_training=pretrained"], "encoder_training must be one of"),
         (["loss.distance=huber"], "loss.distance"),

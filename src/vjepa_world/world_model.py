@@ -36,10 +36,13 @@ from .data.video import normalize_frames
 from .files import atomic_write, write_json
 from .jepa import VJEPAModel
 from .nn import ActionConditionedPredictor, KVCache, VideoEncoder
+from .nn.decoder import FrameDecoder, FrameDecoderConfig
 from .nn.heads import (
     ContinueHead,
     ContinueHeadConfig,
     DistanceHeadConfig,
+    InverseDynamicsConfig,
+    InverseDynamicsHead,
     RewardHead,
     RewardHeadConfig,
     StateHead,
@@ -56,6 +59,8 @@ HEAD_TYPES = {  # optional parts, saved in HEADS_FILE with their configs in SETT
     "projector": (LatentProjector, ProjectorConfig),
     "state_head": (StateHead, StateHeadConfig),
     "distance_head": (TemporalDistanceHead, DistanceHeadConfig),
+    "inverse_head": (InverseDynamicsHead, InverseDynamicsConfig),
+    "frame_decoder": (FrameDecoder, FrameDecoderConfig),
     "reward_head": (RewardHead, RewardHeadConfig),
     "continue_head": (ContinueHead, ContinueHeadConfig),
     "stochastic": (StochasticHead, StochasticConfig),
@@ -79,6 +84,8 @@ class WorldModel(nn.Module):
         projector: LatentProjector | None = None,
         state_head: StateHead | None = None,
         distance_head: TemporalDistanceHead | None = None,
+        inverse_head: InverseDynamicsHead | None = None,
+        frame_decoder: FrameDecoder | None = None,
         reward_head: RewardHead | None = None,
         continue_head: ContinueHead | None = None,
         stochastic: StochasticHead | None = None,
@@ -115,6 +122,8 @@ class WorldModel(nn.Module):
         self.projector = projector
         self.state_head = state_head
         self.distance_head = distance_head  # a learned goal energy (environment steps to a goal)
+        self.inverse_head = inverse_head  # the action between two latents (shapes trained latents)
+        self.frame_decoder = frame_decoder  # a small picture of the frame (shapes trained latents)
         self.reward_head, self.continue_head = reward_head, continue_head
         self.stochastic, self.ensemble = stochastic, ensemble  # uncertain futures
         self._predictor_recipe = (preset, state_dim, predictor_config)

@@ -177,6 +177,28 @@ class StateHead(nn.Module):
 
 
 @dataclass
+class InverseDynamicsConfig:
+    tokens: int = 1  # latent tokens per frame (1 for vector latents)
+    latent_dim: int = 64
+    action_dim: int = 2  # the world model's action: a model step's environment actions, concatenated
+    hidden_dim: int = 256
+
+
+class InverseDynamicsHead(nn.Module):
+    """(latents of a step, latents of the next) `(..., N, D)` each -> the action `(..., A)` taken in
+    between. Trained with the encoder (PLDM's inverse-dynamics term), it makes the latent keep what
+    the actions move, the controllable state, when no proprioception says what that is."""
+
+    def __init__(self, config: InverseDynamicsConfig | None = None, **overrides):
+        super().__init__()
+        self.config = config = dataclasses.replace(config or InverseDynamicsConfig(), **overrides)
+        self.net = mlp(2 * config.tokens * config.latent_dim, config.hidden_dim, config.action_dim)
+
+    def forward(self, latents: Tensor, next_latents: Tensor) -> Tensor:
+        return self.net(torch.cat([latents.flatten(-2), next_latents.flatten(-2)], dim=-1))
+
+
+@dataclass
 class DistanceHeadConfig:
     tokens: int = 1  # latent tokens per frame (1 for vector latents)
     latent_dim: int = 64

@@ -173,6 +173,12 @@ class LossConfig:
     # weight of the state head's error (decoding observation.state from each frame's latents), the
     # goal energy planning uses by default; 0: no head. Needs model.use_states (the states loaded).
     state_decoding: float = 1.0
+    # weight of the inverse-dynamics head's error (the action between two consecutive latents, from
+    # them; PLDM): trained encoders only; 0: no head
+    inverse_dynamics: float = 0.0
+    # weight of the frame decoder's error (a 32 px picture of each frame from its latent, Dreamer's
+    # reconstruction): trained encoders only; 0: no decoder
+    frame_decoding: float = 0.0
     regularizer: str = "sigreg"  # or vicreg
     regularizer_weight: float | None = None  # None: 0.1 for trained encoders
     # DreamerV3's heads on the latents of the step an action leads to, from next.reward / next.done:
@@ -298,7 +304,15 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
         "a device, and the encoder is small or frozen)"
     )
     if mode == "frozen":
-        inert |= {"loss.regularizer": FROZEN_ONLY, "loss.regularizer_weight": FROZEN_ONLY}
+        inert |= {
+            key: FROZEN_ONLY
+            for key in (
+                "loss.regularizer",
+                "loss.regularizer_weight",
+                "loss.inverse_dynamics",
+                "loss.frame_decoding",
+            )
+        }
         inert["model.latent_dim"] = (
             "sizes the projector of trained encoders; a frozen one plans on its tokens"
         )

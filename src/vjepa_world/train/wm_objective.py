@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import KVCache
@@ -81,6 +82,18 @@ class WorldModelObjective(nn.Module):
             state_error = (decoded - world_model.state_head.standardize(states)).square().mean()
             loss = loss + self.loss.state_decoding * state_error
             metrics["loss/state_decoding"] = state_error.detach()
+        if world_model.inverse_head is not None and self.loss.inverse_dynamics:
+            inferred = world_model.inverse_head(latents[:, :-1], latents[:, 1:])  # (B, T-1, A)
+            inverse_error = (inferred - actions[:, :-1]).square().mean()
+            loss = loss + self.loss.inverse_dynamics * inverse_error
+            metrics["loss/inverse_dynamics"] = inverse_error.detach()
+        if world_model.frame_decoder is not None and self.loss.frame_decoding:
+            side = world_model.frame_decoder.config.image_size
+            pictures = F.interpolate(world_model._images(inputs), size=(side, side), mode="area")
+            decoded = world_model.frame_decoder(latents).flatten(0, 1)  # (B*T, 3, S, S)
+            frame_error = (decoded - pictures).square().mean()
+            loss = loss + self.loss.frame_decoding * frame_error
+            metrics["loss/frame_decoding"] = frame_error.detach()
         for name, head, targets in (
             ("reward", world_model.reward_head, rewards),
             ("continuation", world_model.continue_head, None if dones is None else 1.0 - dones.float()),

@@ -32,9 +32,12 @@ from ..checkpoints import encoder_fingerprint
 from ..data.episodes import STATE_KEY, FeatureCache, LeRobotDataset, SequenceDataset, encode_episodes
 from ..horizon_errors import rollout_errors
 from ..nn import VideoEncoder
+from ..nn.decoder import FrameDecoder, FrameDecoderConfig
 from ..nn.heads import (
     ContinueHead,
     ContinueHeadConfig,
+    InverseDynamicsConfig,
+    InverseDynamicsHead,
     RewardHead,
     RewardHeadConfig,
     StateHead,
@@ -104,8 +107,8 @@ def _trained_modules(world_model: WorldModel) -> list[nn.Module]:
     modules = [world_model.predictor]
     if world_model.encoder_training != "frozen":
         modules += [world_model.encoder, world_model.projector]
-    heads = (world_model.state_head, world_model.reward_head, world_model.continue_head)
-    return modules + [head for head in heads if head is not None]
+    heads = ("state_head", "inverse_head", "frame_decoder", "reward_head", "continue_head")
+    return modules + [getattr(world_model, h) for h in heads if getattr(world_model, h) is not None]
 
 
 def check_config(config: WorldModelConfig, encoder_given: bool = False) -> None:
@@ -138,7 +141,7 @@ def build_world_model(
     predictor at init); frames are resized to the encoder's image size."""
     mode = config.model.encoder_training
     tokens = (encoder.config.image_size // encoder.config.patch_size) ** 2
-    projector = state_head = None
+    projector = state_head = inverse_head = frame_decoder = None
     if mode != "frozen":
         projector = LatentProjector(
             ProjectorConfig(tokens=tokens, encoder_dim=encoder.config.dim, latent_dim=config.model.latent_dim)
@@ -151,6 +154,10 @@ def build_world_model(
             StateHeadConfig(tokens=latent_tokens, latent_dim=latent_dim, state_dim=state_dim)
         )
     shape = {"tokens": latent_tokens, "latent_dim": latent_dim}
+    if mode != "frozen" and config.loss.inverse_dynamics:
+        inverse_head = InverseDynamicsHead(InverseDynamicsConfig(**shape, action_dim=action_dim))
+    if mode != "frozen" and config.loss.frame_decoding:
+        frame_decoder = FrameDecoder(FrameDecoderConfig(**shape))
     reward_head = RewardHead(RewardHeadConfig(**shape)) if config.loss.reward else None
     continue_head = ContinueHead(ContinueHeadConfig(**shape)) if config.loss.continuation else None
     widths = {k: v for k in ("dim", "depth", "num_heads") if (v := getattr(config.model, k)) is not None}
@@ -158,6 +165,8 @@ def build_world_model(
         encoder,
         projector=projector,
         state_head=state_head,
+        inverse_head=inverse_head,
+        frame_decoder=frame_decoder,
         reward_head=reward_head,
         continue_head=continue_head,
         encoder_training=mode,
