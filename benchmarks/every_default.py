@@ -4,10 +4,11 @@ Per environment: collect 400 random-action episodes (the time limit's steps each
 model with train-wm's defaults, plan with plan's defaults against random actions from the same
 starts. The environments: the three built-in bodies (ReacherGoal, PendulumGoal, PointMassGoal),
 TwoRoomsGoal (a wall between many starts and goals), and two variants nobody tuned anything on:
-the reacher seen by a tilted, turned camera, and the reacher with `info["state"]` removed (a
-user's environment without proprioception: no state token, no state head).
+the reacher seen by a tilted, turned camera, and the reacher and the point mass with
+`info["state"]` removed (a user's environment without proprioception: no state token, no state
+head).
 
-    python benchmarks/every_default.py                         # all six, about 2 hours on 2 cores
+    python benchmarks/every_default.py                         # all seven, about 2.5 hours on 2 cores
     python benchmarks/every_default.py --env reacher-tilted --plan-set objective=latent   # an ablation
     python benchmarks/every_default.py --smoke --episodes 6 --plan-episodes 1   # checks the script
 
@@ -29,6 +30,7 @@ import yaml
 from vjepa_world.data.episodes import write_lerobot_dataset
 from vjepa_world.demo import SMOKE_TRAINING
 from vjepa_world.envs import PENDULUM_ID, POINT_MASS_ID, REACHER_ID, TWO_ROOMS_ID, collect_episodes
+from vjepa_world.envs.point_mass import PointMassGoalEnv
 from vjepa_world.envs.reacher import ReacherGoalEnv
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.planning import planner_config
@@ -53,6 +55,10 @@ def stateless_reacher(image_size: int = 64, render_mode: str | None = None) -> g
     return WithoutState(ReacherGoalEnv(image_size=image_size, render_mode=render_mode))
 
 
+def stateless_point_mass(image_size: int = 64, render_mode: str | None = None) -> gymnasium.Env:
+    return WithoutState(PointMassGoalEnv(image_size=image_size, render_mode=render_mode))
+
+
 VARIANTS = {  # name: (registered id, time limit, registration kwargs or None for a built-in id)
     "reacher": (REACHER_ID, 50, None),
     "pendulum": (PENDULUM_ID, 100, None),
@@ -64,6 +70,7 @@ VARIANTS = {  # name: (registered id, time limit, registration kwargs or None fo
         {"entry_point": ReacherGoalEnv, "kwargs": {"camera_elevation": -55.0, "camera_azimuth": 60.0}},
     ),
     "reacher-stateless": ("bench/ReacherStateless-v0", 50, {"entry_point": stateless_reacher}),
+    "point-mass-stateless": ("bench/PointMassStateless-v0", 50, {"entry_point": stateless_point_mass}),
 }
 
 
