@@ -174,10 +174,11 @@ class LossConfig:
     # goal energy planning uses by default; 0: no head. Needs model.use_states (the states loaded).
     state_decoding: float = 1.0
     # weight of the inverse-dynamics head's error (the action between two consecutive latents, from
-    # them; PLDM): trained encoders only; 0: no head
+    # them; PLDM): trained encoders only; 0: no head. No gain without proprioception on ReacherGoal
     inverse_dynamics: float = 0.0
     # weight of the frame decoder's error (a 32 px picture of each frame from its latent, Dreamer's
-    # reconstruction): trained encoders only; 0: no decoder
+    # reconstruction): trained encoders only; 0: no decoder. Without proprioception it makes the
+    # reacher's latent more precise (fingertip 5.3 -> 3.1 cm at 10) but did not plan better yet
     frame_decoding: float = 0.0
     regularizer: str = "sigreg"  # or vicreg
     regularizer_weight: float | None = None  # None: 0.1 for trained encoders
