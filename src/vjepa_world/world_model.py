@@ -14,7 +14,8 @@ The model carries what it was trained with: `frame_skip` (environment steps per 
 actions it takes concatenated) and `history` (observed steps of context), which planning uses.
 
 Optional heads, saved with the model: a state head (proprioception), a distance head (a learned
-goal energy), reward and continuation heads (`predict_reward`, `predict_continue`: what planning
+goal energy), an inverse-dynamics head and a frame decoder (training aids that shape trained
+latents), reward and continuation heads (`predict_reward`, `predict_continue`: what planning
 without a goal image and the agent learn from) and an uncertainty head, a stochastic latent or an
 ensemble (`rollout(..., samples=K)` draws K futures).
 """
