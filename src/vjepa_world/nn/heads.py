@@ -186,8 +186,8 @@ class InverseDynamicsConfig:
 
 class InverseDynamicsHead(nn.Module):
     """(latents of a step, latents of the next) `(..., N, D)` each -> the action `(..., A)` taken in
-    between. Trained with the encoder (PLDM's inverse-dynamics term), it makes the latent keep what
-    the actions move, the controllable state, when no proprioception says what that is."""
+    between. Trained with the encoder (PLDM's inverse-dynamics term), it asks the latent to keep
+    what the actions move; on ReacherGoal without proprioception it did not help (docs/results.md)."""
 
     def __init__(self, config: InverseDynamicsConfig | None = None, **overrides):
         super().__init__()
