@@ -5,11 +5,14 @@ collect random-action episodes, train a world model with train-wm's defaults (it
 continuation heads included), then over the same evaluation starts (episode i seeded 10,000 + i):
 - random actions;
 - CEM with the reward head (`plan --objective reward`: the predicted return over the horizon);
-- the policy trained in imagination (`train-agent`, then its mode from pixels: `evaluate`).
+- the policy trained in imagination (`train-agent`, then its mode from pixels: `evaluate`);
+- the same policy continued online (`train-agent --online`, `--online` iterations: collect 50
+  episodes with the policy, continue the world model and the agent), and CEM with the world model
+  the online loop ends with, so the policy is also compared with planning on its own model.
 Success is inside the target at the episode's end, return the number of steps inside (of 100),
 seconds per action the time per environment step (the planner's planning; the policy's encoding
-and actor, every frame skip). Targets: the policy reaches >= 80% of planning's success at
-<= 1/100 of its time per action, and both are clearly above random.
+and actor, every frame skip). Targets: the policy reaches >= 80% of planning's success (the better
+CEM row) at <= 1/100 of its time per action, and both are clearly above random.
 
 Part 2, `vjepa_world/ReacherRewardNoisy-v0` (torque disturbances, a target that jumps): a world
 model trained with the stochastic latent (categorical 32 x 32) and the ensemble fitted, plus a
@@ -19,7 +22,8 @@ dimension) and 90% coverage of the future latents per horizon against the determ
 
 Every stage is reused when rerun with the same --out.
 
-    python benchmarks/agent_quality.py                       # about 45 minutes on 2 cores
+    python benchmarks/agent_quality.py --part 1              # about 50 minutes on 2 cores
+    python benchmarks/agent_quality.py --part 2              # about 15 minutes
     python benchmarks/agent_quality.py --smoke --out /tmp/aq  # checks the script in a few minutes
 """
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -47,6 +52,7 @@ from vjepa_world.train.world_model import encode_dataset, split_episodes, train_
 from vjepa_world.world_model import WorldModel
 
 STEPS = 100  # environment steps per episode: the registered time limit
+ONLINE_EPISODES = 50  # collected with the policy per online iteration (train-agent's default)
 
 
 def collected(out: Path, env: str, episodes: int) -> Path:
@@ -73,7 +79,8 @@ def cached(path: Path, compute) -> dict:
 
 def part_one(out: Path, args, training: list[str]) -> list[tuple]:
     data = collected(out / "data", REACHER_REWARD_ID, args.episodes)
-    trained(out / "wm", data, [*training, "uncertainty.kind=none", "uncertainty.ensemble=0"])
+    no_futures = [s for s in training if not s.startswith("uncertainty.")]  # part 1 samples no futures
+    trained(out / "wm", data, [*no_futures, "uncertainty.kind=none", "uncertainty.ensemble=0"])
     world_model = WorldModel.from_pretrained(out / "wm").eval()
     planner = planner_config(args.preset, objective="reward", horizon=args.horizon)
     plan = cached(
@@ -98,17 +105,59 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
             resume=(out / "agent" / "checkpoint.pt").exists(),
         ),
     )
-    evaluation = agent["eval"]
-    return [
+    rows = [
         ("random actions", plan["random_success_rate"], plan["random_return"], None),
         ("CEM, reward head", plan["success_rate"], plan["return"], plan["seconds_per_action"]),
+        ("policy, offline", *_policy_row(agent["eval"])),
+    ]
+    if not args.online:
+        return rows
+    online = cached(out / "agent_online.json", lambda: _online(out, args, agent_settings))
+    final_model = WorldModel.from_pretrained(out / "agent_online" / "world_model").eval()
+    replan = cached(
+        out / "plan_online.json",
+        lambda: evaluate_planning(
+            REACHER_REWARD_ID,
+            final_model,
+            planner,
+            out / "plan_online",
+            episodes=args.eval_episodes,
+            videos=2,
+        ),
+    )
+    return [
+        *rows,
+        (f"policy, online ({args.online} x {ONLINE_EPISODES} episodes)", *_policy_row(online["eval"])),
         (
-            "policy (imagination)",
-            evaluation["success_rate"],
-            evaluation["return"],
-            evaluation["seconds_per_action"],
+            "CEM, reward head, the online world model",
+            replan["success_rate"],
+            replan["return"],
+            replan["seconds_per_action"],
         ),
     ]
+
+
+def _policy_row(evaluation: dict) -> tuple:
+    return evaluation["success_rate"], evaluation["return"], evaluation["seconds_per_action"]
+
+
+def _online(out: Path, args, agent_settings: list[str]) -> dict:
+    """`train-agent --online`, continuing the offline agent (a copy of its run) for `args.online`
+    iterations: collect with the policy, continue the world model on the grown data, then the agent."""
+    run = out / "agent_online"
+    if not (run / "checkpoint.pt").exists():
+        skip = shutil.ignore_patterns("eval", "summary.json")
+        shutil.copytree(out / "agent", run, ignore=skip, dirs_exist_ok=True)
+    settings = [*agent_settings, f"online.iterations={args.online}", f"online.episodes={ONLINE_EPISODES}"]
+    return train_agent(
+        build_config({}, settings + args.agent_set, kind=TrainAgentConfig),
+        out / "wm",
+        run,
+        env=REACHER_REWARD_ID,
+        evaluate=evaluate_agent,
+        resume=True,
+        online=True,
+    )
 
 
 def part_two(out: Path, args, training: list[str]) -> dict:
@@ -161,6 +210,9 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=30)
     parser.add_argument("--agent-steps", type=int, default=1000, help="agent updates in imagination")
     parser.add_argument(
+        "--online", type=int, default=3, help="online iterations after the offline agent (0: none)"
+    )
+    parser.add_argument(
         "--agent-set", action="append", default=[], help="more agent settings (section.key=value)"
     )
     parser.add_argument("--preset", default="default", help="planner preset of CEM")
@@ -183,18 +235,18 @@ def main() -> None:
     parts = args.part or [1, 2]
     if 1 in parts:
         rows = part_one(out / "reward", args, training)
-        planning = rows[1]
         print(f"\n{REACHER_REWARD_ID}, {args.eval_episodes} episodes of {STEPS} steps, the same starts:\n")
         print("| actions from | success | return (steps inside, of 100) | seconds per action |")
         print("|---|---|---|---|")
         for name, success, ret, seconds in rows:
             seconds_text = "-" if seconds is None else f"{seconds:.5f}"
             print(f"| {name} | {success:.0%} | {ret:.1f} | {seconds_text} |")
-        policy = rows[2]
-        if planning[1] and policy[3]:
+        policy = [row for row in rows if row[0].startswith("policy")][-1]  # online when it ran
+        best = max((row for row in rows if row[0].startswith("CEM")), key=lambda row: row[1])
+        if best[1] and policy[3]:
             print(
-                f"\npolicy / planning: success {policy[1] / planning[1]:.2f} (target >= 0.80), "
-                f"time per action 1/{planning[3] / policy[3]:.0f} (target <= 1/100)"
+                f"\n{policy[0]} / the best planning: success {policy[1] / best[1]:.2f} (target >= 0.80), "
+                f"time per action 1/{best[3] / policy[3]:.0f} (target <= 1/100)"
             )
     if 2 in parts:
         results = part_two(out / "noisy", args, training)

@@ -146,6 +146,29 @@ def test_the_online_loop_collects_retrains_and_resumes(reward_world_model, tmp_p
     assert resumed["steps"] == 6 and resumed["online_iterations"][0]["episodes"] == 6
 
 
+def test_the_online_loop_continues_a_world_model_that_fitted_a_distance_head(reward_world_model, tmp_path):
+    """The world model's continued training drops its distance head's settings (the reward task needs
+    none) instead of refusing them as inert."""
+    data = json.loads((reward_world_model / "summary.json").read_text())["data"]
+    settings = [s for s in WM if not s.startswith("distance.")] + [
+        "distance.steps=2",
+        "distance.batch_size=8",
+    ]
+    torch.manual_seed(0)
+    encoder = VideoEncoder(get_preset("vit_micro").encoder).eval()
+    wm = tmp_path / "wm"
+    train_world_model(
+        build_config({}, settings, kind=WorldModelConfig), data, wm, encoder=encoder, progress=False
+    )
+    assert WorldModel.from_pretrained(wm).distance_head is not None
+    online = ["--online", "--set", "online.iterations=1", "--set", "online.episodes=1"]
+    online += ["--set", "online.world_model_steps=1", "--set", "online.agent_steps=1"]
+    argv = ["train-agent", "--world-model", str(wm), "--env", REACHER_REWARD_ID, *AGENT, *online]
+    assert main([*argv, "--out", str(tmp_path / "agent")]) == 0
+    summary = json.loads((tmp_path / "agent" / "summary.json").read_text())
+    assert summary["steps"] == 5 and len(summary["online_iterations"]) == 1
+
+
 def test_held_out_likelihood_of_the_deterministic_model_is_the_gaussian_closed_form(reward_world_model):
     """Scored on the windows its noise was fitted on, the deterministic model's NLL per dimension is
     1/2 + log(2 pi)/2 + the mean log sigma (E[(r / sigma)^2] = 1 by construction)."""

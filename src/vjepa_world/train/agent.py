@@ -237,7 +237,7 @@ def _world_model_config(world_model_dir: Path, steps: int) -> WorldModelConfig:
     """The original run's config (from its checkpoint), training `steps` steps in all."""
     values = json.loads(read_checkpoint_file(world_model_dir / CHECKPOINT)["config"])
     values["optim"]["steps"] = steps
-    values["distance"]["steps"] = 0  # the reward task needs no goal energy
+    values["distance"] = {"steps": 0}  # the reward task needs no goal energy (its other keys: inert)
     return build_config(values, kind=WorldModelConfig)
 
 
