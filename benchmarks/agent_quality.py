@@ -83,12 +83,16 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
     trained(out / "wm", data, [*no_futures, "uncertainty.kind=none", "uncertainty.ensemble=0"])
     world_model = WorldModel.from_pretrained(out / "wm").eval()
     planner = planner_config(args.preset, objective="reward", horizon=args.horizon)
-    plan = cached(
-        out / "plan.json",
-        lambda: evaluate_planning(
-            REACHER_REWARD_ID, world_model, planner, out / "plan", episodes=args.eval_episodes, videos=2
-        ),
-    )
+
+    def planning(model, name: str) -> dict:  # CEM with the reward head, cached in OUT/name.json
+        return cached(
+            out / f"{name}.json",
+            lambda: evaluate_planning(
+                REACHER_REWARD_ID, model, planner, out / name, episodes=args.eval_episodes, videos=2
+            ),
+        )
+
+    plan = planning(world_model, "plan")
     agent_settings = [
         f"agent.steps={args.agent_steps}",
         "agent.precision=bfloat16",  # the imagined steps: about 2x faster here (AVX-512 BF16)
@@ -107,38 +111,23 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
     )
     rows = [
         ("random actions", plan["random_success_rate"], plan["random_return"], None),
-        ("CEM, reward head", plan["success_rate"], plan["return"], plan["seconds_per_action"]),
-        ("policy, offline", *_policy_row(agent["eval"])),
+        ("CEM, reward head", *_row(plan)),
+        ("policy, offline", *_row(agent["eval"])),
     ]
     if not args.online:
         return rows
     online = cached(out / "agent_online.json", lambda: _online(out, args, agent_settings))
-    final_model = WorldModel.from_pretrained(out / "agent_online" / "world_model").eval()
-    replan = cached(
-        out / "plan_online.json",
-        lambda: evaluate_planning(
-            REACHER_REWARD_ID,
-            final_model,
-            planner,
-            out / "plan_online",
-            episodes=args.eval_episodes,
-            videos=2,
-        ),
-    )
+    replan = planning(WorldModel.from_pretrained(out / "agent_online" / "world_model").eval(), "plan_online")
     return [
         *rows,
-        (f"policy, online ({args.online} x {ONLINE_EPISODES} episodes)", *_policy_row(online["eval"])),
-        (
-            "CEM, reward head, the online world model",
-            replan["success_rate"],
-            replan["return"],
-            replan["seconds_per_action"],
-        ),
+        (f"policy, online ({args.online} x {ONLINE_EPISODES} episodes)", *_row(online["eval"])),
+        ("CEM, reward head, the online world model", *_row(replan)),
     ]
 
 
-def _policy_row(evaluation: dict) -> tuple:
-    return evaluation["success_rate"], evaluation["return"], evaluation["seconds_per_action"]
+def _row(summary: dict) -> tuple:
+    """Success, return and seconds per action of a plan or evaluate summary."""
+    return summary["success_rate"], summary["return"], summary["seconds_per_action"]
 
 
 def _online(out: Path, args, agent_settings: list[str]) -> dict:
