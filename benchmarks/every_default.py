@@ -51,12 +51,9 @@ class WithoutState(gymnasium.Wrapper):
         return observation, reward, terminated, truncated, {k: v for k, v in info.items() if k != "state"}
 
 
-def stateless_reacher(image_size: int = 64, render_mode: str | None = None) -> gymnasium.Env:
-    return WithoutState(ReacherGoalEnv(image_size=image_size, render_mode=render_mode))
-
-
-def stateless_point_mass(image_size: int = 64, render_mode: str | None = None) -> gymnasium.Env:
-    return WithoutState(PointMassGoalEnv(image_size=image_size, render_mode=render_mode))
+def without_state(env_class, **kwargs) -> gymnasium.Env:
+    """`env_class(**kwargs)` with "state" taken out of its infos (registered with env_class in kwargs)."""
+    return WithoutState(env_class(**kwargs))
 
 
 VARIANTS = {  # name: (registered id, time limit, registration kwargs or None for a built-in id)
@@ -69,8 +66,16 @@ VARIANTS = {  # name: (registered id, time limit, registration kwargs or None fo
         50,
         {"entry_point": ReacherGoalEnv, "kwargs": {"camera_elevation": -55.0, "camera_azimuth": 60.0}},
     ),
-    "reacher-stateless": ("bench/ReacherStateless-v0", 50, {"entry_point": stateless_reacher}),
-    "point-mass-stateless": ("bench/PointMassStateless-v0", 50, {"entry_point": stateless_point_mass}),
+    "reacher-stateless": (
+        "bench/ReacherStateless-v0",
+        50,
+        {"entry_point": without_state, "kwargs": {"env_class": ReacherGoalEnv}},
+    ),
+    "point-mass-stateless": (
+        "bench/PointMassStateless-v0",
+        50,
+        {"entry_point": without_state, "kwargs": {"env_class": PointMassGoalEnv}},
+    ),
 }
 
 
