@@ -169,6 +169,26 @@ def test_the_online_loop_continues_a_world_model_that_fitted_a_distance_head(rew
     assert summary["steps"] == 5 and len(summary["online_iterations"]) == 1
 
 
+def test_the_online_loop_with_freeze_latents_keeps_a_joint_encoder_and_projector(reward_world_model, tmp_path):
+    """online.freeze_latents: the continued world model's latents (encoder, projector) stay the
+    offline agent's, its predictor and reward head train on."""
+    data = json.loads((reward_world_model / "summary.json").read_text())["data"]
+    joint = [s for s in WM if s != "model.encoder_training=frozen"]
+    joint += ["model.encoder_training=joint", "encoder.preset=vit_micro", "model.latent_dim=8"]
+    wm = tmp_path / "wm"
+    train_world_model(build_config({}, joint, kind=WorldModelConfig), data, wm, progress=False)
+    online = ["--online", "--set", "online.iterations=1", "--set", "online.episodes=1"]
+    online += ["--set", "online.world_model_steps=2", "--set", "online.agent_steps=1"]
+    online += ["--set", "online.freeze_latents=true"]
+    argv = ["train-agent", "--world-model", str(wm), "--env", REACHER_REWARD_ID, *AGENT, *online]
+    assert main([*argv, "--out", str(tmp_path / "agent")]) == 0
+    before, after = WorldModel.from_pretrained(wm), WorldModel.from_pretrained(tmp_path / "agent" / "world_model")
+    for part in ("encoder", "projector", "predictor", "reward_head"):
+        old, new = getattr(before, part).state_dict(), getattr(after, part).state_dict()
+        kept = all(torch.equal(old[k], new[k]) for k in old)
+        assert kept == (part in ("encoder", "projector")), part
+
+
 def test_held_out_likelihood_of_the_deterministic_model_is_the_gaussian_closed_form(reward_world_model):
     """Scored on the windows its noise was fitted on, the deterministic model's NLL per dimension is
     1/2 + log(2 pi)/2 + the mean log sigma (E[(r / sigma)^2] = 1 by construction)."""

@@ -134,6 +134,20 @@ def test_frozen_encoder_is_bit_identical_after_training_and_finetune_changes_it(
     assert tuned.encoder_training == "finetune" and len(changed) > len(before) // 2
 
 
+def test_freeze_latents_continues_a_joint_run_with_its_encoder_and_projector_unchanged(data, tmp_path):
+    run = tmp_path / "run"
+    _train(JOINT, data, run)
+    before = WorldModel.from_pretrained(run)
+    _train([*JOINT, "optim.steps=9", "model.freeze_latents=true"], data, run, resume=True)
+    after = WorldModel.from_pretrained(run)
+    for part in ("encoder", "projector"):
+        old, new = getattr(before, part).state_dict(), getattr(after, part).state_dict()
+        assert all(torch.equal(old[k], new[k]) for k in old), part
+    old, new = before.predictor.state_dict(), after.predictor.state_dict()
+    assert sum(not torch.equal(old[k], new[k]) for k in old) > len(old) // 2  # the predictor trained on
+    assert read_log(run)[-1]["step"] == 9
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
@@ -145,6 +159,11 @@ def test_frozen_encoder_is_bit_identical_after_training_and_finetune_changes_it(
         (["loss.distance=huber"], "loss.distance"),
         (["model.observation_frames=3"], "observation_frames must be 1 or 2"),
         (["model.encoder_training=joint", "loss.regularizer=barlow"], "loss.regularizer"),
+        (["model.freeze_latents=true"], "freeze_latents acts on trained encoders"),
+        (
+            ["model.encoder_training=joint", "model.freeze_latents=true", "loss.regularizer_weight=0.5"],
+            "model.freeze_latents keeps fixed",
+        ),
     ],
 )
 def test_settings_that_would_not_act_are_refused(data, tmp_path, settings, message):

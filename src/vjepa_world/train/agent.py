@@ -233,11 +233,16 @@ def _collect_with_policy(env_spec: str, world_model, agent, data: Path, episodes
         env.close()
 
 
-def _world_model_config(world_model_dir: Path, steps: int) -> WorldModelConfig:
-    """The original run's config (from its checkpoint), training `steps` steps in all."""
+def _world_model_config(world_model_dir: Path, steps: int, freeze_latents: bool) -> WorldModelConfig:
+    """The original run's config (from its checkpoint), training `steps` steps in all; with
+    `freeze_latents`, a trained encoder's latents stay fixed (its regulariser then has no effect)."""
     values = json.loads(read_checkpoint_file(world_model_dir / CHECKPOINT)["config"])
     values["optim"]["steps"] = steps
     values["distance"] = {"steps": 0}  # the reward task needs no goal energy (its other keys: inert)
+    if freeze_latents and values["model"]["encoder_training"] != "frozen":
+        values["model"]["freeze_latents"] = True
+        for key in ("regularizer", "regularizer_weight"):
+            values["loss"].pop(key, None)
     return build_config(values, kind=WorldModelConfig)
 
 
@@ -271,7 +276,7 @@ def _online_loop(
             if not (run_dir / CHECKPOINT).exists():
                 run_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copy(world_model_dir / CHECKPOINT, run_dir / CHECKPOINT)
-            wm_config = _world_model_config(world_model_dir, steps)
+            wm_config = _world_model_config(world_model_dir, steps, config.online.freeze_latents)
             joint = wm_config.model.encoder_training == "joint"
             encoder = None if joint else VideoEncoder.from_pretrained(out / "world_model")
             train_world_model(

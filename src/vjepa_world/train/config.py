@@ -147,6 +147,9 @@ class PredictorSettings:
     # tubelet, so a latent holds the velocity the next step depends on (goal images, repeated, are
     # at rest); 1 repeats the frame (V-JEPA 2-AC). None: 1 for a frozen encoder, else 2.
     observation_frames: int | None = None
+    # true: a finetune or joint run trains only the predictor and heads; the encoder and projector
+    # get no gradient, so the latent space stays where it is (an agent trained on it keeps its inputs)
+    freeze_latents: bool = False
 
 
 @dataclass
@@ -317,6 +320,12 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
         inert["model.latent_dim"] = (
             "sizes the projector of trained encoders; a frozen one plans on its tokens"
         )
+        inert["model.freeze_latents"] = FROZEN_ONLY
+    elif config.model.freeze_latents:
+        inert |= {
+            key: "shapes the latents, which model.freeze_latents keeps fixed"
+            for key in ("loss.regularizer", "loss.regularizer_weight")
+        }
     if encoder_given:
         inert |= {f"encoder.{f.name}": INACTIVE_ENCODER for f in dataclasses.fields(EncoderPretraining)}
     elif mode == "joint":
@@ -383,6 +392,9 @@ class OnlineConfig:
     episodes: int = 50  # collected per iteration with the policy's sampled actions
     world_model_steps: int = 250  # train-wm steps per iteration, continuing the world model's run
     agent_steps: int = 250  # agent updates per iteration, continuing the agent
+    # continue a trained encoder's world model with its latents fixed (model.freeze_latents), so the
+    # agent's inputs do not move under it; a frozen V-JEPA encoder's are fixed anyway
+    freeze_latents: bool = False
 
 
 @dataclass

@@ -31,11 +31,13 @@ def _resolved_loss(loss: LossConfig, mode: str) -> LossConfig:
 class WorldModelObjective(nn.Module):
     """loss, metrics = objective(inputs, actions (B, T, A), states (B, T, S) or None), where inputs
     are cached latents `(B, T, N, D)` for a frozen encoder, else uint8 frames `(B, T, H, W, 3)`
-    (with `previous`, the frames one environment step before each, for two-frame observations)."""
+    (with `previous`, the frames one environment step before each, for two-frame observations).
+    With `freeze_latents` a trained encoder's latents are computed without gradient (no regulariser)."""
 
-    def __init__(self, world_model: WorldModel, loss: LossConfig):
+    def __init__(self, world_model: WorldModel, loss: LossConfig, freeze_latents: bool = False):
         super().__init__()
         self.world_model, self.loss = world_model, _resolved_loss(loss, world_model.encoder_training)
+        self.freeze_latents = freeze_latents
         self.generator = torch.Generator()  # SIGReg's directions: reseeded every step (exact resume)
 
     def error(self, predicted: Tensor, target: Tensor) -> Tensor:
@@ -57,7 +59,11 @@ class WorldModelObjective(nn.Module):
         the action leads to, both the encoded ones and the teacher-forced predictions."""
         world_model, context, horizon = self.world_model, self.loss.rollout_context, self.loss.rollout_steps
         trained = world_model.encoder_training != "frozen"
-        latents = world_model.embed(inputs, previous) if trained else inputs  # (B, T, N, D)
+        if trained:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_latents):
+                latents = world_model.embed(inputs, previous)  # (B, T, N, D)
+        else:
+            latents = inputs
         pick = lambda x, steps: None if x is None else x[:, steps]
         cache = KVCache(world_model.predictor.config.depth)
         observed = slice(None, -1)  # steps 0..T-2 predict steps 1..T-1
@@ -114,7 +120,8 @@ class WorldModelObjective(nn.Module):
                 for t in range(latents.shape[1])
             ]
             term = torch.stack(per_step).mean()
-            loss = loss + self.loss.regularizer_weight * term
+            if not self.freeze_latents:
+                loss = loss + self.loss.regularizer_weight * term
             flat = latents.detach().flatten(0, 1).flatten(1)  # (B*T, N*D)
             std = dimension_std(flat)
             metrics |= {

@@ -287,7 +287,7 @@ def train_world_model(
             module.load_state_dict(weights)
     world_model.to(process.device)
     world_model.predictor.gradient_checkpointing = run.activation_checkpointing
-    objective = WorldModelObjective(world_model, config.loss)
+    objective = WorldModelObjective(world_model, config.loss, config.model.freeze_latents)
     net = distributed.wrap(objective, trained, process, run.fsdp)
     optimizer = loop.optimizer(trained)
     if state is not None:
@@ -312,6 +312,9 @@ def train_world_model(
         loop.save(modules=modules, optimizer=optimizer.state_dict())
 
     world_model.train()
+    if config.model.freeze_latents:  # the latents inference computes: BatchNorm's running statistics kept
+        world_model.encoder.eval()
+        world_model.projector.eval()
     values = loop.loop(optimizer, train_step, save, rate="windows_per_second", shown=("loss", "copy_last"))
     summary = loop.summary(
         values,
