@@ -169,7 +169,7 @@ def test_the_online_loop_continues_a_world_model_that_fitted_a_distance_head(rew
     assert summary["steps"] == 5 and len(summary["online_iterations"]) == 1
 
 
-def test_the_online_loop_with_freeze_latents_keeps_a_joint_encoder_and_projector(reward_world_model, tmp_path):
+def test_online_freeze_latents_keeps_a_joint_encoder_and_projector(reward_world_model, tmp_path):
     """online.freeze_latents: the continued world model's latents (encoder, projector) stay the
     offline agent's, its predictor and reward head train on."""
     data = json.loads((reward_world_model / "summary.json").read_text())["data"]
@@ -182,7 +182,8 @@ def test_the_online_loop_with_freeze_latents_keeps_a_joint_encoder_and_projector
     online += ["--set", "online.freeze_latents=true"]
     argv = ["train-agent", "--world-model", str(wm), "--env", REACHER_REWARD_ID, *AGENT, *online]
     assert main([*argv, "--out", str(tmp_path / "agent")]) == 0
-    before, after = WorldModel.from_pretrained(wm), WorldModel.from_pretrained(tmp_path / "agent" / "world_model")
+    before = WorldModel.from_pretrained(wm)
+    after = WorldModel.from_pretrained(tmp_path / "agent" / "world_model")
     for part in ("encoder", "projector", "predictor", "reward_head"):
         old, new = getattr(before, part).state_dict(), getattr(after, part).state_dict()
         kept = all(torch.equal(old[k], new[k]) for k in old)
