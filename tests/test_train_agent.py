@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vjepa_world import VideoEncoder, WorldModel, get_preset
-from vjepa_world.agent import Agent
+from vjepa_world.agent import Agent, AgentConfig
+from vjepa_world.agent_pixels import dataset_start_states
 from vjepa_world.cli import main
 from vjepa_world.data.episodes import LeRobotDataset, SequenceDataset
 from vjepa_world.envs import REACHER_REWARD_ID
@@ -188,6 +189,34 @@ def test_online_freeze_latents_keeps_a_joint_encoder_and_projector(reward_world_
         old, new = getattr(before, part).state_dict(), getattr(after, part).state_dict()
         kept = all(torch.equal(old[k], new[k]) for k in old)
         assert kept == (part in ("encoder", "projector")), part
+
+
+def test_start_states_carry_their_history_and_imagination_continues_it(reward_world_model):
+    """A start replays the model steps observed before it; imagining from it is the world model's
+    rollout after that history, on the actions the actor took."""
+    world_model = WorldModel.from_pretrained(reward_world_model).eval()
+    data = json.loads((reward_world_model / "summary.json").read_text())["data"]
+    k, dataset = world_model.frame_skip, LeRobotDataset(data, state_key=None)
+    starts = dataset_start_states(world_model, data, history=2)
+    first = dataset.episode_indices[0]
+    assert len(starts) == sum(dataset.length(e) - 2 * k for e in dataset.episode_indices)
+    assert starts.rows[0].tolist() == [0, k, 2 * k]  # episode 0's frames 0 and k, then its frame 2k
+    taken = torch.from_numpy(dataset.read_rows(first)["actions"][k : 2 * k]).flatten()
+    torch.testing.assert_close(starts.actions[k], taken)  # the model action from frame k: rows k..2k-1
+    agent = Agent(tuple(starts.latents.shape[-2:]), world_model.action_dim, config=AgentConfig(horizon=3))
+    picked = torch.tensor([0, 7])
+    latents, states, history = starts.batch(world_model, picked)
+    assert history.steps == 2
+    imagined, actions = agent.imagine(
+        world_model, latents, states, torch.Generator().manual_seed(0), history=history
+    )
+    _, _, history = starts.batch(world_model, picked)  # imagining extended the cache it was given
+    rolled = world_model.rollout(
+        latents, agent.to_model_actions(actions), world_model.imagined_states(states, 3), history=history
+    )
+    torch.testing.assert_close(imagined[:, 1:], rolled, atol=1e-5, rtol=1e-5)
+    alone, _ = agent.imagine(world_model, latents, states, torch.Generator().manual_seed(0))
+    assert (alone[:, 1:] - imagined[:, 1:]).abs().max() > 1e-3  # the history changes the predictions
 
 
 def test_held_out_likelihood_of_the_deterministic_model_is_the_gaussian_closed_form(reward_world_model):

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from .agent_pixels import start_states
 from .files import atomic_write
+from .nn import KVCache
 from .nn.heads import TwoHot, mlp
 
 AGENT_FILE, AGENT_WEIGHTS = "agent.json", "agent.safetensors"
@@ -50,6 +51,10 @@ class AgentConfig:
     # checks 4); DreamerV3's 15 let the actor learn from the model's errors (ReacherReward: 5% at
     # 15, 13-25% at 4, docs/results.md)
     horizon: int = 4
+    # observed model steps before each replayed start, run through the world model first so its
+    # rollouts continue a history as in training (None: the world model's own, train-wm's
+    # loss.rollout_context; 0: start from a lone frame)
+    history: int | None = None
     discount: float = 0.99  # per model step (frame_skip environment steps)
     lam: float = 0.95  # lambda of the lambda-returns
     entropy: float = 3e-4  # weight of the policy's entropy
@@ -239,16 +244,18 @@ class Agent(nn.Module):
         states: Tensor | None = None,
         generator: torch.Generator | None = None,
         differentiable: bool = False,
+        history: KVCache | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Roll the actor through the world model from latents `(B, N, D)` (and observed states
-        `(B, S)` when the model takes them): latents of steps 0..H `(B, H + 1, N, D)` and the
-        actor's actions at steps 0..H-1 `(B, H, A)`. `differentiable`: the latents keep their
-        gradient with respect to the actions (and so to the actor's weights)."""
+        `(B, S)` when the model takes them; `history`, the cache of the steps observed before them):
+        latents of steps 0..H `(B, H + 1, N, D)` and the actor's actions at steps 0..H-1 `(B, H, A)`.
+        `differentiable`: the latents keep their gradient with respect to the actions (and so to
+        the actor's weights)."""
         horizon = self.config.horizon
         if world_model.state_dim and states is None:
             states = starts.new_zeros(starts.shape[0], world_model.state_dim)  # unknown
         imagined = world_model.imagined_states(states, horizon) if world_model.state_dim else None
-        z, cache, latents, actions = starts, None, [starts], []
+        z, cache, latents, actions = starts, history, [starts], []
         low_precision = self.config.precision == "bfloat16"
         with torch.set_grad_enabled(differentiable):
             for t in range(horizon):
@@ -267,11 +274,13 @@ class Agent(nn.Module):
         starts: Tensor,
         states: Tensor | None = None,
         generator: torch.Generator | None = None,
+        history: KVCache | None = None,
     ) -> dict[str, float]:
-        """One actor and one critic step on a batch imagined from `starts` `(B, N, D)`."""
+        """One actor and one critic step on a batch imagined from `starts` `(B, N, D)` (after their
+        `history`, see `imagine`)."""
         c = self.config
         dynamics = self.actor_gradient == "dynamics"
-        latents, actions = self.imagine(world_model, starts, states, generator, differentiable=dynamics)
+        latents, actions = self.imagine(world_model, starts, states, generator, dynamics, history)
         features = latents.flatten(-2)  # (B, H + 1, F)
         with torch.set_grad_enabled(dynamics):  # the returns as a function of the actions
             rewards = world_model.predict_reward(latents[:, 1:])  # (B, H)
@@ -377,17 +386,18 @@ def learn_with_world_model(
             "the world model has no action input yet: call world_model.add_action_input(action_dim)"
         )
     generator = torch.Generator().manual_seed(seed)
-    latents, states = start_states(world_model, data, generator)
+    config = agent.config if agent is not None else config or AgentConfig()
+    starts = start_states(world_model, data, config.history, generator)
     if agent is None:
-        agent = Agent(tuple(latents.shape[-2:]), world_model.action_dim, config=config)
+        agent = Agent(tuple(starts.latents.shape[-2:]), world_model.action_dim, config=config)
     training = world_model.training
     trainable = [p for p in world_model.parameters() if p.requires_grad]
     world_model.eval().requires_grad_(False)  # gradients may pass through it, never into it
     try:
         for step in range(agent.config.steps if steps is None else steps):
-            rows = torch.randint(len(latents), (agent.config.batch_size,), generator=generator)
-            rows_states = None if states is None else states[rows]
-            metrics = agent.update(world_model, latents[rows], rows_states, generator)
+            picked = torch.randint(len(starts), (agent.config.batch_size,), generator=generator)
+            latents, states, history = starts.batch(world_model, picked)
+            metrics = agent.update(world_model, latents, states, generator, history)
             if on_step is not None:
                 on_step(step, metrics)
     finally:

@@ -5,12 +5,14 @@ an environment from its frames (encode, choose a world-model action, play it bac
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .data.episodes import STATE_KEY, LeRobotDataset
+from .nn import KVCache
 
 
 class AgentPolicy:
@@ -38,37 +40,92 @@ class AgentPolicy:
         return self.queue.pop(0)
 
 
+@dataclass
+class StartStates:
+    """Where imagination starts. Every recorded frame's latents `(M, N, D)`, observed states `(M, S)`
+    or None and the world-model action taken from it `(M, A)` (None without a recording); `rows`
+    `(K, C + 1)` gives each of the K starts as frame rows: the C observed model steps before it
+    (its history, as DreamerV3's start states carry theirs in the recurrent state), then itself."""
+
+    latents: Tensor
+    states: Tensor | None = None
+    actions: Tensor | None = None
+    rows: Tensor | None = None  # None: every frame, no history
+
+    def __post_init__(self):
+        if self.rows is None:
+            self.rows = torch.arange(len(self.latents))[:, None]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @torch.no_grad()
+    def batch(self, world_model, picked: Tensor) -> tuple[Tensor, Tensor | None, KVCache | None]:
+        """The starts `picked` `(B,)`: latents `(B, N, D)`, states `(B, S)` or None, and the world
+        model's cache of their history (None without one)."""
+        rows = self.rows[picked]  # (B, C + 1)
+        pick = lambda x, r: None if x is None else x[r]
+        history = None
+        if rows.shape[1] > 1:
+            past = rows[:, :-1]
+            history = world_model.observe(self.latents[past], self.actions[past], pick(self.states, past))
+        return self.latents[rows[:, -1]], pick(self.states, rows[:, -1]), history
+
+
 @torch.no_grad()
-def dataset_start_states(world_model, dataset_dir, batch_size: int = 256) -> tuple[Tensor, Tensor | None]:
-    """Every frame of a LeRobot dataset as a start state: its latents `(M, N, D)` under the world
-    model (a two-frame model sees each frame with the one before), and its states `(M, S)` when
-    the model takes them (else None)."""
+def dataset_start_states(
+    world_model, dataset_dir, history: int | None = None, batch_size: int = 256
+) -> StartStates:
+    """Every frame of a LeRobot dataset with at least `history` model steps (of `frame_skip` frames;
+    None: the world model's history) before it in its episode, as a start: latents under the world
+    model (a two-frame model sees each frame with the one before), states when the model takes them,
+    and the actions of its history."""
+    history = world_model.history if history is None else history
     dataset = LeRobotDataset(dataset_dir, state_key=STATE_KEY if world_model.state_dim else None)
-    latents, states = [], []
+    skip, latents, states, actions, rows = world_model.frame_skip, [], [], [], []
+    offset = 0
     for episode in dataset.episode_indices:
         frames = torch.from_numpy(
             dataset.read_frames(episode, range(dataset.length(episode)))
         )  # (T, H, W, 3)
         before = torch.cat([frames[:1], frames[:-1]]) if world_model.observation_frames == 2 else None
-        for rows in torch.arange(len(frames)).split(batch_size):
-            latents.append(world_model.encode(frames[rows], None if before is None else before[rows]).cpu())
+        for chunk in torch.arange(len(frames)).split(batch_size):
+            latents.append(world_model.encode(frames[chunk], None if before is None else before[chunk]).cpu())
+        recorded = dataset.read_rows(episode)
         if world_model.state_dim:
-            states.append(torch.from_numpy(dataset.read_rows(episode)["states"]))
-    return torch.cat(latents).float(), torch.cat(states).float() if states else None
+            states.append(torch.from_numpy(recorded["states"]))
+        taken = torch.from_numpy(recorded["actions"]).float()  # (T, A_env)
+        padded = torch.cat([taken, taken.new_zeros(skip - 1, taken.shape[1])])  # past the end: unused
+        actions.append(padded.unfold(0, skip, 1).transpose(1, 2).flatten(1))  # (T, skip * A_env)
+        starts = torch.arange(history * skip, len(frames))
+        steps_back = torch.arange(history, -1, -1) * skip  # (C + 1,): C*skip, ..., skip, 0
+        rows.append(offset + starts[:, None] - steps_back)
+        offset += len(frames)
+    rows = torch.cat(rows)
+    if not len(rows):
+        raise ValueError(
+            f"no episode of {dataset_dir} is longer than {history} model steps of {skip} frames: "
+            "set agent.history lower"
+        )
+    return StartStates(
+        torch.cat(latents).float(), torch.cat(states).float() if states else None, torch.cat(actions), rows
+    )
 
 
-def start_states(world_model, data, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
-    """Where imagination starts: latents `(M, N, D)` and states `(M, S)` or None, from `data`: a
-    LeRobot dataset directory (every frame, `dataset_start_states`), a tensor of latents, a
+def start_states(
+    world_model, data, history: int | None = None, generator: torch.Generator | None = None
+) -> StartStates:
+    """Where imagination starts, from `data`: a LeRobot dataset directory (every frame with
+    `history` model steps before it, `dataset_start_states`), a tensor of latents `(M, N, D)`, a
     (latents, states) pair, or None for 4,096 standard-normal latents (the distribution SIGReg
-    gives a trained encoder's vector latents)."""
+    gives a trained encoder's vector latents); only a dataset gives a history."""
     if data is None:
         encoder = world_model.encoder.config
         tokens = 1 if world_model.projector is not None else (encoder.image_size // encoder.patch_size) ** 2
-        return torch.randn(4096, tokens, world_model.latent_dim, generator=generator), None
+        return StartStates(torch.randn(4096, tokens, world_model.latent_dim, generator=generator))
     if isinstance(data, (str, os.PathLike)):
-        return dataset_start_states(world_model, data)
+        return dataset_start_states(world_model, data, history)
     if isinstance(data, Tensor):
-        return data, None
+        return StartStates(data)
     latents, states = data
-    return latents, states
+    return StartStates(latents, states)

@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..agent import Agent
-from ..agent_pixels import AgentPolicy, dataset_start_states
+from ..agent_pixels import AgentPolicy, StartStates, dataset_start_states
 from ..checkpoints import read_checkpoint_file
 from ..data.episodes import LeRobotDataset, write_lerobot_dataset
 from ..envs import make_env
@@ -106,19 +106,17 @@ class AgentTraining:
         }
         atomic_torch_save(state, self.out / CHECKPOINT)
 
-    def train_until(
-        self, end: int, world_model: WorldModel, starts: Tensor, states: Tensor | None, progress: bool
-    ):
+    def train_until(self, end: int, world_model: WorldModel, starts: StartStates, progress: bool):
         """Updates until `end` (from wherever the checkpoint left off)."""
         run = self.config.run
         metrics_log = MetricsLog(self.out, start_step=self.step)
         bar = tqdm(total=end, initial=self.step, desc="train-agent", unit="update", disable=not progress)
-        world_model.eval()
+        world_model.eval().requires_grad_(False)  # gradients pass through it to the actions, never into it
         try:
             while self.step < end:
-                rows = torch.randint(len(starts), (self.config.agent.batch_size,), generator=self.generator)
-                picked = None if states is None else states[rows]
-                self.metrics = self.agent.update(world_model, starts[rows], picked, self.generator)
+                picked = torch.randint(len(starts), (self.config.agent.batch_size,), generator=self.generator)
+                latents, states, history = starts.batch(world_model, picked)
+                self.metrics = self.agent.update(world_model, latents, states, self.generator, history)
                 self.step += 1
                 if self.step % run.log_every == 0 or self.step == end:
                     metrics_log.write(self.step, self.metrics)
@@ -172,11 +170,12 @@ def train_agent(
         )
     low, high = action_bounds(env, world_model)
     world_model.save_pretrained(out / "world_model")  # the run acts with its own copy
-    starts, states = dataset_start_states(world_model, state.get("data", data))
-    agent = Agent(tuple(starts.shape[-2:]), world_model.action_dim, low=low, high=high, config=config.agent)
+    starts = dataset_start_states(world_model, state.get("data", data), config.agent.history)
+    latent_shape = tuple(starts.latents.shape[-2:])
+    agent = Agent(latent_shape, world_model.action_dim, low=low, high=high, config=config.agent)
     training = AgentTraining(agent, out, config, resume)
     end = config.agent.steps if stop_after is None else min(config.agent.steps, stop_after)
-    training.train_until(max(end, training.step), world_model, starts, states, progress)
+    training.train_until(max(end, training.step), world_model, starts, progress)
     if training.step < config.agent.steps:
         return {"steps": training.step, "finished": False}
     iterations = []
@@ -286,9 +285,9 @@ def _online_loop(
             state["world_model_steps"] = steps
             _write_online(out, state)
         world_model = WorldModel.from_pretrained(out / "world_model").eval()
-        starts, states = dataset_start_states(world_model, state["data"])
+        starts = dataset_start_states(world_model, state["data"], config.agent.history)
         end = config.agent.steps + (i + 1) * config.online.agent_steps
-        training.train_until(end, world_model, starts, states, progress)  # 3. continue the agent
+        training.train_until(end, world_model, starts, progress)  # 3. continue the agent
         evaluation = evaluate(
             env,
             world_model,
