@@ -22,7 +22,7 @@ dimension) and 90% coverage of the future latents per horizon against the determ
 
 Every stage is reused when rerun with the same --out.
 
-    python benchmarks/agent_quality.py --part 1              # about 55 minutes on 2 cores
+    python benchmarks/agent_quality.py --part 1              # 20-55 min (2-core machines differ)
     python benchmarks/agent_quality.py --part 2              # about 15 minutes
     python benchmarks/agent_quality.py --smoke --out /tmp/aq  # checks the script in a few minutes
 """

@@ -74,7 +74,7 @@ class StartStates:
 
 @torch.no_grad()
 def dataset_start_states(
-    world_model, dataset_dir, history: int | None = None, batch_size: int = 256
+    world_model, dataset_dir, history: int | None = 0, batch_size: int = 256
 ) -> StartStates:
     """Every frame of a LeRobot dataset with at least `history` model steps (of `frame_skip` frames;
     None: the world model's history) before it in its episode, as a start: latents under the world
@@ -113,7 +113,7 @@ def dataset_start_states(
 
 
 def start_states(
-    world_model, data, history: int | None = None, generator: torch.Generator | None = None
+    world_model, data, history: int | None = 0, generator: torch.Generator | None = None
 ) -> StartStates:
     """Where imagination starts, from `data`: a LeRobot dataset directory (every frame with
     `history` model steps before it, `dataset_start_states`), a tensor of latents `(M, N, D)`, a
