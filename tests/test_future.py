@@ -45,16 +45,31 @@ class Oracle(torch.nn.Module):
 def test_predict_future_and_a_perfect_predictor():
     model = VJEPAModel({"preset": "vit_micro", "num_frames": 8, "temporal_mask_ratio": 0.5})
     video = torch.randn(2, 3, 8, 32, 32)
-    predicted, latents = predict_future(
+    predicted, observed, truth = predict_future(
         model.context_encoder, model.target_encoder, model.predictor, video, 1
     )
-    assert predicted.shape == (2, 3, 16, 64) and latents.shape == (2, 4, 16, 64)
+    assert predicted.shape == truth.shape == (2, 3, 16, 64) and observed.shape == (2, 1, 16, 64)
     oracle = Oracle(model.target_encoder, video)
     errors = evaluate_future(model.target_encoder, model.target_encoder, oracle, [video], 2, mask_index=2)
     assert errors.l1["predictor"] == [0.0, 0.0] and errors.clips == 2
     assert all(v > 0 for v in errors.l1["copy last"])
     with pytest.raises(ValueError, match="context_steps must be in"):
         predict_future(model.context_encoder, model.target_encoder, model.predictor, video, 4)
+
+
+def test_the_baselines_do_not_see_the_future():
+    """Two clips equal in their observed steps: what the baselines copy must be equal too (the
+    full clip's tokens of those steps attend to the later frames, a leak the predictor never gets)."""
+    model = VJEPAModel({"preset": "vit_micro", "num_frames": 8, "temporal_mask_ratio": 0.5})
+    video = torch.randn(1, 3, 8, 32, 32).expand(2, -1, -1, -1, -1).clone()
+    video[1, :, 4:] = torch.randn(3, 4, 32, 32)  # tubelet steps 2 and 3 differ
+    _, observed, truth = predict_future(
+        model.context_encoder, model.target_encoder, model.predictor, video, 2
+    )
+    torch.testing.assert_close(observed[0], observed[1])
+    assert (truth[0] - truth[1]).abs().mean() > 0.1
+    full = F.layer_norm(model.target_encoder(video), (64,))[:, :32]  # the old baseline's steps
+    assert (full[0] - full[1]).abs().mean() > 1e-3  # it saw the difference
 
 
 def test_evaluate_future_command(tmp_path, capsys):
@@ -104,7 +119,7 @@ def test_an_untrained_mask_index_is_refused_naming_the_trained_types(tmp_path, c
         predict_future(model.context_encoder, model.target_encoder, predictor, video, 2, mask_index=2)
     with pytest.raises(ValueError, match="trained without a future mask"):
         predict_future(model.context_encoder, model.target_encoder, predictor, video, 2)  # the default
-    predicted, _ = predict_future(
+    predicted, _, _ = predict_future(
         model.context_encoder, model.target_encoder, predictor, video, 2, mask_index=1
     )
     assert predicted.shape == (1, 2, 16, 64)

@@ -4,7 +4,8 @@ Observe the first k tubelet steps of a clip (the context encoder sees only their
 pretraining), predict the latents of every later step with the predictor, and compare with the
 target encoder's layer-normed latents of the full clip (the training targets), per horizon:
 L1 and cosine distance. Two baselines that use the same observation: copying the last observed
-step, and the mean of the observed steps (per spatial position).
+step, and the mean of the observed steps (per spatial position), both from the target encoder
+run on the observed steps alone: its full-clip tokens of those steps have attended to the future.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ def predict_future(
     video: Tensor,
     context_steps: int,
     mask_index: int | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Predicted latents of the unobserved steps `(B, T' - k, S, D)`, and the target encoder's
-    layer-normed latents of the whole clip `(B, T', S, D)` (observed steps, then the truth).
-    `mask_index` None: the future mask the predictor was trained with (`future_mask_index`)."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Predicted latents of the unobserved steps `(B, T' - k, S, D)`; the target encoder's
+    layer-normed latents of the observed steps, encoded without the rest `(B, k, S, D)` (what a
+    baseline may use); and the truth, its latents of the unobserved steps in the whole clip
+    `(B, T' - k, S, D)`. `mask_index` None: the future mask the predictor was trained with."""
     mask_index = future_mask_index(predictor) if mask_index is None else mask_index
     c = context_encoder.config
     video = as_video(video, c.patch_size, c.tubelet_size)
@@ -74,10 +76,14 @@ def predict_future(
     )
     context = context_encoder(video, context_idx=context_idx)
     predicted = predictor(context, context_idx, target_idx, mask_index=mask_index, grid_hw=(height, width))
-    targets = target_encoder(video)
-    targets = F.layer_norm(targets, targets.shape[-1:])
-    return predicted.reshape(batch, steps - context_steps, per_step, -1), targets.reshape(
-        batch, steps, per_step, -1
+    normed = lambda tokens: F.layer_norm(tokens, tokens.shape[-1:])
+    observed = normed(target_encoder(video, context_idx=context_idx))
+    truth = normed(target_encoder(video))[:, context_steps * per_step :]
+    future = (batch, steps - context_steps, per_step, -1)
+    return (
+        predicted.reshape(future),
+        observed.reshape(batch, context_steps, per_step, -1),
+        truth.reshape(future),
     )
 
 
@@ -94,10 +100,9 @@ def evaluate_future(
     mask_index = future_mask_index(predictor) if mask_index is None else mask_index
     errors = HorizonErrors()
     for video in batches:
-        predicted, latents = predict_future(
+        predicted, observed, target = predict_future(
             context_encoder, target_encoder, predictor, video, context_steps, mask_index
         )
-        observed, target = latents[:, :context_steps], latents[:, context_steps:]
         horizons = target.shape[1]
         errors.add("predictor", predicted, target)
         errors.add("copy last", copy_last(observed, horizons), target)
