@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import moving_square_frames, packaged_footage, torchrun
-from vjepa_world import VideoEncoder
+from vjepa_world import VideoEncoder, VJEPAModel
 from vjepa_world.cli import main
 from vjepa_world.data.video import write_video
 from vjepa_world.train.config import build_config, load_config
@@ -231,6 +231,29 @@ def test_bfloat16_autocast_checkpointing_and_clipping(tmp_path, clips):
     summary = pretrain(config, clips, tmp_path / "run", progress=False)
     assert summary["finished"] and torch.isfinite(torch.tensor(summary["final_loss"]))
     assert all(row["grad_norm"] > 0 for row in read_log(tmp_path / "run"))  # measured before clipping
+
+
+def test_encoder_delay_trains_only_the_predictor_first(tmp_path, clips):
+    """optim.encoder_delay=2 of 3 steps: after two steps the encoders are their initial weights and
+    the predictor has moved; the third step moves the context encoder too."""
+    runs = {}
+    for steps in (2, 3):
+        config = build_config(
+            {
+                "model": {"preset": "vit_micro"},
+                "data": {"num_workers": 0},
+                "optim": {"steps": steps, "batch_size": 2, "encoder_delay": 2, "warmup_steps": 0},
+            }
+        )
+        pretrain(config, clips, tmp_path / f"run{steps}", progress=False)
+        runs[steps] = torch.load(tmp_path / f"run{steps}" / "checkpoint.pt", weights_only=True)["model"]
+    torch.manual_seed(0)
+    initial = VJEPAModel({"preset": "vit_micro"}).state_dict()
+    changed = lambda state, prefix: any(
+        not torch.equal(state[k], initial[k]) for k in initial if k.startswith(prefix)
+    )
+    assert not changed(runs[2], "context_encoder.") and not changed(runs[2], "target_encoder.")
+    assert changed(runs[2], "predictor.") and changed(runs[3], "context_encoder.")
 
 
 @pytest.mark.parametrize(("sigreg", "collapses"), [(0.0, True), (1.0, False)])

@@ -47,6 +47,9 @@ class OptimConfig:
     grad_clip: float | None = None
     # target-encoder momentum, first -> last step; null for an online target (model.target=online)
     ema: tuple[float, float] | None = (0.99925, 0.99925)
+    # pretraining: steps at the start in which only the predictor learns (the context encoder gets
+    # no update): a predictor that has learned to read the encoder passes it useful gradients
+    encoder_delay: int = 0
 
 
 @dataclass
@@ -303,6 +306,7 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
         return inert
     mode = config.model.encoder_training
     inert["optim.ema"] = "is the momentum of pretraining's target encoder; train-wm has no EMA target"
+    inert["optim.encoder_delay"] = "holds pretraining's context encoder still at the start; train-wm has none"
     inert["run.fsdp"] = (
         "shards pretraining; train-wm runs DDP only (the predictor, even the released 300 M one, fits on "
         "a device, and the encoder is small or frozen)"

@@ -109,6 +109,7 @@ def pretrain(
         torch.empty(1, 3, encoder_config.num_frames, encoder_config.image_size, encoder_config.image_size)
     )
     trainable = [p for p in model.parameters() if p.requires_grad]
+    encoder_parameters = [p for p in model.context_encoder.parameters() if p.requires_grad]
 
     def train_step(step: int) -> dict[str, float]:
         """One optimiser step over `optim.grad_accum` micro-batches, then the target update (EMA, or
@@ -124,6 +125,9 @@ def pretrain(
             return net(video, rank_slice(masks, process.rank, per_rank), generator)
 
         metrics = loop.accumulate(net, forward)
+        if step < optim.encoder_delay:  # no gradient, so AdamW leaves the encoder (and its moments) alone
+            for p in encoder_parameters:
+                p.grad = None
         loop.update(optimizer, trainable, metrics)
         model.update_target(0.0 if online else linear(step, optim.steps, *optim.ema))
         return metrics | {"data/bad_files": distributed.total(bad_files, process)}  # the same on every rank
