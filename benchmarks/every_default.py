@@ -10,6 +10,7 @@ head).
 
     python benchmarks/every_default.py                         # all seven, about 2.5 hours on 2 cores
     python benchmarks/every_default.py --env reacher-tilted --plan-set objective=latent   # an ablation
+    python benchmarks/every_default.py --env point-mass --policy ou-noise   # another collection policy
     python benchmarks/every_default.py --smoke --episodes 6 --plan-episodes 1   # checks the script
 
 `--train-set` / `--plan-set` change one setting (train-wm `section.key=value`, planner `key=value`)
@@ -31,6 +32,7 @@ from vjepa_world.data.episodes import write_lerobot_dataset
 from vjepa_world.demo import SMOKE_TRAINING
 from vjepa_world.envs import PENDULUM_ID, POINT_MASS_ID, REACHER_ID, TWO_ROOMS_ID, collect_episodes
 from vjepa_world.envs.point_mass import PointMassGoalEnv
+from vjepa_world.envs.policies import POLICIES
 from vjepa_world.envs.reacher import ReacherGoalEnv
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.planning import planner_config
@@ -85,9 +87,10 @@ def register_variants() -> None:
             gymnasium.register(env_id, max_episode_steps=limit, **registration)
 
 
-def collected(out: Path, env: str, episodes: int, steps: int) -> Path:
+def collected(out: Path, env: str, episodes: int, steps: int, policy: str) -> Path:
     if not (out / "meta" / "info.json").exists():
-        write_lerobot_dataset(out, collect_episodes(env, episodes, steps, progress=False), progress=False)
+        episodes = collect_episodes(env, episodes, steps, policy=policy, progress=False)
+        write_lerobot_dataset(out, episodes, progress=False)
     return out
 
 
@@ -107,6 +110,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-every-default")
     parser.add_argument("--env", action="append", choices=list(VARIANTS), help="default: all")
     parser.add_argument("--episodes", type=int, default=400, help="training episodes collected")
+    parser.add_argument("--policy", default="random", choices=POLICIES, help="collect's policy")
     parser.add_argument("--plan-episodes", type=int, default=50)
     parser.add_argument("--train-set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--plan-set", action="append", default=[], metavar="KEY=VALUE")
@@ -121,8 +125,8 @@ def main() -> None:
     rows = []
     for name in args.env or list(VARIANTS):
         env_id, limit, _ = VARIANTS[name]
-        folder = Path(args.out) / name
-        data = collected(folder / "data", env_id, args.episodes, limit)
+        folder = Path(args.out) / (name if args.policy == "random" else f"{name}-{args.policy}")
+        data = collected(folder / "data", env_id, args.episodes, limit, args.policy)
         run, summary = trained(folder, data, settings)
         world_model = WorldModel.from_pretrained(run).eval()
         tag = "-".join(args.plan_set) or "defaults"
