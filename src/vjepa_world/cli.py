@@ -581,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     collect.add_argument(
         "--policy",
-        choices=["random", "hold", "ou-noise", "zero"],
+        choices=["random", "hold", "ou-noise", "mixed", "zero"],  # envs.POLICIES (not imported: slow)
         default="random",
         help="default random (see README)",
     )

@@ -8,6 +8,9 @@
   sigma 0.3, where [-1, 1] spans the action range; it starts from its stationary distribution
   (std ~0.57) and actions are clipped to the Box. Consecutive actions are correlated (lag-1
   autocorrelation ~0.85), so the arm sweeps instead of jittering: wider state coverage.
+- "mixed": each episode is "random" or "ou-noise", half and half: the OU episodes carry the body
+  far (a damped body pushed by independent actions barely leaves its start), the uniform ones show
+  the model every pattern of actions a planner may try within one of its steps.
 - "zero": the action closest to zero (no torque), for passive dynamics.
 
 Policies are stateful: make a new one (with a new seed) for every episode.
@@ -22,7 +25,7 @@ import numpy as np
 from gymnasium import spaces
 
 Policy = Callable[[Any, dict], np.ndarray]
-POLICIES = ("random", "hold", "ou-noise", "zero")
+POLICIES = ("random", "hold", "ou-noise", "mixed", "zero")
 HOLD_STEPS = 5  # mean steps an action of the "hold" policy persists
 
 
@@ -66,6 +69,8 @@ def make_policy(name: str, action_space: spaces.Space, seed: int | None = None) 
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
         raise ValueError(f"policies need a bounded Box action space, got low={low} high={high}")
     rng = np.random.default_rng(seed)
+    if name == "mixed":
+        name = "random" if rng.random() < 0.5 else "ou-noise"
     if name == "random":
         return lambda observation, info: rng.uniform(low, high).astype(np.float32)
     if name == "hold":
