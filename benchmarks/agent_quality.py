@@ -57,7 +57,8 @@ ONLINE_EPISODES = 50  # collected with the policy per online iteration (train-ag
 
 def collected(out: Path, env: str, episodes: int) -> Path:
     if not (out / "meta" / "info.json").exists():
-        write_lerobot_dataset(out, collect_episodes(env, episodes, STEPS, progress=False), progress=False)
+        episodes = collect_episodes(env, episodes, STEPS, policy="random", progress=False)  # as measured
+        write_lerobot_dataset(out, episodes, progress=False)
     return out
 
 

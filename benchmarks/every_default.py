@@ -1,16 +1,16 @@
 """Does `collect -> train-wm -> plan` with every default work on environments it was not tuned on?
 
-Per environment: collect 400 random-action episodes (the time limit's steps each), train a world
-model with train-wm's defaults, plan with plan's defaults against random actions from the same
-starts. The environments: the three built-in bodies (ReacherGoal, PendulumGoal, PointMassGoal),
-TwoRoomsGoal (a wall between many starts and goals), and two variants nobody tuned anything on:
-the reacher seen by a tilted, turned camera, and the reacher and the point mass with
-`info["state"]` removed (a user's environment without proprioception: no state token, no state
-head).
+Per environment: collect 400 episodes (the time limit's steps each; `--policy`, by default collect's
+`mixed`), train a world model with train-wm's defaults, plan with plan's defaults against random
+actions from the same starts. The environments: the three built-in bodies (ReacherGoal,
+PendulumGoal, PointMassGoal), TwoRoomsGoal (a wall between many starts and goals), and two variants
+nobody tuned anything on: the reacher seen by a tilted, turned camera, and the reacher and the point
+mass with `info["state"]` removed (a user's environment without proprioception: no state token, no
+state head).
 
     python benchmarks/every_default.py                         # all seven, about 2.5 hours on 2 cores
     python benchmarks/every_default.py --env reacher-tilted --plan-set objective=latent   # an ablation
-    python benchmarks/every_default.py --env point-mass --policy ou-noise   # another collection policy
+    python benchmarks/every_default.py --env point-mass --policy random   # another collection policy
     python benchmarks/every_default.py --smoke --episodes 6 --plan-episodes 1   # checks the script
 
 `--train-set` / `--plan-set` change one setting (train-wm `section.key=value`, planner `key=value`)
@@ -32,7 +32,7 @@ from vjepa_world.data.episodes import write_lerobot_dataset
 from vjepa_world.demo import SMOKE_TRAINING
 from vjepa_world.envs import PENDULUM_ID, POINT_MASS_ID, REACHER_ID, TWO_ROOMS_ID, collect_episodes
 from vjepa_world.envs.point_mass import PointMassGoalEnv
-from vjepa_world.envs.policies import POLICIES
+from vjepa_world.envs.policies import DEFAULT_POLICY, POLICIES
 from vjepa_world.envs.reacher import ReacherGoalEnv
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.planning import planner_config
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-every-default")
     parser.add_argument("--env", action="append", choices=list(VARIANTS), help="default: all")
     parser.add_argument("--episodes", type=int, default=400, help="training episodes collected")
-    parser.add_argument("--policy", default="random", choices=POLICIES, help="collect's policy")
+    parser.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES, help="collect's policy")
     parser.add_argument("--plan-episodes", type=int, default=50)
     parser.add_argument("--train-set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--plan-set", action="append", default=[], metavar="KEY=VALUE")
@@ -125,7 +125,7 @@ def main() -> None:
     rows = []
     for name in args.env or list(VARIANTS):
         env_id, limit, _ = VARIANTS[name]
-        folder = Path(args.out) / (name if args.policy == "random" else f"{name}-{args.policy}")
+        folder = Path(args.out) / (name if args.policy == DEFAULT_POLICY else f"{name}-{args.policy}")
         data = collected(folder / "data", env_id, args.episodes, limit, args.policy)
         run, summary = trained(folder, data, settings)
         world_model = WorldModel.from_pretrained(run).eval()

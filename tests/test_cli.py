@@ -180,3 +180,12 @@ def test_the_command_line_prints_deprecations_as_one_line(tmp_path, capsys):
         "vjepa-world: deprecated: --val is deprecated: use --val-videos",
         "vjepa-world: deprecated: --size is deprecated: use --frame-size",
     ]
+
+
+def test_collect_offers_the_policies_of_the_library_and_its_default():
+    """The CLI spells the policy list out (importing the environments would slow every command)."""
+    from vjepa_world.envs import DEFAULT_POLICY, POLICIES
+
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    policy = next(a for a in subparsers.choices["collect"]._actions if a.dest == "policy")
+    assert tuple(policy.choices) == POLICIES and policy.default == DEFAULT_POLICY == "mixed"

@@ -582,8 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--policy",
         choices=["random", "hold", "ou-noise", "mixed", "zero"],  # envs.POLICIES (not imported: slow)
-        default="random",
-        help="default random (see README)",
+        default="mixed",  # envs.DEFAULT_POLICY
+        help="default mixed: each episode uniform random or OU noise (see README)",
     )
     collect.add_argument("--seed", type=int, default=0)
     add_frame_size_arg(collect, "side of the rendered frames in pixels")
@@ -680,8 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="the main job: collect data, train a world model, plan to goal images, report",
-        description="Collect random-action episodes, pretrain an encoder on their frames and train the "
-        "action-conditioned world model (train-wm), then plan toward goal images against a random policy "
+        description="Collect episodes (collect's default policy), train an action-conditioned world model "
+        "on their pixels (train-wm), then plan toward goal images against a random policy "
         "and write OUT/report.md. Rerunning reuses finished stages and resumes training.",
     )
     demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")

@@ -1,6 +1,6 @@
 """The main job (`vjepa-world demo`, `make demo`): a world model that plans, from nothing.
 
-1. collect random-action episodes of the environment (LeRobot layout, `OUT/data`);
+1. collect episodes of the environment with collect's default policy (LeRobot layout, `OUT/data`);
 2. `train-wm` on them with its defaults: encoder, projector, state head and action-conditioned
    predictor trained jointly from pixels with SIGReg (`OUT/world_model`);
 3. plan toward goal images with MPC, against random actions from the same starts (`OUT/plan`);
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import planner_config
 from .data.episodes import LeRobotDataset
-from .envs import REACHER_ID, collect_dataset
+from .envs import DEFAULT_POLICY, REACHER_ID, collect_dataset
 from .eval.planning import evaluate_planning
 from .files import write_json, write_text
 from .train.config import WorldModelConfig, build_config
@@ -51,7 +51,7 @@ class DemoSettings:
     env: str = REACHER_ID
     episodes: int = 400  # collected for training, 50 steps each on ReacherGoal (20,000 frames)
     steps: int = 50
-    policy: str = "random"
+    policy: str = DEFAULT_POLICY
     image_size: int = 64
     # train-wm `section.key=value` overrides: the demo plans deterministically toward goal images, so
     # it skips the uncertainty heads (sampled futures; ~1.5 min of fitting)
@@ -108,7 +108,7 @@ def write_report(out: Path, settings: DemoSettings, training: dict, planning: di
     lines = [
         f"# vjepa-world demo: {settings.env}",
         "",
-        f"{settings.episodes} {settings.policy}-action episodes -> world model trained end to end from "
+        f"{settings.episodes} episodes ({settings.policy} policy) -> world model trained end to end from "
         f"pixels ({training.get('encoder_training', '?')} encoder, {training.get('latent', '?')} latents, "
         f"frame skip {training.get('frame_skip', '?')}) -> MPC toward goal images "
         f"({planning['settings']['method']}, "

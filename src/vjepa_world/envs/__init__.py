@@ -15,7 +15,7 @@ import gymnasium
 from .collect import collect_dataset, collect_episodes, rollout
 from .pendulum import PendulumGoalEnv
 from .point_mass import PointMassGoalEnv
-from .policies import POLICIES, make_policy
+from .policies import DEFAULT_POLICY, POLICIES, make_policy
 from .reacher import ReacherGoalEnv, select_gl_backend
 from .reacher_reward import NOISY, ReacherRewardEnv
 from .wrappers import PixelObservation, is_frame_space, make_env, resize_frame
@@ -55,6 +55,7 @@ def register_envs() -> None:
 register_envs()
 
 __all__ = [
+    "DEFAULT_POLICY",
     "PENDULUM_ID",
     "POINT_MASS_ID",
     "POLICIES",

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..data.episodes import Episode, LeRobotDataset, write_lerobot_dataset
 from ..files import write_json
-from .policies import POLICIES, Policy, make_policy
+from .policies import DEFAULT_POLICY, POLICIES, Policy, make_policy
 from .wrappers import make_env
 
 
@@ -82,7 +82,7 @@ def collect_episodes(
     env_spec: str,
     episodes: int,
     steps: int | None = None,
-    policy: str = "random",
+    policy: str = DEFAULT_POLICY,
     seed: int = 0,
     image_size: int = 64,
     progress: bool = True,
@@ -102,7 +102,7 @@ def collect_dataset(
     episodes: int,
     steps: int | None = None,
     *,
-    policy: str = "random",
+    policy: str = DEFAULT_POLICY,
     seed: int = 0,
     image_size: int = 64,
     progress: bool = True,

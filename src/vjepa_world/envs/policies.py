@@ -26,6 +26,7 @@ from gymnasium import spaces
 
 Policy = Callable[[Any, dict], np.ndarray]
 POLICIES = ("random", "hold", "ou-noise", "mixed", "zero")
+DEFAULT_POLICY = "mixed"  # what `collect` uses: planned best on the reacher, point mass and two rooms
 HOLD_STEPS = 5  # mean steps an action of the "hold" policy persists
 
 
