@@ -30,9 +30,16 @@ import yaml
 
 from vjepa_world.data.episodes import write_lerobot_dataset
 from vjepa_world.demo import SMOKE_TRAINING
-from vjepa_world.envs import PENDULUM_ID, POINT_MASS_ID, REACHER_ID, TWO_ROOMS_ID, collect_episodes
+from vjepa_world.envs import (
+    DEFAULT_POLICY,
+    PENDULUM_ID,
+    POINT_MASS_ID,
+    POLICIES,
+    REACHER_ID,
+    TWO_ROOMS_ID,
+    collect_episodes,
+)
 from vjepa_world.envs.point_mass import PointMassGoalEnv
-from vjepa_world.envs.policies import DEFAULT_POLICY, POLICIES
 from vjepa_world.envs.reacher import ReacherGoalEnv
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.planning import planner_config
