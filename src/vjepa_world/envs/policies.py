@@ -26,7 +26,7 @@ from gymnasium import spaces
 
 Policy = Callable[[Any, dict], np.ndarray]
 POLICIES = ("random", "hold", "ou-noise", "mixed", "zero")
-DEFAULT_POLICY = "mixed"  # what `collect` uses: planned best on the reacher, point mass and two rooms
+DEFAULT_POLICY = "mixed"  # what `collect` uses: the best across the bodies measured (docs/results.md)
 HOLD_STEPS = 5  # mean steps an action of the "hold" policy persists
 
 
