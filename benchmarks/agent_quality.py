@@ -1,8 +1,9 @@
 """A policy learned inside the world model against planning with its reward head, and uncertain futures.
 
 Part 1, `vjepa_world/ReacherReward-v0` from pixels (touch the red target; reward 1 inside it):
-collect random-action episodes, train a world model with train-wm's defaults (its reward and
-continuation heads included), then over the same evaluation starts (episode i seeded 10,000 + i):
+collect episodes (`--policy`: random by default, as the tables were measured), train a world model
+with train-wm's defaults (its reward and continuation heads included), then over the same
+evaluation starts (episode i seeded 10,000 + i):
 - random actions;
 - CEM with the reward head (`plan --objective reward`: the predicted return over the horizon);
 - the policy trained in imagination (`train-agent`, then its mode from pixels: `evaluate`);
@@ -40,7 +41,7 @@ import torch
 
 from vjepa_world.data.episodes import STATE_KEY, LeRobotDataset, SequenceDataset, write_lerobot_dataset
 from vjepa_world.demo import SMOKE_TRAINING
-from vjepa_world.envs import REACHER_NOISY_ID, REACHER_REWARD_ID, collect_episodes
+from vjepa_world.envs import POLICIES, REACHER_NOISY_ID, REACHER_REWARD_ID, collect_episodes
 from vjepa_world.eval.agent import evaluate_agent
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.eval.uncertainty import future_likelihood
@@ -55,9 +56,9 @@ STEPS = 100  # environment steps per episode: the registered time limit
 ONLINE_EPISODES = 50  # collected with the policy per online iteration (train-agent's default)
 
 
-def collected(out: Path, env: str, episodes: int) -> Path:
+def collected(out: Path, env: str, episodes: int, policy: str) -> Path:
     if not (out / "meta" / "info.json").exists():
-        episodes = collect_episodes(env, episodes, STEPS, policy="random", progress=False)  # as measured
+        episodes = collect_episodes(env, episodes, STEPS, policy=policy, progress=False)
         write_lerobot_dataset(out, episodes, progress=False)
     return out
 
@@ -79,7 +80,7 @@ def cached(path: Path, compute) -> dict:
 
 
 def part_one(out: Path, args, training: list[str]) -> list[tuple]:
-    data = collected(out / "data", REACHER_REWARD_ID, args.episodes)
+    data = collected(out / "data", REACHER_REWARD_ID, args.episodes, args.policy)
     no_futures = [s for s in training if not s.startswith("uncertainty.")]  # part 1 samples no futures
     trained(out / "wm", data, [*no_futures, "uncertainty.kind=none", "uncertainty.ensemble=0"])
     world_model = WorldModel.from_pretrained(out / "wm").eval()
@@ -151,7 +152,7 @@ def _online(out: Path, args, agent_settings: list[str]) -> dict:
 
 
 def part_two(out: Path, args, training: list[str]) -> dict:
-    data = collected(out / "data", REACHER_NOISY_ID, args.episodes)
+    data = collected(out / "data", REACHER_NOISY_ID, args.episodes, args.policy)
     summary = trained(out / "wm", data, training)
     world_model = WorldModel.from_pretrained(out / "wm").eval()
     config = build_config({}, training, kind=WorldModelConfig)
@@ -196,7 +197,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", default="runs/bench-agent-quality")
-    parser.add_argument("--episodes", type=int, default=400, help="random-action training episodes per task")
+    parser.add_argument("--episodes", type=int, default=400, help="training episodes per task")
+    parser.add_argument(
+        "--policy", default="random", choices=POLICIES, help="collection policy (random: as measured)"
+    )
     parser.add_argument("--eval-episodes", type=int, default=30)
     parser.add_argument("--agent-steps", type=int, default=1000, help="agent updates in imagination")
     parser.add_argument(
