@@ -164,7 +164,8 @@ def reference_vjepa_loss(model, videos, masks, generator=None):
     averaged with their weights. videos (B, 3, T, H, W); masks [(context_idx, target_idx)].
     With `model.config.target == "online"` the targets are the context encoder's, with gradient
     (LeJEPA); `model.config.sigreg` adds that weight times the weighted mean over mask types of
-    SIGReg of all context tokens, its directions drawn from `generator`."""
+    SIGReg of all context tokens (or of each clip's mean context token, `sigreg_samples="clips"`),
+    its directions drawn from `generator`."""
     c = model.context_encoder.config
     grid_hw = (videos.shape[-2] // c.patch_size, videos.shape[-1] // c.patch_size)
     online = model.config.target == "online"
@@ -185,6 +186,8 @@ def reference_vjepa_loss(model, videos, masks, generator=None):
             contexts.append(context)
         total = total + spec.weight * torch.stack(errors).mean()
         if model.config.sigreg:
-            regularizer = regularizer + spec.weight * reference_sigreg(torch.cat(contexts), generator)
+            clips = model.config.sigreg_samples == "clips"  # each clip's mean token, or every token
+            samples = torch.stack([c.mean(0) for c in contexts]) if clips else torch.cat(contexts)
+            regularizer = regularizer + spec.weight * reference_sigreg(samples, generator)
         weights += spec.weight
     return (total + model.config.sigreg * regularizer) / weights

@@ -34,6 +34,7 @@ SAMPLES = {  # a valid value other than the default, where adding to the default
     "model.use_states": True,
     "model.attention": "factorized",
     "model.loss": "l2",
+    "model.sigreg_samples": "clips",
     "model.masks": [{"type": "multiblock"}],
     "model.preset": "vit_micro",
     "encoder.preset": "vit_micro",

@@ -95,17 +95,28 @@ def test_encode_and_save_use_the_target_encoder(tmp_path):
     torch.testing.assert_close(loaded(video), model.target_encoder(video))
 
 
-@pytest.mark.parametrize(("target", "weight"), [("ema", 0.0), ("ema", 0.2), ("online", 0.2), ("online", 0.0)])
-def test_loss_and_gradients_match_an_independent_float64_reference(target, weight):
+@pytest.mark.parametrize(
+    ("target", "weight", "samples"),
+    [
+        ("ema", 0.0, "tokens"),
+        ("ema", 0.2, "tokens"),
+        ("online", 0.2, "tokens"),
+        ("online", 0.0, "tokens"),
+        ("ema", 0.2, "clips"),
+    ],
+)
+def test_loss_and_gradients_match_an_independent_float64_reference(target, weight, samples):
     """The whole training step on fixed weights, clip and masks: loss, and the gradient of every
     context-encoder and predictor parameter, against tests/reference.py (written from the paper),
-    with the EMA or the online target, with and without SIGReg."""
+    with the EMA or the online target, with and without SIGReg (on tokens or on clip means)."""
     masks = [
         {"type": "multiblock", "weight": 1.0},
         {"type": "multiblock", "num_blocks": 2, "scale": 0.7, "weight": 1.0},
         {"type": "future", "weight": 2.0},
     ]
-    model = VJEPAModel({**CONFIG, "masks": masks, "target": target, "sigreg": weight})
+    model = VJEPAModel(
+        {**CONFIG, "masks": masks, "target": target, "sigreg": weight, "sigreg_samples": samples}
+    )
     for module in (model.context_encoder, model.target_encoder, model.predictor):
         randomize_(module)  # the target differs from the context encoder, as after EMA steps
     video = torch.randn(2, 3, 4, 32, 32)

@@ -6,9 +6,10 @@ each mask type the context encoder sees only the context tokens, the predictor f
 tokens, and the L1 (or L2) distance to the targets is averaged, then weighted over mask types.
 
 Anti-collapse option (LeJEPA, arXiv 2511.08544): `sigreg` > 0 adds that weight times SIGReg of
-the context encoder's output tokens (every token of every clip a sample), pushing them toward an
-isotropic Gaussian. With `target="online"` there is no EMA copy: the targets are the context
-encoder's own tokens of the full clip, with gradient, and SIGReg alone keeps them from collapsing.
+the context encoder's output (every token of every clip a sample, or with `sigreg_samples="clips"`
+each clip's mean token), pushing it toward an isotropic Gaussian. With `target="online"` there is
+no EMA copy: the targets are the context encoder's own tokens of the full clip, with gradient, and
+SIGReg alone keeps them from collapsing.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ class VJEPAConfig:
     temporal_mask_ratio: float = 0.0
     masks: list[dict[str, Any]] = field(default_factory=list)
     loss: str = "l1"
-    sigreg: float = 0.0  # weight of SIGReg on the context encoder's tokens (0: off)
+    sigreg: float = 0.0  # weight of SIGReg on the context encoder's output (0: off)
+    # what SIGReg takes as one sample: every context token ("tokens"), or each clip's mean context
+    # token ("clips": one embedding per view, as LeJEPA; a clip's tokens are not independent draws)
+    sigreg_samples: str = "tokens"
     target: str = "ema"  # "ema": EMA target encoder, no gradient; "online": the context encoder itself
     seed: int = 0
 
@@ -66,6 +70,8 @@ class VJEPAConfig:
             raise ValueError(f"target must be 'ema' or 'online', got {self.target!r}")
         if self.sigreg < 0:
             raise ValueError(f"sigreg is a loss weight and must be >= 0, got {self.sigreg}")
+        if self.sigreg_samples not in ("tokens", "clips"):
+            raise ValueError(f"sigreg_samples must be 'tokens' or 'clips', got {self.sigreg_samples!r}")
 
     def model_configs(self) -> tuple[EncoderConfig, PredictorConfig]:
         preset = get_preset(self.preset)
@@ -161,7 +167,8 @@ class VJEPAModel(nn.Module):
             metrics[f"pred_std/{spec.name}"] = predicted.detach().float().std(0, correction=0).mean()
             total, weights = total + spec.weight * loss, weights + spec.weight
             if self.config.sigreg:
-                regularizer = regularizer + spec.weight * sigreg(context.flatten(0, 1), generator=generator)
+                samples = context.flatten(0, 1) if self.config.sigreg_samples == "tokens" else context.mean(1)
+                regularizer = regularizer + spec.weight * sigreg(samples, generator=generator)
         loss = total / weights
         metrics["loss/prediction"] = loss.detach()
         if self.config.sigreg:

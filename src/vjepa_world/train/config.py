@@ -296,6 +296,8 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
                 inert[f"model.{key}"] = "sets the default masks, which model.masks replaces"
         elif not model.temporal_mask_ratio:
             inert["model.mask_ratio"] = "sets the future mask, which model.temporal_mask_ratio 0 leaves out"
+        if not model.sigreg:
+            inert["model.sigreg_samples"] = "is what SIGReg takes as a sample; model.sigreg 0 turns it off"
         if model.target == "online" and config.optim.ema is not None:
             inert["optim.ema"] = (
                 "is the EMA target's momentum, and model.target=online has none (leave it out or set "
