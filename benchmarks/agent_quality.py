@@ -82,7 +82,8 @@ def cached(path: Path, compute) -> dict:
 def part_one(out: Path, args, training: list[str]) -> list[tuple]:
     data = collected(out / "data", REACHER_REWARD_ID, args.episodes, args.policy)
     no_futures = [s for s in training if not s.startswith("uncertainty.")]  # part 1 samples no futures
-    trained(out / "wm", data, [*no_futures, "uncertainty.kind=none", "uncertainty.ensemble=0"])
+    ensemble = 5 if args.pessimism else 0  # the agent's penalty needs the ensemble's disagreement
+    trained(out / "wm", data, [*no_futures, "uncertainty.kind=none", f"uncertainty.ensemble={ensemble}"])
     world_model = WorldModel.from_pretrained(out / "wm").eval()
     planner = planner_config(args.preset, objective="reward", horizon=args.horizon)
 
@@ -99,6 +100,7 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
         f"agent.steps={args.agent_steps}",
         "agent.precision=bfloat16",  # the imagined steps: about 2x faster here (AVX-512 BF16)
         f"run.eval_episodes={args.eval_episodes}",
+        f"agent.pessimism={args.pessimism}",
     ]
     agent = cached(
         out / "agent.json",
@@ -208,6 +210,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--agent-set", action="append", default=[], help="more agent settings (section.key=value)"
+    )
+    parser.add_argument(
+        "--pessimism", type=float, default=0.0, help="agent.pessimism (> 0 trains part 1's ensemble)"
     )
     parser.add_argument("--preset", default="default", help="planner preset of CEM")
     parser.add_argument("--horizon", type=int, default=3, help="CEM's horizon in model steps")

@@ -182,6 +182,39 @@ def test_dynamics_gradients_reach_the_best_policy_of_a_differentiable_task_and_l
     assert world_model.gain.requires_grad  # restored after learning
 
 
+class UnsureEnsemble(nn.Module):
+    """An ensemble whose members disagree by (x' - 0.5)^2 on a step of LineWorldModel that lands on x'."""
+
+    def disagreement(self, latents, actions, predicted):
+        return (predicted[..., 0, 0] - 0.5).pow(2)
+
+
+@pytest.mark.parametrize(("pessimism", "settles_at"), [(0.0, 0.0), (1.0, 0.25)])
+def test_pessimism_trades_reward_for_the_ensembles_agreement(pessimism, settles_at):
+    """Reward -x^2 minus pessimism x (x - 0.5)^2: the best place to stay moves from 0 to 0.25."""
+    torch.manual_seed(0)
+    world_model = LineWorldModel()
+    world_model.ensemble = UnsureEnsemble()
+    config = AgentConfig(
+        discount=0.9, hidden_dim=64, batch_size=64, lr=3e-3, entropy=1e-4, horizon=8, pessimism=pessimism
+    )
+    starts = torch.linspace(-1, 1, 41)[:, None, None]  # (41, 1, 1)
+    agent = learn_with_world_model(world_model, starts, config=config, steps=150)
+    with torch.no_grad():
+        z = starts
+        for _ in range(12):
+            z, _ = world_model.step(z, agent.act(z))
+    assert z[:, 0, 0].mean().item() == pytest.approx(settles_at, abs=0.03)
+    assert z[:, 0, 0].std().item() < 0.03
+
+
+def test_pessimism_needs_an_ensemble():
+    world_model = LineWorldModel()
+    world_model.ensemble = None
+    with pytest.raises(ValueError, match=r"agent.pessimism needs .* uncertainty.ensemble > 0"):
+        learn_with_world_model(world_model, torch.zeros(4, 1, 1), config=AgentConfig(pessimism=1.0))
+
+
 def test_dynamics_gradients_need_continuous_actions():
     with pytest.raises(ValueError, match="continuous actions"):
         Agent((1, 6), 2, discrete=True, config=AgentConfig(actor_gradient="dynamics"))

@@ -75,6 +75,9 @@ class AgentConfig:
     precision: str = "float32"
     # how the actor's loss reaches it: "dynamics", "reinforce" or "auto" (see the module docstring)
     actor_gradient: str = "auto"
+    # each imagined reward minus this times the world model's ensemble disagreement on that step
+    # (MOPO's penalty: the actor keeps away from where the model is unsure); > 0 needs an ensemble
+    pessimism: float = 0.0
 
     def __post_init__(self):
         if self.precision not in ("float32", "bfloat16"):
@@ -83,6 +86,8 @@ class AgentConfig:
             raise ValueError(
                 f"actor_gradient must be auto, dynamics or reinforce, got {self.actor_gradient!r}"
             )
+        if self.pessimism < 0:
+            raise ValueError(f"pessimism is a penalty weight and must be >= 0, got {self.pessimism}")
         if self.horizon < 1 or not 0 < self.discount <= 1 or not 0 <= self.lam <= 1:
             raise ValueError(
                 f"need horizon >= 1, 0 < discount <= 1 and 0 <= lam <= 1, got {self.horizon}, "
@@ -285,6 +290,9 @@ class Agent(nn.Module):
         features = latents.flatten(-2)  # (B, H + 1, F)
         with torch.set_grad_enabled(dynamics):  # the returns as a function of the actions
             rewards = world_model.predict_reward(latents[:, 1:])  # (B, H)
+            if c.pessimism:
+                steps = (latents[:, :-1], self.to_model_actions(actions), latents[:, 1:])
+                rewards = rewards - c.pessimism * world_model.ensemble.disagreement(*steps)  # (B, H)
             values = self.critic.value(features)  # (B, H + 1)
             continues = world_model.predict_continue(latents[:, 1:]).detach()  # (B, H)
             returns = lambda_returns(rewards, values, continues, c.discount, c.lam)  # (B, H)
@@ -364,6 +372,24 @@ class Agent(nn.Module):
         return agent
 
 
+def check_world_model(world_model, config: AgentConfig) -> None:
+    """One-line errors for a world model an agent with `config` cannot learn in."""
+    if world_model.reward_head is None:
+        raise ValueError(
+            "the world model has no reward head to learn from: train it with train-wm on a dataset with "
+            "next.reward (loss.reward > 0)"
+        )
+    if world_model.action_dim is None:
+        raise ValueError(
+            "the world model has no action input yet: call world_model.add_action_input(action_dim)"
+        )
+    if config.pessimism and world_model.ensemble is None:
+        raise ValueError(
+            "agent.pessimism needs the world model's ensemble disagreement: train it with "
+            "uncertainty.ensemble > 0, or set agent.pessimism=0"
+        )
+
+
 def learn_with_world_model(
     world_model,
     data=None,
@@ -377,17 +403,9 @@ def learn_with_world_model(
     """Train an agent (a new one for the world model's latents and actions, or `agent`) for
     `steps` updates (default `config.steps`) on rollouts imagined from `data`'s start states (see
     `start_states`). `on_step(step, metrics)` is called after each update. Returns the agent."""
-    if world_model.reward_head is None:
-        raise ValueError(
-            "the world model has no reward head to learn from: train it with train-wm on a dataset with "
-            "next.reward (loss.reward > 0)"
-        )
-    if world_model.action_dim is None:
-        raise ValueError(
-            "the world model has no action input yet: call world_model.add_action_input(action_dim)"
-        )
-    generator = torch.Generator().manual_seed(seed)
     config = agent.config if agent is not None else config or AgentConfig()
+    check_world_model(world_model, config)
+    generator = torch.Generator().manual_seed(seed)
     starts = start_states(world_model, data, config.history, generator)
     if agent is None:
         agent = Agent(tuple(starts.latents.shape[-2:]), world_model.action_dim, config=config)

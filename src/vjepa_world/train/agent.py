@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..agent import Agent
+from ..agent import Agent, check_world_model
 from ..agent_pixels import AgentPolicy, StartStates, dataset_start_states
 from ..checkpoints import read_checkpoint_file
 from ..data.episodes import LeRobotDataset, write_lerobot_dataset
@@ -164,10 +164,7 @@ def train_agent(
     state = _read_online(out)
     model_dir = out / "world_model_run" if state.get("world_model_steps") else world_model_dir
     world_model = WorldModel.from_pretrained(model_dir).eval()
-    if world_model.reward_head is None:
-        raise ValueError(
-            f"{model_dir} has no reward head: train it with train-wm on a dataset with next.reward"
-        )
+    check_world_model(world_model, config.agent)
     low, high = action_bounds(env, world_model)
     world_model.save_pretrained(out / "world_model")  # the run acts with its own copy
     starts = dataset_start_states(world_model, state.get("data", data), config.agent.history)
