@@ -17,6 +17,9 @@ predicts the next latents, its reward and continuation heads score them, `horizo
   box), or discrete (a categorical with 1% uniform mixed in, given to the model one-hot).
 - Critic: symlog two-hot regression of the lambda-returns, plus a pull toward a slow copy of
   itself (an exponential moving average of its weights, rate 0.02 per update).
+- Pessimism (off by default, `pessimism` > 0): each imagined reward minus that weight times the
+  world model's ensemble disagreement on the step (MOPO), so the actor learns to stay where the
+  model's members agree.
 
 The world model is frozen: its weights never change (with "dynamics" gradients pass through it
 to the actions, not into it). `learn_with_world_model(world_model, data)` is the
