@@ -58,8 +58,8 @@ ONLINE_EPISODES = 50  # collected with the policy per online iteration (train-ag
 
 def collected(out: Path, env: str, episodes: int, policy: str) -> Path:
     if not (out / "meta" / "info.json").exists():
-        episodes = collect_episodes(env, episodes, STEPS, policy=policy, progress=False)
-        write_lerobot_dataset(out, episodes, progress=False)
+        recorded = collect_episodes(env, episodes, STEPS, policy=policy, progress=False)
+        write_lerobot_dataset(out, recorded, progress=False)
     return out
 
 

@@ -26,7 +26,9 @@ from gymnasium import spaces
 
 Policy = Callable[[Any, dict], np.ndarray]
 POLICIES = ("random", "hold", "ou-noise", "mixed", "zero")
-DEFAULT_POLICY = "mixed"  # what `collect` uses: the best across the bodies measured (docs/results.md)
+# what `collect` uses: the best across the goal-image tasks measured; the reward reacher's long
+# episodes plan better from "random" data (docs/results.md)
+DEFAULT_POLICY = "mixed"
 HOLD_STEPS = 5  # mean steps an action of the "hold" policy persists
 
 
