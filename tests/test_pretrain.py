@@ -120,6 +120,15 @@ def test_existing_run_needs_resume(tmp_path, clips):
         pretrain(config, clips, tmp_path / "run", progress=False)
 
 
+def test_sigreg_on_clip_means_needs_two_clips_per_process(tmp_path, clips):
+    model = {"preset": "vit_micro", "sigreg": 0.1, "sigreg_samples": "clips"}
+    config = build_config(
+        {"model": model, "data": {"num_workers": 0}, "optim": {"steps": 1, "batch_size": 1}}
+    )
+    with pytest.raises(ValueError, match=r"sigreg_samples=clips needs at least 2 clips per process.*got 1"):
+        pretrain(config, clips, tmp_path / "run", progress=False)
+
+
 def test_every_file_bad_is_one_clear_error(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"")
     (tmp_path / "b.mp4").write_bytes(b"junk" * 10)

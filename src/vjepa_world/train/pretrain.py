@@ -62,6 +62,11 @@ def pretrain(
     state = loop.start(process)
     per_rank = loop.per_rank
 
+    if config.model.sigreg and config.model.sigreg_samples == "clips" and per_rank < 2:
+        raise ValueError(
+            f"model.sigreg_samples=clips needs at least 2 clips per process for SIGReg, got {per_rank}: "
+            "raise optim.batch_size or use sigreg_samples=tokens"
+        )
     online = config.model.target == "online"
     if not online and optim.ema is None:
         raise ValueError(
