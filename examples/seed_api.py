@@ -72,7 +72,8 @@ def main(out: Path) -> dict:
     # seed: learn a policy inside the world model (start states: N(0, 1) latents; pass a dataset to
     # replay its frames instead: agent.learn_with_world_model(world_model, data))
     policy = agent.learn_with_world_model(world_model, config=agent.AgentConfig(steps=20, batch_size=32))
-    action = policy.act(world_model.encode(frames[:1]))  # (1, 4): 2 torques for each of 2 environment steps
+    now = world_model.encode(frames[:1])  # the policy also reads the state: observed, or read from `now`
+    action = policy.act(now, world_model.read_state(now))  # (1, 4): 2 torques for each of 2 env steps
 
     shapes = {
         "latents": tuple(z.shape),

@@ -219,6 +219,31 @@ def test_start_states_carry_their_history_and_imagination_continues_it(reward_wo
     assert (alone[:, 1:] - imagined[:, 1:]).abs().max() > 1e-3  # the history changes the predictions
 
 
+def test_an_agent_reads_the_observed_state_then_the_state_heads_reading(reward_world_model, tmp_path):
+    """With a state head, the actor and critic also see the standardised state: observed at a
+    rollout's start (and when acting), read from the imagined latents by the state head after it."""
+    world_model = WorldModel.from_pretrained(reward_world_model).eval()
+    data = json.loads((reward_world_model / "summary.json").read_text())["data"]
+    starts = dataset_start_states(world_model, data)
+    shape, head = tuple(starts.latents.shape[-2:]), world_model.state_head
+    agent = Agent.for_world_model(world_model, shape, config=AgentConfig(horizon=3))
+    assert agent.state_dim == head.config.state_dim == starts.states.shape[-1] > 0
+    latents, states, _ = starts.batch(world_model, torch.tensor([0, 5]))
+    imagined, _ = agent.imagine(world_model, latents, states, torch.Generator().manual_seed(0))
+    features = agent.rollout_features(world_model, imagined, states)  # (2, 4, N * D + S)
+    flat = shape[0] * shape[1]
+    assert features.shape == (2, 4, flat + agent.state_dim)
+    torch.testing.assert_close(features[:, 0, flat:], (states - head.mean) / head.std)
+    torch.testing.assert_close(features[:, 1:, flat:], world_model.decode_state(imagined[:, 1:]))
+    with pytest.raises(ValueError, match="reads the proprioceptive state"):
+        agent.act(latents)
+    agent.save_pretrained(tmp_path)
+    loaded = Agent.from_pretrained(tmp_path)
+    readings = world_model.read_state(latents, states)
+    assert loaded.state_dim == agent.state_dim
+    torch.testing.assert_close(loaded.act(latents, readings), agent.act(latents, readings))
+
+
 def test_held_out_likelihood_of_the_deterministic_model_is_the_gaussian_closed_form(reward_world_model):
     """Scored on the windows its noise was fitted on, the deterministic model's NLL per dimension is
     1/2 + log(2 pi)/2 + the mean log sigma (E[(r / sigma)^2] = 1 by construction)."""

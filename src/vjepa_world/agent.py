@@ -1,8 +1,11 @@
 """Actor-critic in imagination (DreamerV3's recipe on our world model): a policy learned inside it.
 
-An actor pi(a | z) and a critic v(z) on latent features (a step's latents, flattened) are trained
-only on imagined rollouts: from replayed start latents, the actor picks an action, the world model
-predicts the next latents, its reward and continuation heads score them, `horizon` (4) times.
+An actor pi(a | z) and a critic v(z) on latent features are trained only on imagined rollouts:
+from replayed start latents, the actor picks an action, the world model predicts the next
+latents, its reward and continuation heads score them, `horizon` (4) times. The features are a
+step's latents, flattened, and for a world model with a state head the standardised
+proprioceptive state, as the planner conditions on it: observed at the start of each rollout and
+when acting, read from the latents by the state head at imagined steps.
 
 - Returns: lambda-returns (lambda 0.95) bootstrapped with the critic, discounted per model step.
 - Actor: maximises the returns scaled by the return range, max(1, EMA of the 95th - 5th
@@ -189,7 +192,8 @@ class Critic(nn.Module):
 class Agent(nn.Module):
     """Actor, critic and slow critic for a world model's latents `(N, D)` and actions: `act`
     chooses, `update` learns from one imagined batch, `learn_with_world_model` runs the loop.
-    `low`/`high` `(A,)` bound the world model's actions (continuous); `discrete` actions are one-hot."""
+    `low`/`high` `(A,)` bound the world model's actions (continuous); `discrete` actions are one-hot.
+    `state_dim` > 0: the features also hold the standardised state (`WorldModel.read_state`)."""
 
     def __init__(
         self,
@@ -199,12 +203,14 @@ class Agent(nn.Module):
         discrete: bool = False,
         low: Tensor | None = None,
         high: Tensor | None = None,
+        state_dim: int = 0,
         config: AgentConfig | None = None,
     ):
         super().__init__()
         self.config = config = config or AgentConfig()
         self.latent_shape, self.action_dim, self.discrete = tuple(latent_shape), action_dim, discrete
-        features = latent_shape[0] * latent_shape[1]
+        self.state_dim = state_dim
+        features = latent_shape[0] * latent_shape[1] + state_dim
         self.actor = Actor(features, action_dim, discrete, config)
         self.critic = Critic(features, config)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
@@ -220,6 +226,33 @@ class Agent(nn.Module):
                 "actor_gradient=dynamics needs continuous actions (a discrete sample has no gradient): "
                 "use reinforce or auto"
             )
+
+    @classmethod
+    def for_world_model(cls, world_model, latent_shape: tuple[int, int], **options) -> Agent:
+        """A new agent for `world_model`'s actions (and its state, when it has a state head)."""
+        head = getattr(world_model, "state_head", None)  # a world model of one's own may have none
+        state_dim = 0 if head is None else head.config.state_dim
+        return cls(latent_shape, world_model.action_dim, state_dim=state_dim, **options)
+
+    def features(self, latents: Tensor, readings: Tensor | None = None) -> Tensor:
+        """Latents `(..., N, D)` and state readings `(..., S)` -> the actor's and critic's input
+        `(..., F)`."""
+        flat = latents.flatten(-2)
+        if not self.state_dim:
+            return flat
+        if readings is None:
+            raise ValueError(
+                "this agent reads the proprioceptive state: pass its readings (WorldModel.read_state)"
+            )
+        return torch.cat([flat, readings.to(flat.dtype)], dim=-1)
+
+    def rollout_features(self, world_model, latents: Tensor, states: Tensor | None = None) -> Tensor:
+        """Imagined latents `(B, H + 1, N, D)` -> features `(B, H + 1, F)`: the state observed at
+        step 0 (`states` `(B, S)`, raw; None: read there too), read by the state head after it."""
+        if not self.state_dim:
+            return latents.flatten(-2)
+        first = world_model.read_state(latents[:, :1], None if states is None else states[:, None])
+        return self.features(latents, torch.cat([first, world_model.read_state(latents[:, 1:])], dim=1))
 
     @property
     def actor_gradient(self) -> str:
@@ -238,9 +271,16 @@ class Agent(nn.Module):
         return self.low + (actions.clamp(-1, 1) + 1) / 2 * (self.high - self.low)
 
     @torch.no_grad()
-    def act(self, latents: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
-        """Latents `(B, N, D)` -> world-model actions `(B, A)`: the policy's mode, or a sample."""
-        features = latents.flatten(-2)
+    def act(
+        self,
+        latents: Tensor,
+        readings: Tensor | None = None,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Latents `(B, N, D)` (and state readings `(B, S)`, for an agent with `state_dim`) ->
+        world-model actions `(B, A)`: the policy's mode, or a sample."""
+        features = self.features(latents, readings)
         actions = self.actor.sample(features, generator) if sample else self.actor.mode(features)
         return self.to_model_actions(actions)
 
@@ -261,6 +301,7 @@ class Agent(nn.Module):
         `differentiable`: the latents keep their gradient with respect to the actions (and so to
         the actor's weights)."""
         horizon = self.config.horizon
+        observed = states
         if world_model.state_dim and states is None:
             states = starts.new_zeros(starts.shape[0], world_model.state_dim)  # unknown
         imagined = world_model.imagined_states(states, horizon) if world_model.state_dim else None
@@ -268,7 +309,10 @@ class Agent(nn.Module):
         low_precision = self.config.precision == "bfloat16"
         with torch.set_grad_enabled(differentiable):
             for t in range(horizon):
-                action = self.actor.sample(z.flatten(-2), generator)  # (B, A)
+                readings = None
+                if self.state_dim:
+                    readings = world_model.read_state(z, observed if t == 0 else None)
+                action = self.actor.sample(self.features(z, readings), generator)  # (B, A)
                 state = None if imagined is None else imagined[:, t]
                 with torch.autocast(starts.device.type, dtype=torch.bfloat16, enabled=low_precision):
                     z, cache = world_model.step(z, self.to_model_actions(action), state, cache)
@@ -290,8 +334,8 @@ class Agent(nn.Module):
         c = self.config
         dynamics = self.actor_gradient == "dynamics"
         latents, actions = self.imagine(world_model, starts, states, generator, dynamics, history)
-        features = latents.flatten(-2)  # (B, H + 1, F)
         with torch.set_grad_enabled(dynamics):  # the returns as a function of the actions
+            features = self.rollout_features(world_model, latents, states)  # (B, H + 1, F)
             rewards = world_model.predict_reward(latents[:, 1:])  # (B, H)
             if c.pessimism:
                 steps = (latents[:, :-1], self.to_model_actions(actions), latents[:, 1:])
@@ -347,6 +391,7 @@ class Agent(nn.Module):
             "latent_shape": list(self.latent_shape),
             "action_dim": self.action_dim,
             "discrete": self.discrete,
+            "state_dim": self.state_dim,
             "config": dataclasses.asdict(self.config),
         }
 
@@ -369,6 +414,7 @@ class Agent(nn.Module):
             tuple(settings["latent_shape"]),
             settings["action_dim"],
             discrete=settings["discrete"],
+            state_dim=settings.get("state_dim", 0),  # agents saved before states were read: none
             config=AgentConfig(**settings["config"]),
         )
         agent.load_state_dict(load_file(str(directory / AGENT_WEIGHTS)))
@@ -411,7 +457,7 @@ def learn_with_world_model(
     generator = torch.Generator().manual_seed(seed)
     starts = start_states(world_model, data, config.history, generator)
     if agent is None:
-        agent = Agent(tuple(starts.latents.shape[-2:]), world_model.action_dim, config=config)
+        agent = Agent.for_world_model(world_model, tuple(starts.latents.shape[-2:]), config=config)
     training = world_model.training
     trainable = [p for p in world_model.parameters() if p.requires_grad]
     world_model.eval().requires_grad_(False)  # gradients may pass through it, never into it

@@ -17,9 +17,9 @@ from .nn import KVCache
 
 class AgentPolicy:
     """The agent acting from pixels, as a per-environment-step policy `(observation, info) -> action`:
-    every `frame_skip` steps it encodes the frame (with the one before, for two-frame models),
-    chooses a world-model action (`agent.act`) and plays it back one environment action at a time. Stateful:
-    make one per episode."""
+    every `frame_skip` steps it encodes the frame (with the one before, for two-frame models), reads
+    `info["state"]` when the agent reads states, chooses a world-model action (`agent.act`) and plays
+    it back one environment action at a time. Stateful: make one per episode."""
 
     def __init__(self, world_model, agent, sample: bool = False, generator: torch.Generator | None = None):
         self.world_model, self.agent, self.sample, self.generator = world_model, agent, sample, generator
@@ -34,7 +34,16 @@ class AgentPolicy:
             two_frames = self.world_model.observation_frames == 2
             previous = (frame if self.previous is None else self.previous)[None] if two_frames else None
             latents = self.world_model.encode(frame[None], previous)  # (1, N, D)
-            action = self.agent.act(latents, sample=self.sample, generator=self.generator)[0]
+            readings = None
+            if self.agent.state_dim:
+                if "state" not in info:
+                    raise ValueError(
+                        "this agent reads the proprioceptive state, but the environment gives no "
+                        "info['state']: use the environment its world model was trained on"
+                    )
+                state = torch.as_tensor(np.asarray(info["state"]), dtype=torch.float32)[None]
+                readings = self.world_model.read_state(latents, state)
+            action = self.agent.act(latents, readings, sample=self.sample, generator=self.generator)[0]
             self.queue = list(action.view(self.world_model.frame_skip, -1).numpy())
         self.previous = frame
         return self.queue.pop(0)

@@ -255,6 +255,14 @@ class WorldModel(nn.Module):
             raise ValueError("this world model has no state head: train it on data with observation.state")
         return self.state_head(latents)
 
+    def read_state(self, latents: Tensor, states: Tensor | None = None) -> Tensor:
+        """What is known of the proprioceptive state, standardised `(..., S)`: the observed raw
+        `states` `(..., S)` where given, else the state head's reading of `latents` `(..., N, D)`
+        (an imagined step's state is not observed)."""
+        if states is None or self.state_head is None:
+            return self.decode_state(latents)  # a one-line error without a state head
+        return self.state_head.standardize(states)
+
     def predict_reward(self, latents: Tensor) -> Tensor:
         """Latents `(..., N, D)` of a step -> the reward `(...)` of the transition into that step (the
         environment's rewards summed over the frame skip), by the reward head."""

@@ -169,7 +169,7 @@ def train_agent(
     world_model.save_pretrained(out / "world_model")  # the run acts with its own copy
     starts = dataset_start_states(world_model, state.get("data", data), config.agent.history)
     latent_shape = tuple(starts.latents.shape[-2:])
-    agent = Agent(latent_shape, world_model.action_dim, low=low, high=high, config=config.agent)
+    agent = Agent.for_world_model(world_model, latent_shape, low=low, high=high, config=config.agent)
     training = AgentTraining(agent, out, config, resume)
     end = config.agent.steps if stop_after is None else min(config.agent.steps, stop_after)
     training.train_until(max(end, training.step), world_model, starts, progress)
