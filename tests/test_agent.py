@@ -242,3 +242,16 @@ def test_an_agent_round_trips_through_a_directory(tmp_path):
     actions = agent.act(z)
     assert (actions >= agent.low).all() and (actions <= agent.high).all()
     torch.testing.assert_close(loaded.critic.value(z.flatten(-2)), agent.critic.value(z.flatten(-2)))
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_the_actors_mode_is_its_distributions_mode(discrete):
+    """`Actor.mode` skips building the distribution; it must pick what the distribution would."""
+    agent = Agent((1, 6), 3, discrete=discrete)
+    with torch.no_grad():
+        for p in agent.parameters():
+            p.normal_()
+    features = torch.randn(64, 6)
+    policy = agent.actor(features)
+    expected = nn.functional.one_hot(policy.probs.argmax(-1), 3).float() if discrete else policy.mean
+    torch.testing.assert_close(agent.actor.mode(features), expected)

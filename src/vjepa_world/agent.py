@@ -167,11 +167,13 @@ class Actor(nn.Module):
         return normal.loc + normal.scale * noise
 
     def mode(self, features: Tensor) -> Tensor:
-        """The most likely action (what evaluation executes)."""
-        dist = self(features)
+        """The most likely action (what evaluation executes), without building the distribution
+        (which takes half the actor's time on a CPU): the bounded mean, or the most likely choice
+        (the uniform mix keeps the argmax)."""
+        out = self.net(features)
         if self.discrete:
-            return F.one_hot(dist.probs.argmax(-1), dist.probs.shape[-1]).float()
-        return dist.mean
+            return F.one_hot(out.argmax(-1), out.shape[-1]).float()
+        return torch.tanh(out.chunk(2, dim=-1)[0])
 
 
 class Critic(nn.Module):
