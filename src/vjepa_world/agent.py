@@ -248,13 +248,17 @@ class Agent(nn.Module):
             )
         return torch.cat([flat, readings.to(flat.dtype)], dim=-1)
 
+    def read_features(self, world_model, latents: Tensor, states: Tensor | None = None) -> Tensor:
+        """`features` with the state read by the world model: from the observed raw `states`
+        `(..., S)` where given, else from the latents `(..., N, D)` by its state head."""
+        readings = world_model.read_state(latents, states) if self.state_dim else None
+        return self.features(latents, readings)
+
     def rollout_features(self, world_model, latents: Tensor, states: Tensor | None = None) -> Tensor:
         """Imagined latents `(B, H + 1, N, D)` -> features `(B, H + 1, F)`: the state observed at
         step 0 (`states` `(B, S)`, raw; None: read there too), read by the state head after it."""
-        if not self.state_dim:
-            return latents.flatten(-2)
-        first = world_model.read_state(latents[:, :1], None if states is None else states[:, None])
-        return self.features(latents, torch.cat([first, world_model.read_state(latents[:, 1:])], dim=1))
+        first = self.read_features(world_model, latents[:, :1], None if states is None else states[:, None])
+        return torch.cat([first, self.read_features(world_model, latents[:, 1:])], dim=1)
 
     @property
     def actor_gradient(self) -> str:
@@ -311,10 +315,8 @@ class Agent(nn.Module):
         low_precision = self.config.precision == "bfloat16"
         with torch.set_grad_enabled(differentiable):
             for t in range(horizon):
-                readings = None
-                if self.state_dim:
-                    readings = world_model.read_state(z, observed if t == 0 else None)
-                action = self.actor.sample(self.features(z, readings), generator)  # (B, A)
+                features = self.read_features(world_model, z, observed if t == 0 else None)
+                action = self.actor.sample(features, generator)  # (B, A)
                 state = None if imagined is None else imagined[:, t]
                 with torch.autocast(starts.device.type, dtype=torch.bfloat16, enabled=low_precision):
                     z, cache = world_model.step(z, self.to_model_actions(action), state, cache)
