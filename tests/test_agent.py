@@ -1,9 +1,11 @@
 """The agent's pieces against hand computations, and learning inside a world model of a known MDP."""
 
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vjepa_world.agent import Agent, AgentConfig, ReturnScale, lambda_returns, learn_with_world_model
@@ -255,3 +257,26 @@ def test_the_actors_mode_is_its_distributions_mode(discrete):
     policy = agent.actor(features)
     expected = nn.functional.one_hot(policy.probs.argmax(-1), 3).float() if discrete else policy.mean
     torch.testing.assert_close(agent.actor.mode(features), expected)
+
+
+@pytest.mark.parametrize("value_gradient", [False, True])
+def test_the_actor_follows_the_critics_slope_only_with_value_gradient(value_gradient):
+    """Dynamics gradients: without value_gradient two critics of different slope give the actor the
+    same gradient direction (only the return scale differs); with it they do not."""
+    world_model = LineWorldModel()
+    config = AgentConfig(entropy=0.0, hidden_dim=16, batch_size=8, horizon=2, value_gradient=value_gradient)
+    torch.manual_seed(0)
+    first = Agent((1, 1), 1, config=config)
+    second = copy.deepcopy(first)
+    with torch.no_grad():
+        for parameter in second.critic.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    starts = torch.linspace(-1, 1, 8)[:, None, None]
+    for agent in (first, second):
+        agent.update(world_model, starts, generator=torch.Generator().manual_seed(0))
+    gradient = lambda agent: torch.cat([p.grad.flatten() for p in agent.actor.parameters()])
+    cosine = F.cosine_similarity(gradient(first), gradient(second), dim=0).item()
+    if value_gradient:
+        assert cosine < 0.99
+    else:
+        assert cosine == pytest.approx(1.0, abs=1e-5)

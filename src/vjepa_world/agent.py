@@ -12,8 +12,10 @@ when acting, read from the latents by the state head at imagined steps.
   percentile of the returns), so that one entropy scale fits rewards of any size, plus `entropy` x
   the policy's entropy. The gradient (`actor_gradient`): "dynamics" backpropagates the returns
   through the frozen world model into the actions that produced them (reparameterised samples,
-  DreamerV1/V2's choice for continuous control); "reinforce" (DreamerV3) weighs the actions'
-  log-probabilities by the advantages (return - value) and needs no gradient through the model.
+  DreamerV1/V2's choice for continuous control), through the imagined rewards only: the critic's
+  values bootstrap the returns as constants unless `value_gradient`; "reinforce" (DreamerV3)
+  weighs the actions' log-probabilities by the advantages (return - value) and needs no gradient
+  through the model.
   "auto": dynamics for continuous actions, reinforce for discrete ones (whose samples have no
   gradient). Actions are continuous, a Normal with tanh-bounded mean
   and std in [0.1, 1] (the world model sees them clipped to [-1, 1], then mapped onto the action
@@ -81,6 +83,11 @@ class AgentConfig:
     precision: str = "float32"
     # how the actor's loss reaches it: "dynamics", "reinforce" or "auto" (see the module docstring)
     actor_gradient: str = "auto"
+    # "dynamics" only: let the actor's gradient pass through the critic's bootstrap values too. Off,
+    # the values enter the returns as constants and the gradient comes from the imagined rewards:
+    # the critic is fitted to values, not to their slope in the latent, and following that slope
+    # halved the policy's success on ReacherReward (docs/results.md)
+    value_gradient: bool = False
     # each imagined reward minus this times the world model's ensemble disagreement on that step
     # (MOPO's penalty: the actor keeps away from where the model is unsure); > 0 needs an ensemble
     pessimism: float = 0.0
@@ -345,6 +352,8 @@ class Agent(nn.Module):
                 steps = (latents[:, :-1], self.to_model_actions(actions), latents[:, 1:])
                 rewards = rewards - c.pessimism * world_model.ensemble.disagreement(*steps)  # (B, H)
             values = self.critic.value(features)  # (B, H + 1)
+            if not c.value_gradient:
+                values = values.detach()
             continues = world_model.predict_continue(latents[:, 1:]).detach()  # (B, H)
             returns = lambda_returns(rewards, values, continues, c.discount, c.lam)  # (B, H)
         # weight of step t: the probability the imagined episode is still going at t
