@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vjepa_world.agent import Agent, AgentConfig, ReturnScale, lambda_returns, learn_with_world_model
@@ -275,7 +274,7 @@ def test_the_actor_follows_the_critics_slope_only_with_value_gradient(value_grad
     for agent in (first, second):
         agent.update(world_model, starts, generator=torch.Generator().manual_seed(0))
     gradient = lambda agent: torch.cat([p.grad.flatten() for p in agent.actor.parameters()])
-    cosine = F.cosine_similarity(gradient(first), gradient(second), dim=0).item()
+    cosine = nn.functional.cosine_similarity(gradient(first), gradient(second), dim=0).item()
     if value_gradient:
         assert cosine < 0.99
     else:

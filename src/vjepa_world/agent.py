@@ -86,7 +86,7 @@ class AgentConfig:
     # "dynamics" only: let the actor's gradient pass through the critic's bootstrap values too. Off,
     # the values enter the returns as constants and the gradient comes from the imagined rewards:
     # the critic is fitted to values, not to their slope in the latent, and following that slope
-    # halved the policy's success on ReacherReward (docs/results.md)
+    # cost the policy 12-26 points of success on ReacherReward (docs/results.md)
     value_gradient: bool = False
     # each imagined reward minus this times the world model's ensemble disagreement on that step
     # (MOPO's penalty: the actor keeps away from where the model is unsure); > 0 needs an ensemble
@@ -351,9 +351,8 @@ class Agent(nn.Module):
             if c.pessimism:
                 steps = (latents[:, :-1], self.to_model_actions(actions), latents[:, 1:])
                 rewards = rewards - c.pessimism * world_model.ensemble.disagreement(*steps)  # (B, H)
-            values = self.critic.value(features)  # (B, H + 1)
-            if not c.value_gradient:
-                values = values.detach()
+            with torch.set_grad_enabled(dynamics and c.value_gradient):
+                values = self.critic.value(features)  # (B, H + 1)
             continues = world_model.predict_continue(latents[:, 1:]).detach()  # (B, H)
             returns = lambda_returns(rewards, values, continues, c.discount, c.lam)  # (B, H)
         # weight of step t: the probability the imagined episode is still going at t
