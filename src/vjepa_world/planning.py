@@ -203,7 +203,9 @@ class EpisodeResult:
     reached: bool  # info["is_success"] at any step (passing through counts)
     final_distance: float | None  # info["distance"] at the end, when the env reports one
     steps: int
-    seconds_per_action: list[float]  # planning time of each replanning, per env action
+    # each decision's seconds per env action: a plan's encoding of the frames seen since the last
+    # plan and its search; a policy call's encoding and acting
+    seconds_per_action: list[float]
     frames: np.ndarray  # (T + 1, H, W, 3) observations
     goal_image: np.ndarray | None  # (H, W, 3); None for tasks without one (rewards)
     energies: list[list[float]]  # per replanning: best energy per iteration
@@ -292,11 +294,15 @@ def run_mpc_episode(
     observe_state = lambda: torch.as_tensor(info["state"], dtype=torch.float32)[None] if use_states else None
     motion = getattr(world_model, "observation_frames", 1) == 2  # latents of (previous, current) frames
 
+    encoding = []  # seconds spent encoding frames since the last plan: part of the next one's time
+
     def observe_latents() -> Tensor:  # (1, N, D)
+        started = time.perf_counter()
         frame = torch.as_tensor(frames[-1])[None]
-        if not motion:
-            return world_model.encode(frame)
-        return world_model.encode(frame, torch.as_tensor(frames[-2] if len(frames) > 1 else frames[-1])[None])
+        previous = torch.as_tensor(frames[-2] if len(frames) > 1 else frames[-1])[None]
+        latents = world_model.encode(frame, previous) if motion else world_model.encode(frame)
+        encoding.append(time.perf_counter() - started)
+        return latents
 
     current = observe_latents()
     state = observe_state()  # (1, S) or None
@@ -326,7 +332,8 @@ def run_mpc_episode(
         )
         energies.append(plan.energies)
         executed = model_actions(plan.actions[: config.execute])  # (execute, skip * A)
-        seconds.append((time.perf_counter() - started) / (len(executed) * skip))
+        seconds.append((time.perf_counter() - started + sum(encoding)) / (len(executed) * skip))
+        encoding.clear()
         for model_action in executed:
             past["latents"].append(current[0])
             past["actions"].append(model_action)
