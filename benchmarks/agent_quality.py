@@ -21,10 +21,10 @@ Gaussian latent fitted on the same model; the held-out negative log-likelihood (
 dimension) and 90% coverage of the future latents per horizon against the deterministic model
 (`eval/uncertainty.py`). Target: the stochastic model's likelihood beats the deterministic one's.
 
-Every stage is reused when rerun with the same --out. Success comes with its binomial standard
-error: 30 episodes leave up to 9 points either way (one run read the policy's ratio to planning as
-0.76 from 30 episodes, 0.53 from 100); `--eval-episodes 100` narrows it to ~5 points, at ~9
-minutes per CEM row.
+Every stage is reused when rerun with the same --out (a larger `--online` continues the loop).
+Success comes with its binomial standard error: 30 episodes leave up to 9 points either way (one
+run read the policy's ratio to planning as 0.76 from 30 episodes, 0.53 from 100);
+`--eval-episodes 100` narrows it to ~5 points, at ~9 minutes per CEM row.
 
     python benchmarks/agent_quality.py --part 1              # 20-55 min (2-core machines differ)
     python benchmarks/agent_quality.py --part 2              # about 15 minutes
@@ -124,6 +124,7 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
     ]
     if not args.online:
         return rows
+    _forget_a_shorter_online_loop(out, args.online)
     online = cached(out / "agent_online.json", lambda: _online(out, args, agent_settings))
     replan = planning(WorldModel.from_pretrained(out / "agent_online" / "world_model").eval(), "plan_online")
     return [
@@ -136,6 +137,22 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
 def _row(summary: dict) -> tuple:
     """Success, return and seconds per action of a plan or evaluate summary."""
     return summary["success_rate"], summary["return"], summary["seconds_per_action"]
+
+
+def _forget_a_shorter_online_loop(out: Path, iterations: int) -> None:
+    """A rerun with more `--online` iterations continues the loop (its summary and CEM row are
+    recomputed); one with fewer cannot undo iterations and is refused."""
+    summary = out / "agent_online.json"
+    if not summary.exists():
+        return
+    done = len(json.loads(summary.read_text())["online_iterations"])
+    if done > iterations:
+        raise SystemExit(
+            f"{out} holds an online loop of {done} iterations: pass --online {done} or a new --out"
+        )
+    if done < iterations:
+        summary.unlink()
+        (out / "plan_online.json").unlink(missing_ok=True)
 
 
 def _online(out: Path, args, agent_settings: list[str]) -> dict:
