@@ -279,3 +279,8 @@ def test_the_actor_follows_the_critics_slope_only_with_value_gradient(value_grad
         assert cosine < 0.99
     else:
         assert cosine == pytest.approx(1.0, abs=1e-5)
+
+
+def test_value_gradient_is_refused_where_reinforce_holds_the_values_constant():
+    with pytest.raises(ValueError, match=r"value_gradient acts on dynamics gradients only"):
+        Agent((1, 1), 3, discrete=True, config=AgentConfig(value_gradient=True))

@@ -230,6 +230,11 @@ class Agent(nn.Module):
         )
         self.actor_optimizer = torch.optim.AdamW(self.actor.parameters(), lr=config.lr, eps=1e-5)
         self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=config.lr, eps=1e-5)
+        if config.value_gradient and self.actor_gradient == "reinforce":
+            raise ValueError(
+                "agent.value_gradient acts on dynamics gradients only (REINFORCE holds the values "
+                "constant): drop it or set actor_gradient=dynamics"
+            )
         if discrete and config.actor_gradient == "dynamics":
             raise ValueError(
                 "actor_gradient=dynamics needs continuous actions (a discrete sample has no gradient): "

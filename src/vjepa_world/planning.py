@@ -299,8 +299,11 @@ def run_mpc_episode(
     def observe_latents() -> Tensor:  # (1, N, D)
         started = time.perf_counter()
         frame = torch.as_tensor(frames[-1])[None]
-        previous = torch.as_tensor(frames[-2] if len(frames) > 1 else frames[-1])[None]
-        latents = world_model.encode(frame, previous) if motion else world_model.encode(frame)
+        if motion:
+            previous = torch.as_tensor(frames[-2] if len(frames) > 1 else frames[-1])[None]
+            latents = world_model.encode(frame, previous)
+        else:
+            latents = world_model.encode(frame)
         encoding.append(time.perf_counter() - started)
         return latents
 
