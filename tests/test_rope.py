@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from reference import reference_positions, reference_rope
-from vjepa_world.nn.rope import apply_rope, grid_positions, rope_segment_dim, rope_tables
+from vjepa_world.nn.rope import (
+    apply_rope,
+    full_grid_rope_tables,
+    grid_positions,
+    rope_segment_dim,
+    rope_tables,
+)
 
 
 @pytest.mark.parametrize(("head_dim", "segment"), [(64, 20), (80, 26), (32, 10), (16, 4)])
@@ -40,3 +46,16 @@ def test_time_only_rotation_leaves_spatial_segments_alone():
     out = apply_rope(x, cos, sin)
     assert torch.equal(out[:, 20:], x[:, 20:])
     assert not torch.allclose(out[1:, :20], x[1:, :20])
+
+
+def test_full_grid_tables_are_the_raster_tables_and_serve_training_after_inference():
+    grid, head_dim = (2, 3, 4), 48
+    with torch.inference_mode():  # the first call, as a policy's
+        cos, sin = full_grid_rope_tables(grid, head_dim, torch.float32, torch.device("cpu"))
+    expected = rope_tables(*grid_positions(torch.arange(24), grid[1:]), head_dim)
+    torch.testing.assert_close((cos, sin), expected, rtol=0, atol=0)
+    again = full_grid_rope_tables(grid, head_dim, torch.float32, torch.device("cpu"))
+    assert again[0] is cos  # computed once
+    x = torch.randn(24, head_dim, requires_grad=True)
+    apply_rope(x, *again).sum().backward()  # an inference tensor here would raise
+    assert x.grad is not None and not cos.is_inference()

@@ -9,6 +9,8 @@ frequency k mod s/2. Upstream keeps this quirk for checkpoint compatibility, and
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -49,6 +51,18 @@ def rope_tables(
     angles = torch.cat(segments, dim=-1)  # (..., head_dim)
     signs = torch.tensor([-1.0, 1.0], device=t.device).repeat(head_dim // 2)
     return angles.cos().to(dtype), (angles.sin() * signs).to(dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def full_grid_rope_tables(
+    grid: tuple[int, int, int], head_dim: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """`rope_tables` of every token of a (T, H, W) grid in raster order, computed once per grid: an
+    encoder needs the same tables on every call, and at batch 1 they cost as much as a block. Built
+    outside inference mode, so that a table first made for inference still serves training."""
+    with torch.inference_mode(False), torch.no_grad():
+        positions = torch.arange(grid[0] * grid[1] * grid[2], device=device)
+        return rope_tables(*grid_positions(positions, grid[1:]), head_dim, dtype)
 
 
 def swap_pairs(x: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ from .divided import DividedAttention
 from .init import init_weights, rescale_blocks
 from .linear import linear
 from .pretrained import PretrainedMixin
-from .rope import grid_positions, rope_tables
+from .rope import full_grid_rope_tables, grid_positions, rope_tables
 from .tokens import check_indices, gather_tokens
 
 
@@ -110,24 +110,20 @@ class VideoEncoder(PretrainedMixin, nn.Module):
         video = as_video(video, self.config.patch_size, self.config.tubelet_size)
         grid = self.grid(video)
         x = self.patch_embed(video)  # (B, N, D)
-        if context_idx is None:
-            positions = torch.arange(x.shape[1], device=x.device)  # (N,) shared by the batch
-        else:
+        positions = None  # the full grid, in raster order
+        if context_idx is not None:
             check_indices("context_idx", context_idx, x.shape[0], x.shape[1])
             x = gather_tokens(x, context_idx)  # (B, n, D)
             positions = context_idx[:, None, :]  # (B, 1, n): broadcast over heads
         if self.config.attention == "factorized":
-            divided = DividedAttention(
-                None if context_idx is None else positions,
-                grid,
-                x.shape[0],
-                self.config.head_dim,
-                x.dtype,
-                x.device,
-            )
+            divided = DividedAttention(positions, grid, x.shape[0], self.config.head_dim, x.dtype, x.device)
             run = lambda i, block, x: divided(block, x, i)
         else:
-            rope = rope_tables(*grid_positions(positions, grid[1:]), self.config.head_dim, x.dtype)
+            rope = (
+                full_grid_rope_tables(grid, self.config.head_dim, x.dtype, x.device)
+                if positions is None
+                else rope_tables(*grid_positions(positions, grid[1:]), self.config.head_dim, x.dtype)
+            )
             run = lambda i, block, x: block(x, rope)
         layers = self.config.out_layers if out_layers is None else out_layers
         outputs = []
