@@ -25,28 +25,33 @@ class AgentPolicy:
         self.world_model, self.agent, self.sample, self.generator = world_model, agent, sample, generator
         self.previous, self.queue = None, []
 
-    @torch.no_grad()
     def __call__(self, observation, info) -> np.ndarray:
-        frame = torch.as_tensor(
-            np.asarray(observation["pixels"] if isinstance(observation, dict) else observation)
-        )
+        pixels = observation["pixels"] if isinstance(observation, dict) else observation
         if not self.queue:
-            two_frames = self.world_model.observation_frames == 2
-            previous = (frame if self.previous is None else self.previous)[None] if two_frames else None
-            latents = self.world_model.encode(frame[None], previous)  # (1, N, D)
-            readings = None
-            if self.agent.state_dim:
-                if "state" not in info:
-                    raise ValueError(
-                        "this agent reads the proprioceptive state, but the environment gives no "
-                        "info['state']: use the environment its world model was trained on"
-                    )
-                state = torch.as_tensor(np.asarray(info["state"]), dtype=torch.float32)[None]
-                readings = self.world_model.read_state(latents, state)
-            action = self.agent.act(latents, readings, sample=self.sample, generator=self.generator)[0]
-            self.queue = list(action.view(self.world_model.frame_skip, -1).numpy())
-        self.previous = frame
+            self.queue = self._decide(pixels, info)
+        self.previous = pixels  # the steps in between only keep their frame (a two-frame model's)
         return self.queue.pop(0)
+
+    @torch.no_grad()
+    def _decide(self, pixels, info) -> list[np.ndarray]:
+        """The next `frame_skip` environment actions, from this frame (and the one before)."""
+        frame = torch.as_tensor(np.asarray(pixels))  # (H, W, 3)
+        previous = None
+        if self.world_model.observation_frames == 2:
+            previous = frame if self.previous is None else torch.as_tensor(np.asarray(self.previous))
+            previous = previous[None]
+        latents = self.world_model.encode(frame[None], previous)  # (1, N, D)
+        readings = None
+        if self.agent.state_dim:
+            if "state" not in info:
+                raise ValueError(
+                    "this agent reads the proprioceptive state, but the environment gives no "
+                    "info['state']: use the environment its world model was trained on"
+                )
+            state = torch.as_tensor(np.asarray(info["state"]), dtype=torch.float32)[None]
+            readings = self.world_model.read_state(latents, state)
+        action = self.agent.act(latents, readings, sample=self.sample, generator=self.generator)[0]
+        return list(action.view(self.world_model.frame_skip, -1).numpy())
 
 
 @dataclass
