@@ -146,22 +146,15 @@ def timed_in_turns(out: Path, args, rounds: int = 3) -> tuple[float, float]:
     world_model = WorldModel.from_pretrained(run / "world_model").eval()
     agent = Agent.from_pretrained(run).eval()
     planner = planner_config(args.preset, objective="reward", horizon=args.horizon)
-    policy, planning = [], []
-    for i in range(rounds):
-        seed = 20_000 + 3 * i  # starts no table uses
-        policy.append(
-            evaluate_agent(
-                REACHER_REWARD_ID, world_model, agent, out / "timing", episodes=3, seed=seed, videos=0,
-                progress=False,
-            )["seconds_per_action"]
-        )  # fmt: skip
-        planning.append(
-            evaluate_planning(
-                REACHER_REWARD_ID, world_model, planner, out / "timing", episodes=1, seed=seed, videos=0,
-                progress=False,
-            )["seconds_per_action"]
-        )  # fmt: skip
-    return statistics.median(policy), statistics.median(planning)
+    seconds = {evaluate_agent: [], evaluate_planning: []}
+    for i in range(rounds):  # seeds 20,000+: starts no table uses
+        for evaluate, acting, episodes in ((evaluate_agent, agent, 3), (evaluate_planning, planner, 1)):
+            summary = evaluate(
+                REACHER_REWARD_ID, world_model, acting, out / "timing", episodes=episodes,
+                seed=20_000 + 3 * i, videos=0, progress=False,
+            )  # fmt: skip
+            seconds[evaluate].append(summary["seconds_per_action"])
+    return statistics.median(seconds[evaluate_agent]), statistics.median(seconds[evaluate_planning])
 
 
 def _row(summary: dict) -> tuple:
