@@ -26,7 +26,8 @@ dimension) and 90% coverage of the future latents per horizon against the determ
 Every stage is reused when rerun with the same --out (a larger `--online` continues the loop).
 Success comes with its binomial standard error: 30 episodes leave up to 9 points either way (one
 run read the policy's ratio to planning as 0.76 from 30 episodes, 0.53 from 100);
-`--eval-episodes 100` narrows it to ~5 points, at ~9 minutes per CEM row.
+`--eval-episodes 100` narrows it to ~5 points, at ~9 minutes per CEM row. The policy's ratio to
+planning comes with a paired bootstrap interval over the shared starts (`success_ratio_interval`).
 
     python benchmarks/agent_quality.py --part 1              # 20-55 min (2-core machines differ)
     python benchmarks/agent_quality.py --part 2              # about 15 minutes
@@ -50,7 +51,7 @@ from vjepa_world.agent import Agent
 from vjepa_world.data.episodes import STATE_KEY, LeRobotDataset, SequenceDataset, write_lerobot_dataset
 from vjepa_world.demo import SMOKE_TRAINING
 from vjepa_world.envs import POLICIES, REACHER_NOISY_ID, REACHER_REWARD_ID, collect_episodes
-from vjepa_world.eval.agent import evaluate_agent
+from vjepa_world.eval.agent import evaluate_agent, success_ratio_interval
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.eval.uncertainty import future_likelihood
 from vjepa_world.planning import planner_config
@@ -122,7 +123,7 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
         ),
     )
     rows = [
-        ("random actions", plan["random_success_rate"], plan["random_return"], None),
+        ("random actions", plan["random_success_rate"], plan["random_return"], None, None),
         ("CEM, reward head", *_row(plan)),
         ("policy, offline", *_row(agent["eval"])),
     ]
@@ -158,8 +159,9 @@ def timed_in_turns(out: Path, args, rounds: int = 3) -> tuple[float, float]:
 
 
 def _row(summary: dict) -> tuple:
-    """Success, return and seconds per action of a plan or evaluate summary."""
-    return summary["success_rate"], summary["return"], summary["seconds_per_action"]
+    """Success, return, seconds per action and each episode's success of a plan or evaluate summary."""
+    successes = [episode["success"] for episode in summary["per_episode"]]
+    return summary["success_rate"], summary["return"], summary["seconds_per_action"], successes
 
 
 def _forget_a_shorter_online_loop(out: Path, iterations: int) -> None:
@@ -281,14 +283,17 @@ def main() -> None:
         print(f"\n{REACHER_REWARD_ID}, {args.eval_episodes} episodes of {STEPS} steps, the same starts:\n")
         print("| actions from | success (± s.e.) | return (steps inside, of 100) | seconds per action |")
         print("|---|---|---|---|")
-        for name, success, ret, seconds in rows:
+        for name, success, ret, seconds, _ in rows:
             seconds_text = "-" if seconds is None else f"{seconds:.5f}"
             error = 100 * math.sqrt(success * (1 - success) / args.eval_episodes)  # binomial
             print(f"| {name} | {success:.0%} ± {error:.0f} | {ret:.1f} | {seconds_text} |")
         policy = [row for row in rows if row[0].startswith("policy")][-1]  # online when it ran
         best = max((row for row in rows if row[0].startswith("CEM")), key=lambda row: row[1])
         acting, planning = timed_in_turns(out / "reward", args)
-        success = f"{policy[1] / best[1]:.2f}" if best[1] else "- (planning never succeeded)"
+        success = "- (planning never succeeded)"
+        if best[1]:
+            low, high = success_ratio_interval(policy[4], best[4])
+            success = f"{policy[1] / best[1]:.2f} (90% paired bootstrap interval {low:.2f}-{high:.2f})"
         print(
             f"\n{policy[0]} / the best planning: success {success} (target >= 0.80), "
             f"time per action 1/{best[3] / policy[3]:.0f} from the rows, 1/{planning / acting:.0f} "

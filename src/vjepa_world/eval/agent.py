@@ -41,6 +41,28 @@ def episode_table(results: list[EpisodeResult], baseline: list[EpisodeResult]) -
     }
 
 
+def success_ratio_interval(
+    successes: list[bool], reference: list[bool], level: float = 0.9, draws: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """A paired bootstrap interval (percentiles, `level` coverage) of mean(successes) /
+    mean(reference), two runs over the same starts (episode i of each from the same seed):
+    resampling the starts keeps what the two runs share, so the interval is narrower than two
+    independent binomial errors give. Resamples where the reference never succeeds are dropped."""
+    if len(successes) != len(reference) or not successes:
+        raise ValueError(
+            f"need the two runs' successes over the same starts, got {len(successes)} and {len(reference)}"
+        )
+    pairs = np.array([successes, reference], dtype=float)  # (2, E)
+    picks = np.random.default_rng(seed).integers(0, pairs.shape[1], size=(draws, pairs.shape[1]))
+    rates = pairs[:, picks].mean(axis=2)  # (2, draws)
+    ratios = rates[0][rates[1] > 0] / rates[1][rates[1] > 0]
+    if not len(ratios):
+        raise ValueError("the reference never succeeds: the ratio of success rates is undefined")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def evaluate_agent(
     env_spec: str,
     world_model,
