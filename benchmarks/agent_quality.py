@@ -111,7 +111,7 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
         f"run.eval_episodes={args.eval_episodes}",
         f"agent.pessimism={args.pessimism}",
     ]
-    agent = cached(
+    cached(  # trained once; its row reads the evaluation's summary, which keeps each episode
         out / "agent.json",
         lambda: train_agent(
             build_config({}, agent_settings + args.agent_set, kind=TrainAgentConfig),
@@ -125,16 +125,19 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
     rows = [
         ("random actions", plan["random_success_rate"], plan["random_return"], None, None),
         ("CEM, reward head", *_row(plan)),
-        ("policy, offline", *_row(agent["eval"])),
+        ("policy, offline", *_row(_evaluation(out / "agent"))),
     ]
     if not args.online:
         return rows
     _forget_a_shorter_online_loop(out, args.online)
-    online = cached(out / "agent_online.json", lambda: _online(out, args, agent_settings))
+    cached(out / "agent_online.json", lambda: _online(out, args, agent_settings))
     replan = planning(WorldModel.from_pretrained(out / "agent_online" / "world_model").eval(), "plan_online")
     return [
         *rows,
-        (f"policy, online ({args.online} x {ONLINE_EPISODES} episodes)", *_row(online["eval"])),
+        (
+            f"policy, online ({args.online} x {ONLINE_EPISODES} episodes)",
+            *_row(_evaluation(out / "agent_online")),
+        ),
         ("CEM, reward head, the online world model", *_row(replan)),
     ]
 
@@ -156,6 +159,11 @@ def timed_in_turns(out: Path, args, rounds: int = 3) -> tuple[float, float]:
             )  # fmt: skip
             seconds[evaluate].append(summary["seconds_per_action"])
     return statistics.median(seconds[evaluate_agent]), statistics.median(seconds[evaluate_planning])
+
+
+def _evaluation(run: Path) -> dict:
+    """A train-agent run's evaluation summary, with each episode (the run's own summary drops them)."""
+    return json.loads((run / "eval" / "summary.json").read_text())
 
 
 def _row(summary: dict) -> tuple:
