@@ -26,7 +26,6 @@ from pathlib import Path
 
 import gymnasium
 import torch
-import yaml
 
 from vjepa_world.data.episodes import write_lerobot_dataset
 from vjepa_world.demo import SMOKE_TRAINING
@@ -43,7 +42,7 @@ from vjepa_world.envs.point_mass import PointMassGoalEnv
 from vjepa_world.envs.reacher import ReacherGoalEnv
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.planning import planner_config
-from vjepa_world.train.config import WorldModelConfig, build_config
+from vjepa_world.train.config import WorldModelConfig, build_config, load_yaml
 from vjepa_world.train.world_model import train_world_model
 from vjepa_world.world_model import WorldModel
 
@@ -128,7 +127,7 @@ def main() -> None:
     torch.set_num_threads(2)
     register_variants()
     settings = (SMOKE_TRAINING if args.smoke else []) + args.train_set
-    changes = {key: yaml.safe_load(value) for key, _, value in (p.partition("=") for p in args.plan_set)}
+    changes = {key: load_yaml(value) for key, _, value in (p.partition("=") for p in args.plan_set)}
     rows = []
     for name in args.env or list(VARIANTS):
         env_id, limit, _ = VARIANTS[name]

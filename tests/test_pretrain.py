@@ -174,11 +174,19 @@ def test_schedules_and_param_groups():
     assert decay["weight_decay"] == 0.04 and no_decay["weight_decay"] == 0.0
 
 
-def test_config_files_and_overrides():
+def test_config_files_and_overrides(tmp_path):
     for path in (ROOT / "configs" / "pretrain").glob("*.yaml"):
         load_config(path)
     config = load_config(MICRO, ["optim.lr=0.01", "model.preset=vit_tiny", "optim.ema=[0.9, 0.99]"])
     assert config.optim.lr == 0.01 and config.model.preset == "vit_tiny" and config.optim.ema == (0.9, 0.99)
+    # YAML 1.1 reads "3e-4" as a string; ours reads it as the number users mean, in files too
+    config = load_config(MICRO, ["optim.lr=3e-4", "optim.ema=[9.9e-1, 1E0]", "run.device=1e"])
+    assert config.optim.lr == 3e-4 and config.optim.ema == (0.99, 1.0) and config.run.device == "1e"
+    written = tmp_path / "exponents.yaml"
+    written.write_text("optim:\n  final_lr: -2.5e-6\n  lr: 1_0e-4\n")
+    assert (load_config(written).optim.final_lr, load_config(written).optim.lr) == (-2.5e-6, 10e-4)
+    with pytest.raises(ValueError, match=r"optim\.lr must be a number, got 'fast'"):
+        load_config(MICRO, ["optim.lr=fast"])
     with pytest.raises(ValueError, match=r"section\.key=value"):
         load_config(MICRO, ["lr=0.01"])
     with pytest.raises(ValueError, match="unknown OptimConfig keys"):

@@ -9,6 +9,7 @@ encoder), and `refuse_inert_keys` turns any of them set away from its default in
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,23 @@ class PretrainConfig:
         return dataclasses.asdict(self)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: `1e-4` is a number (YAML 1.1 reads it as a
+    string, which a learning rate would then carry into the optimizer)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """A YAML document (a config file or one `--set` value), `1e-4` read as a float."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: builds no Python objects
+
+
 def _sections(kind: type) -> dict[str, Any]:
     """{section name: its default} of a config made of sections (PretrainConfig, WorldModelConfig)."""
     return {f.name: f.default_factory() for f in dataclasses.fields(kind)}
@@ -90,8 +108,16 @@ def parse_overrides(pairs: list[str], sections: Collection[str]) -> dict[str, di
             raise ValueError(
                 f"--set expects section.key=value with a section in {sorted(sections)}, got {pair!r}"
             )
-        nested.setdefault(section, {})[name] = yaml.safe_load(value)
+        nested.setdefault(section, {})[name] = load_yaml(value)
     return nested
+
+
+def _check_numbers(section: str, default: Any, fields: dict[str, Any]) -> None:
+    """A text value for a number field (`--set agent.lr=fast`) is a one-line error, not a crash later."""
+    numeric = {f.name for f in dataclasses.fields(default) if str(f.type).split(" ")[0] in ("int", "float")}
+    for key, value in fields.items():
+        if key in numeric and isinstance(value, str):
+            raise ValueError(f"{section}.{key} must be a number, got {value!r}")
 
 
 def build_config(
@@ -109,6 +135,7 @@ def build_config(
     for name, default in sections.items():
         fields = values.get(name, {})
         check_keys(type(default), fields)
+        _check_numbers(name, default, fields)
         tuples = {f.name for f in dataclasses.fields(default) if "tuple" in str(f.type)}
         fields = {k: tuple(v) if k in tuples and v is not None else v for k, v in fields.items()}
         built[name] = dataclasses.replace(default, **fields)
@@ -122,7 +149,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, kin
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = load_yaml(path.read_text()) or {}
     return build_config(values, overrides, kind)
 
 
