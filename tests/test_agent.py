@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from vjepa_world.agent import Agent, AgentConfig, ReturnScale, lambda_returns, learn_with_world_model
+from vjepa_world.agent_pixels import StartStates
 from vjepa_world.nn.heads import TwoHot, symexp, symlog
+from vjepa_world.planner_teacher import PlannerTargets, label_starts, planner_targets
 
 
 def test_symlog_and_symexp_are_inverse_and_compress_large_values():
@@ -148,6 +150,9 @@ class LineWorldModel(nn.Module):
     def step(self, latents, actions, states=None, cache=None):
         return latents + self.gain * actions[:, None, :1], cache
 
+    def rollout(self, latents, actions, states=None):  # (S, 1, 1), (S, H, 1) -> (S, H, 1, 1)
+        return latents[:, None] + self.gain * actions.cumsum(1)[..., None]
+
     def predict_reward(self, latents):
         return -latents[..., 0, 0].pow(2)
 
@@ -284,3 +289,55 @@ def test_the_actor_follows_the_critics_slope_only_with_value_gradient(value_grad
 def test_value_gradient_is_refused_where_reinforce_holds_the_values_constant():
     with pytest.raises(ValueError, match=r"value_gradient acts on dynamics gradients only"):
         Agent((1, 1), 3, discrete=True, config=AgentConfig(value_gradient=True))
+
+
+def test_the_planners_targets_are_the_best_first_actions_of_a_known_task():
+    """On the line (reward -x'^2 over CEM's 3 steps) the best first action is clip(-4 x, -1, 1); a
+    box of [-2, 2] plans clip(-4 x, -2, 2), given to the actor in its [-1, 1] units (halved)."""
+    world_model = LineWorldModel()
+    starts = torch.linspace(-1, 1, 9)[:, None, None]  # (9, 1, 1): one batched search for all
+    targets = planner_targets(world_model, starts, None, -torch.ones(1), torch.ones(1), batch_size=32)
+    assert targets.actions.shape == (9, 1)
+    best = (-4 * starts[:, 0]).clamp(-1, 1)  # (9, 1)
+    torch.testing.assert_close(targets.actions, best, atol=0.1, rtol=0)
+    wide = planner_targets(world_model, starts, None, -2 * torch.ones(1), 2 * torch.ones(1), batch_size=4)
+    torch.testing.assert_close(wide.actions, (-4 * starts[:, 0]).clamp(-2, 2) / 2, atol=0.05, rtol=0)
+
+
+class FlatLineWorldModel(LineWorldModel):
+    """The line with no reward anywhere: whatever the actor learns, it learns from the teacher."""
+
+    def predict_reward(self, latents):
+        return torch.zeros(latents.shape[:-2])
+
+
+@pytest.mark.parametrize("imitation", [0.0, 10.0])
+def test_imitation_pulls_the_actors_mode_to_the_planners_actions(imitation):
+    torch.manual_seed(0)
+    starts = torch.linspace(-1, 1, 41)[:, None, None]  # (41, 1, 1)
+    config = AgentConfig(hidden_dim=64, batch_size=64, lr=3e-3, horizon=1, imitation=imitation)
+    agent = Agent((1, 1), 1, config=config)
+    teacher = PlannerTargets(starts, None, 0.5 * starts[:, 0])  # a known target: a = x / 2
+    history = [agent.update(FlatLineWorldModel(), starts, teacher=teacher) for _ in range(200)]
+    with torch.no_grad():
+        error = (agent.act(starts) - teacher.actions).abs().max()
+    if imitation:
+        assert error < 0.05
+        assert history[-1]["imitation"] < 0.01 * history[0]["imitation"]
+    else:  # the flat reward teaches nothing: the actor stays near its initial zero-mean output
+        assert error > 0.4
+        assert "imitation" not in history[-1]
+
+
+def test_learning_labels_its_starts_with_the_planner_when_imitation_is_on():
+    world_model, starts = LineWorldModel(), StartStates(torch.linspace(-1, 1, 41)[:, None, None])
+    config = AgentConfig(imitation=1.0, imitation_starts=20)
+    taught = label_starts(world_model, Agent((1, 1), 1, config=config), starts, seed=0)
+    assert len(taught) == 20 and taught.latents.shape == (20, 1, 1)
+    again = label_starts(world_model, Agent((1, 1), 1, config=config), starts, seed=0)
+    torch.testing.assert_close(again.actions, taught.actions)  # a resumed run is taught the same
+    assert label_starts(world_model, Agent((1, 1), 1), starts, seed=0) is None  # imitation 0: no planning
+    with pytest.raises(ValueError, match=r"agent\.imitation needs continuous actions"):
+        label_starts(world_model, Agent((1, 1), 2, discrete=True, config=config), starts, seed=0)
+    with pytest.raises(ValueError, match="need imitation >= 0"):
+        AgentConfig(imitation=-1.0)

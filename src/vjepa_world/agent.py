@@ -49,6 +49,7 @@ from .agent_pixels import start_states
 from .files import atomic_write
 from .nn import KVCache
 from .nn.heads import TwoHot, mlp
+from .planner_teacher import PlannerTargets, label_starts
 
 AGENT_FILE, AGENT_WEIGHTS = "agent.json", "agent.safetensors"
 
@@ -91,6 +92,11 @@ class AgentConfig:
     # each imagined reward minus this times the world model's ensemble disagreement on that step
     # (MOPO's penalty: the actor keeps away from where the model is unsure); > 0 needs an ensemble
     pessimism: float = 0.0
+    # weight of the actor's squared error to the planner's first action (CEM with the reward head,
+    # run in the world model: `planner_teacher.py`) at `imitation_starts` replayed starts, labelled
+    # again whenever training (re)starts on a world model; 0: the imagined returns alone
+    imitation: float = 0.0
+    imitation_starts: int = 1024
 
     def __post_init__(self):
         if self.precision not in ("float32", "bfloat16"):
@@ -98,6 +104,11 @@ class AgentConfig:
         if self.actor_gradient not in ("auto", "dynamics", "reinforce"):
             raise ValueError(
                 f"actor_gradient must be auto, dynamics or reinforce, got {self.actor_gradient!r}"
+            )
+        if self.imitation < 0 or self.imitation_starts < 1:
+            raise ValueError(
+                f"need imitation >= 0 and imitation_starts >= 1, got {self.imitation}, "
+                f"{self.imitation_starts}"
             )
         if self.pessimism < 0:
             raise ValueError(f"pessimism is a penalty weight and must be >= 0, got {self.pessimism}")
@@ -344,9 +355,11 @@ class Agent(nn.Module):
         states: Tensor | None = None,
         generator: torch.Generator | None = None,
         history: KVCache | None = None,
+        teacher: PlannerTargets | None = None,
     ) -> dict[str, float]:
         """One actor and one critic step on a batch imagined from `starts` `(B, N, D)` (after their
-        `history`, see `imagine`)."""
+        `history`, see `imagine`); with the planner's `teacher` targets, a batch of them pulls the
+        actor's mode toward the planner's actions (`imitation`)."""
         c = self.config
         dynamics = self.actor_gradient == "dynamics"
         latents, actions = self.imagine(world_model, starts, states, generator, dynamics, history)
@@ -374,6 +387,13 @@ class Agent(nn.Module):
         else:
             objective = policy.log_prob(actions) * (returns - values[:, :-1]) / scale
         actor_loss = -(alive * (objective + c.entropy * entropy)).mean()
+        taught = teacher is not None and c.imitation > 0
+        if taught:
+            picked = torch.randint(len(teacher), (c.batch_size,), generator=generator)
+            starts_taught, states_taught, targets = teacher.batch(picked)
+            mode = self.actor.mode(self.read_features(world_model, starts_taught, states_taught))
+            imitation = (mode - targets).square().sum(-1).mean()
+            actor_loss = actor_loss + c.imitation * imitation
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), 100.0)
@@ -399,6 +419,7 @@ class Agent(nn.Module):
             "value": float(values.mean()),
             "return_scale": float(scale),
             "entropy": float(entropy.detach().mean()),
+            **({"imitation": float(imitation.detach())} if taught else {}),
         }
 
     # ------------------------------------------------------------------ saving
@@ -475,6 +496,7 @@ def learn_with_world_model(
     starts = start_states(world_model, data, config.history, generator)
     if agent is None:
         agent = Agent.for_world_model(world_model, tuple(starts.latents.shape[-2:]), config=config)
+    teacher = label_starts(world_model, agent, starts, seed=seed)
     training = world_model.training
     trainable = [p for p in world_model.parameters() if p.requires_grad]
     world_model.eval().requires_grad_(False)  # gradients may pass through it, never into it
@@ -482,7 +504,7 @@ def learn_with_world_model(
         for step in range(agent.config.steps if steps is None else steps):
             picked = torch.randint(len(starts), (agent.config.batch_size,), generator=generator)
             latents, states, history = starts.batch(world_model, picked)
-            metrics = agent.update(world_model, latents, states, generator, history)
+            metrics = agent.update(world_model, latents, states, generator, history, teacher)
             if on_step is not None:
                 on_step(step, metrics)
     finally:

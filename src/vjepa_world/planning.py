@@ -144,8 +144,8 @@ def _base_objective(world_model, goal: Tensor | None, config: PlannerConfig) -> 
 
 @dataclass
 class Plan:
-    actions: Tensor  # (H, A) the mean of the final distribution: what MPC executes
-    energies: list[float] = field(default_factory=list)  # best energy of each iteration
+    actions: Tensor  # (H, A) the mean of the final distribution: what MPC executes; (B, H, A) batched
+    energies: list[float] = field(default_factory=list)  # best energy of each iteration (batch mean)
     mean_energies: list[float] = field(default_factory=list)  # mean energy of each iteration
 
 
@@ -157,33 +157,42 @@ def plan_actions(
     config: PlannerConfig,
     init_mean: Tensor | None = None,
     generator: torch.Generator | None = None,
+    batch: int | None = None,
 ) -> Plan:
-    """CEM or MPPI (config.method) for an action sequence `(H, A)` within [low, high] `(A,)`."""
-    horizon, dim = config.horizon, low.shape[0]
+    """CEM or MPPI (config.method) for an action sequence `(H, A)` within [low, high] `(A,)`.
+    `batch` B: B independent searches at once (one per start the rollout continues), the rollout
+    and objective seeing their samples start by start `(B * S, H, A)`; actions `(B, H, A)`."""
+    horizon, dim, rows = config.horizon, low.shape[0], batch or 1
     low, high = low.to(torch.float32), high.to(torch.float32)
     half_range = (high - low) / 2
-    mean = (low + high).div(2).expand(horizon, dim).clone() if init_mean is None else init_mean.clone()
-    std = (config.init_std * half_range).expand(horizon, dim).clone()
+    if init_mean is None:
+        mean = (low + high).div(2).expand(rows, horizon, dim).clone()
+    else:
+        mean = init_mean.reshape(rows, horizon, dim).clone()
+    std = (config.init_std * half_range).expand(rows, horizon, dim).clone()
     floor = config.min_std * half_range
     plan = Plan(mean)
     for _ in range(config.iterations):
-        noise = torch.randn(config.samples, horizon, dim, generator=generator)
-        samples = (mean + std * noise).clamp(low, high)  # (S, H, A)
-        samples[0] = mean  # the current mean is always a candidate
-        energies = objective(rollout(samples)).float().cpu()  # (S,)
-        plan.energies.append(float(energies.min()))
+        noise = torch.randn(rows, config.samples, horizon, dim, generator=generator)
+        samples = (mean[:, None] + std[:, None] * noise).clamp(low, high)  # (B, S, H, A)
+        samples[:, 0] = mean  # the current mean is always a candidate
+        energies = objective(rollout(samples.flatten(0, 1))).float().cpu().view(rows, -1)  # (B, S)
+        plan.energies.append(float(energies.min(1).values.mean()))
         plan.mean_energies.append(float(energies.mean()))
         if config.method == "cem":
-            elites = samples[energies.topk(config.elites, largest=False).indices]  # (K, H, A)
-            new_mean, new_std = elites.mean(0), elites.std(0, unbiased=False)
+            best = energies.topk(config.elites, dim=1, largest=False).indices  # (B, K)
+            elites = samples[torch.arange(rows)[:, None], best]  # (B, K, H, A)
+            new_mean, new_std = elites.mean(1), elites.std(1, unbiased=False)
         else:
-            standardised = (energies - energies.mean()) / (energies.std() + 1e-8)
-            weights = torch.softmax(-standardised / config.temperature, dim=0)[:, None, None]
-            new_mean = (weights * samples).sum(0)
-            new_std = (weights * (samples - new_mean).square()).sum(0).sqrt()
+            centred = energies - energies.mean(1, keepdim=True)
+            standardised = centred / (energies.std(1, keepdim=True) + 1e-8)
+            weights = torch.softmax(-standardised / config.temperature, dim=1)[..., None, None]
+            new_mean = (weights * samples).sum(1)
+            new_std = (weights * (samples - new_mean[:, None]).square()).sum(1).sqrt()
         mean = config.momentum * mean + (1 - config.momentum) * new_mean
         std = torch.maximum(config.momentum * std + (1 - config.momentum) * new_std, floor)
-    plan.actions = mean.clamp(low, high)
+    actions = mean.clamp(low, high)
+    plan.actions = actions if batch else actions[0]
     return plan
 
 

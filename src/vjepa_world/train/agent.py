@@ -36,6 +36,7 @@ from ..envs import make_env
 from ..envs.collect import rollout
 from ..files import atomic_torch_save, write_json
 from ..nn import VideoEncoder
+from ..planner_teacher import label_starts
 from ..world_model import WorldModel
 from .config import TrainAgentConfig, WorldModelConfig, build_config
 from .logs import MetricsLog
@@ -112,11 +113,15 @@ class AgentTraining:
         metrics_log = MetricsLog(self.out, start_step=self.step)
         bar = tqdm(total=end, initial=self.step, desc="train-agent", unit="update", disable=not progress)
         world_model.eval().requires_grad_(False)  # gradients pass through it to the actions, never into it
+        # the same targets when a killed run resumes on the same model: seeded by the run, not the sampler
+        teacher = label_starts(world_model, self.agent, starts, seed=self.config.run.seed, progress=progress)
         try:
             while self.step < end:
                 picked = torch.randint(len(starts), (self.config.agent.batch_size,), generator=self.generator)
                 latents, states, history = starts.batch(world_model, picked)
-                self.metrics = self.agent.update(world_model, latents, states, self.generator, history)
+                self.metrics = self.agent.update(
+                    world_model, latents, states, self.generator, history, teacher
+                )
                 self.step += 1
                 if self.step % run.log_every == 0 or self.step == end:
                     metrics_log.write(self.step, self.metrics)
