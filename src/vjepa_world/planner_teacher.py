@@ -10,7 +10,6 @@ observed state, as the actor acts.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -47,13 +46,15 @@ def planner_targets(
     high: Tensor,
     *,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int = 16,
+    precision: str = "float32",
     progress: bool = False,
 ) -> PlannerTargets:
     """CEM (the default planner preset, objective=reward) from each start `(K, N, D)` (states
     `(K, S)` when the model takes them) over world-model actions in [low, high] `(A,)`: the first
-    planned action of each, mapped onto [-1, 1] as the actor's `to_model_actions` inverts."""
-    config = dataclasses.replace(planner_config("default", objective="reward"), seed=seed)
+    planned action of each, mapped onto [-1, 1] as the actor's `to_model_actions` inverts.
+    `precision` "bfloat16" autocasts the rollouts, as the agent's imagination does."""
+    config = planner_config("default", objective="reward")
     objective = make_objective(world_model, None, config)
     generator = torch.Generator().manual_seed(seed)
     first = []
@@ -65,7 +66,8 @@ def planner_targets(
         def rollout(actions: Tensor, z=z, imagined=imagined) -> Tensor:  # (B * S, H, A) start by start
             repeat = len(actions) // len(z)
             expand = lambda x: None if x is None else x.repeat_interleave(repeat, dim=0)
-            return world_model.rollout(expand(z), actions, states=expand(imagined))
+            with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                return world_model.rollout(expand(z), actions, states=expand(imagined)).float()
 
         plan = plan_actions(rollout, objective, low, high, config, generator=generator, batch=len(z))
         first.append(plan.actions[:, 0])  # (B, A)
@@ -83,4 +85,13 @@ def label_starts(world_model, agent, starts, *, seed: int, progress: bool = Fals
         raise ValueError("agent.imitation needs continuous actions (CEM plans in a box): set it to 0")
     picked = torch.randperm(len(starts), generator=torch.Generator().manual_seed(seed))
     latents, states, _ = starts.batch(world_model, picked[: config.imitation_starts])
-    return planner_targets(world_model, latents, states, agent.low, agent.high, seed=seed, progress=progress)
+    return planner_targets(
+        world_model,
+        latents,
+        states,
+        agent.low,
+        agent.high,
+        seed=seed,
+        precision=config.precision,
+        progress=progress,
+    )
