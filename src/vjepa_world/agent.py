@@ -22,6 +22,8 @@ when acting, read from the latents by the state head at imagined steps.
   box), or discrete (a categorical with 1% uniform mixed in, given to the model one-hot).
 - Critic: symlog two-hot regression of the lambda-returns, plus a pull toward a slow copy of
   itself (an exponential moving average of its weights, rate 0.02 per update).
+- Imitation (off by default, `imitation` > 0): the actor's mode is also pulled toward CEM's first
+  action, planned in the world model from replayed starts (`planner_teacher.py`).
 - Pessimism (off by default, `pessimism` > 0): each imagined reward minus that weight times the
   world model's ensemble disagreement on the step (MOPO), so the actor learns to stay where the
   model's members agree.
@@ -94,7 +96,8 @@ class AgentConfig:
     pessimism: float = 0.0
     # weight of the actor's squared error to the planner's first action (CEM with the reward head,
     # run in the world model: `planner_teacher.py`) at `imitation_starts` replayed starts, labelled
-    # again whenever training (re)starts on a world model; 0: the imagined returns alone
+    # again whenever training (re)starts on a world model; 0: the imagined returns alone. ReacherReward:
+    # the policy touches the target more often (98% at 1) but stays less (success 36% against 45%)
     imitation: float = 0.0
     imitation_starts: int = 1024
 
