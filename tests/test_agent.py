@@ -341,3 +341,5 @@ def test_learning_labels_its_starts_with_the_planner_when_imitation_is_on():
         label_starts(world_model, Agent((1, 1), 2, discrete=True, config=config), starts, seed=0)
     with pytest.raises(ValueError, match="need imitation >= 0"):
         AgentConfig(imitation=-1.0)
+    with pytest.raises(ValueError, match=r"agent\.imitation 0 labels none"):
+        AgentConfig(imitation_starts=20)

@@ -54,6 +54,7 @@ from .nn.heads import TwoHot, mlp
 from .planner_teacher import PlannerTargets, label_starts
 
 AGENT_FILE, AGENT_WEIGHTS = "agent.json", "agent.safetensors"
+IMITATION_STARTS = 1024  # replayed starts the planner labels when the actor imitates it
 
 
 @dataclass
@@ -99,7 +100,7 @@ class AgentConfig:
     # again whenever training (re)starts on a world model; 0: the imagined returns alone. ReacherReward:
     # the policy touches the target more often (98% at 1) but stays less (success 36% against 45%)
     imitation: float = 0.0
-    imitation_starts: int = 1024
+    imitation_starts: int = IMITATION_STARTS
 
     def __post_init__(self):
         if self.precision not in ("float32", "bfloat16"):
@@ -112,6 +113,11 @@ class AgentConfig:
             raise ValueError(
                 f"need imitation >= 0 and imitation_starts >= 1, got {self.imitation}, "
                 f"{self.imitation_starts}"
+            )
+        if not self.imitation and self.imitation_starts != IMITATION_STARTS:
+            raise ValueError(
+                "agent.imitation_starts is how many starts the planner labels, and agent.imitation 0 "
+                "labels none: set agent.imitation > 0 or drop it"
             )
         if self.pessimism < 0:
             raise ValueError(f"pessimism is a penalty weight and must be >= 0, got {self.pessimism}")
