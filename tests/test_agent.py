@@ -315,7 +315,8 @@ class FlatLineWorldModel(LineWorldModel):
 def test_imitation_pulls_the_actors_mode_to_the_planners_actions(imitation):
     torch.manual_seed(0)
     starts = torch.linspace(-1, 1, 41)[:, None, None]  # (41, 1, 1)
-    config = AgentConfig(hidden_dim=64, batch_size=64, lr=3e-3, horizon=1, imitation=imitation)
+    unfiltered = {"imitation_filter": False} if imitation else {}  # the flat reward would filter all
+    config = AgentConfig(hidden_dim=64, batch_size=64, lr=3e-3, horizon=1, imitation=imitation, **unfiltered)
     agent = Agent((1, 1), 1, config=config)
     teacher = PlannerTargets(starts, None, 0.5 * starts[:, 0])  # a known target: a = x / 2
     history = [agent.update(FlatLineWorldModel(), starts, teacher=teacher) for _ in range(200)]
@@ -327,6 +328,31 @@ def test_imitation_pulls_the_actors_mode_to_the_planners_actions(imitation):
     else:  # the flat reward teaches nothing: the actor stays near its initial zero-mean output
         assert error > 0.4
         assert "imitation" not in history[-1]
+
+
+@pytest.mark.parametrize("imitation_filter", [False, True])
+def test_the_filter_imitates_the_planner_only_where_its_action_scores_higher(imitation_filter):
+    """On the line (reward -x'^2) a teacher right on the left half (a = clip(-4 x, -1, 1)) and wrong
+    on the right half (a = 1, away from 0): filtered, the wrong half is ignored and the actor learns
+    the best policy everywhere; unfiltered, it follows the wrong half away from 0."""
+    torch.manual_seed(0)
+    world_model = LineWorldModel()
+    starts = torch.linspace(-1, 1, 41)[:, None, None]  # (41, 1, 1)
+    x = starts[:, 0]
+    teacher = PlannerTargets(starts, None, torch.where(x < 0, (-4 * x).clamp(-1, 1), torch.ones_like(x)))
+    config = AgentConfig(
+        discount=0.9, hidden_dim=64, batch_size=64, lr=3e-3, entropy=1e-4, horizon=8, imitation=10.0,
+        imitation_filter=imitation_filter,
+    )  # fmt: skip
+    agent = Agent((1, 1), 1, config=config)
+    for _ in range(200):
+        agent.update(world_model, starts, teacher=teacher)
+    with torch.no_grad():
+        moves = agent.act(starts[x[:, 0] > 0.3])  # (14, 1): the best move is -1
+    if imitation_filter:
+        assert moves.max() < -0.5  # toward 0 (the teacher says +1)
+    else:
+        assert moves.min() > 0.5
 
 
 def test_learning_labels_its_starts_with_the_planner_when_imitation_is_on():
@@ -341,5 +367,6 @@ def test_learning_labels_its_starts_with_the_planner_when_imitation_is_on():
         label_starts(world_model, Agent((1, 1), 2, discrete=True, config=config), starts, seed=0)
     with pytest.raises(ValueError, match="need imitation >= 0"):
         AgentConfig(imitation=-1.0)
-    with pytest.raises(ValueError, match=r"agent\.imitation 0 labels none"):
-        AgentConfig(imitation_starts=20)
+    for shaping in ({"imitation_starts": 20}, {"imitation_filter": False}):
+        with pytest.raises(ValueError, match=r"agent\.imitation 0 has none"):
+            AgentConfig(**shaping)
