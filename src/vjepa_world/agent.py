@@ -444,8 +444,7 @@ class Agent(nn.Module):
         """Actions `(B, A)` (the actor's units) scored from latents `(B, N, D)` and their observed
         states: the predicted reward of the step they lead to plus the discounted critic value
         there `(B,)`."""
-        state = None if states is None else world_model.imagined_states(states, 1)[:, 0]
-        following, _ = world_model.step(latents, self.to_model_actions(actions), state)
+        following, _ = world_model.step(latents, self.to_model_actions(actions), states)
         value = self.critic.value(self.read_features(world_model, following))
         reward, going_on = world_model.predict_reward(following), world_model.predict_continue(following)
         return reward + self.config.discount * going_on * value
