@@ -97,14 +97,17 @@ def test_train_agent_and_evaluate_run_end_to_end(reward_world_model, tmp_path):
     assert main(["train-agent", "--world-model", str(reward_world_model), "--out", str(out)]) == 2  # exists
 
 
-def test_a_killed_agent_run_resumes_to_the_same_agent(reward_world_model, tmp_path):
-    config = build_config({}, [a for a in AGENT if a != "--set"], kind=TrainAgentConfig)
+@pytest.mark.parametrize("imitation", [[], ["agent.imitation=1", "agent.imitation_starts=8"]])
+def test_a_killed_agent_run_resumes_to_the_same_agent(reward_world_model, tmp_path, imitation):
+    """Also when the actor imitates the planner: the resumed run plans the same targets again."""
+    config = build_config({}, [a for a in AGENT if a != "--set"] + imitation, kind=TrainAgentConfig)
     config.run.eval_episodes = 0
     whole = train_agent(config, reward_world_model, tmp_path / "whole", progress=False)
     partial = train_agent(config, reward_world_model, tmp_path / "resumed", progress=False, stop_after=2)
     assert not partial["finished"]
     resumed = train_agent(config, reward_world_model, tmp_path / "resumed", resume=True, progress=False)
     assert whole["final"] == resumed["final"]
+    assert ("imitation" in whole["final"]) == bool(imitation)
     a, b = Agent.from_pretrained(tmp_path / "whole"), Agent.from_pretrained(tmp_path / "resumed")
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y, msg=name)
