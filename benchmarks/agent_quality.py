@@ -111,10 +111,11 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
         f"run.eval_episodes={args.eval_episodes}",
         f"agent.pessimism={args.pessimism}",
     ]
+    offline_settings = [s for s in args.agent_set if not s.startswith("online.")]  # refused offline
     cached(  # trained once; its row reads the evaluation's summary, which keeps each episode
         out / "agent.json",
         lambda: train_agent(
-            build_config({}, agent_settings + args.agent_set, kind=TrainAgentConfig),
+            build_config({}, agent_settings + offline_settings, kind=TrainAgentConfig),
             out / "wm",
             out / "agent",
             env=REACHER_REWARD_ID,

@@ -237,6 +237,23 @@ def test_a_key_that_would_not_act_is_a_one_line_error_of_the_command(tmp_path, c
     assert "drop it" in error and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "settings, key",
+    [
+        (["online.iterations=5"], "online.iterations"),  # no --online
+        (["online.freeze_latents=true"], "online.freeze_latents"),
+        (["run.eval_episodes=3"], "run.eval_episodes"),  # no --env to evaluate in
+        (["agent.unimix=0.1"], "agent.unimix"),  # train-agent's actions are continuous
+    ],
+)
+def test_a_train_agent_key_that_would_not_act_is_a_one_line_error(tmp_path, capsys, settings, key):
+    argv = ["train-agent", "--world-model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]
+    assert main([*argv, *(a for s in settings for a in ("--set", s))]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"vjepa-world train-agent: error: {key} ") and "\n" not in error
+    assert "drop it" in error and not (tmp_path / "run").exists()
+
+
 def test_an_encoder_given_to_train_wm_refuses_the_encoder_it_would_pretrain(tmp_path, capsys):
     encoder = tmp_path / "encoder"
     VideoEncoder(get_preset("vit_micro").encoder).save_pretrained(encoder)

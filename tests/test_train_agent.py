@@ -100,8 +100,8 @@ def test_train_agent_and_evaluate_run_end_to_end(reward_world_model, tmp_path):
 @pytest.mark.parametrize("imitation", [[], ["agent.imitation=1", "agent.imitation_starts=8"]])
 def test_a_killed_agent_run_resumes_to_the_same_agent(reward_world_model, tmp_path, imitation):
     """Also when the actor imitates the planner: the resumed run plans the same targets again."""
-    config = build_config({}, [a for a in AGENT if a != "--set"] + imitation, kind=TrainAgentConfig)
-    config.run.eval_episodes = 0
+    settings = [a for a in AGENT if a not in ("--set", "run.eval_episodes=2")]  # no --env: no evaluation
+    config = build_config({}, settings + imitation, kind=TrainAgentConfig)
     whole = train_agent(config, reward_world_model, tmp_path / "whole", progress=False)
     partial = train_agent(config, reward_world_model, tmp_path / "resumed", progress=False, stop_after=2)
     assert not partial["finished"]

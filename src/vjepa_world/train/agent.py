@@ -38,7 +38,7 @@ from ..files import atomic_torch_save, write_json
 from ..nn import VideoEncoder
 from ..planner_teacher import label_starts
 from ..world_model import WorldModel
-from .config import TrainAgentConfig, WorldModelConfig, build_config
+from .config import TrainAgentConfig, WorldModelConfig, agent_inert_keys, build_config, refuse_inert_keys
 from .logs import MetricsLog
 from .world_model import train_world_model
 
@@ -163,6 +163,7 @@ def train_agent(
         raise ValueError(
             "the online loop collects in an environment and evaluates there: pass --env (and evaluate)"
         )
+    refuse_inert_keys(config, agent_inert_keys(config, online=online, env_given=env is not None))
     data = _run_data(world_model_dir, data)
     started = time.perf_counter()
     torch.manual_seed(config.run.seed)

@@ -396,10 +396,17 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
     return inert
 
 
-def refuse_inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool = False) -> None:
-    """A one-line error for the first key of `inert_keys` whose value is not its default."""
+def refuse_inert_keys(
+    config: PretrainConfig | WorldModelConfig | TrainAgentConfig,
+    inert: dict[str, str] | None = None,
+    *,
+    encoder_given: bool = False,
+) -> None:
+    """A one-line error for the first key of `inert` (default: `inert_keys`) whose value is not its
+    default."""
     defaults = type(config)()
-    for key, reason in inert_keys(config, encoder_given=encoder_given).items():
+    inert = inert_keys(config, encoder_given=encoder_given) if inert is None else inert
+    for key, reason in inert.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
         if value != getattr(getattr(defaults, section), name):
@@ -438,3 +445,18 @@ class TrainAgentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def agent_inert_keys(config: TrainAgentConfig, *, online: bool, env_given: bool) -> dict[str, str]:
+    """{"section.key": why it has no effect} for a train-agent run (`--online` or not, `--env` given or
+    not); `train_agent` refuses any of them set away from its default (`refuse_inert_keys`)."""
+    inert = {
+        "agent.unimix": "mixes uniform choices into a discrete policy, and train-agent's actions are "
+        "continuous (the environment's box)"
+    }
+    if not online:
+        for option in dataclasses.fields(OnlineConfig):
+            inert[f"online.{option.name}"] = "sets the online loop, which runs with --online only"
+    if not env_given:
+        inert["run.eval_episodes"] = "sets the evaluation in --env, and no --env was given"
+    return inert
