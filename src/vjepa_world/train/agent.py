@@ -163,7 +163,7 @@ def train_agent(
         raise ValueError(
             "the online loop collects in an environment and evaluates there: pass --env (and evaluate)"
         )
-    refuse_inert_keys(config, agent_inert_keys(config, online=online, env_given=env is not None))
+    refuse_inert_keys(config, agent_inert_keys(online=online, env_given=env is not None))
     data = _run_data(world_model_dir, data)
     started = time.perf_counter()
     torch.manual_seed(config.run.seed)

@@ -447,7 +447,7 @@ class TrainAgentConfig:
         return dataclasses.asdict(self)
 
 
-def agent_inert_keys(config: TrainAgentConfig, *, online: bool, env_given: bool) -> dict[str, str]:
+def agent_inert_keys(*, online: bool, env_given: bool) -> dict[str, str]:
     """{"section.key": why it has no effect} for a train-agent run (`--online` or not, `--env` given or
     not); `train_agent` refuses any of them set away from its default (`refuse_inert_keys`)."""
     inert = {
