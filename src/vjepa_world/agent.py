@@ -2,7 +2,7 @@
 
 An actor pi(a | z) and a critic v(z) on latent features are trained only on imagined rollouts:
 from replayed start latents, the actor picks an action, the world model predicts the next
-latents, its reward and continuation heads score them, `horizon` (4) times. The features are a
+latents, its reward and continuation heads score them, `horizon` (3) times. The features are a
 step's latents, flattened, and for a world model with a state head the standardised
 proprioceptive state, as the planner conditions on it: observed at the start of each rollout and
 when acting, read from the latents by the state head at imagined steps.
@@ -59,10 +59,10 @@ IMITATION_STARTS = 1024  # replayed starts the planner labels when the actor imi
 
 @dataclass
 class AgentConfig:
-    # imagined model steps per start state: about as far as the world model is right (train-wm
-    # checks 4); DreamerV3's 15 let the actor learn from the model's errors (ReacherReward: 5% at
-    # 15, 13-25% at 4, docs/results.md)
-    horizon: int = 4
+    # imagined model steps per start state: about as far as the world model is right, and as far
+    # as CEM plans; DreamerV3's 15 let the actor learn from the model's errors (ReacherReward:
+    # 5% at 15; the online policy 45% at 4, 63% at 3, docs/results.md)
+    horizon: int = 3
     # observed model steps before each replayed start, run through the world model first so its
     # rollouts continue a history as in training (None: the world model's own, train-wm's
     # loss.rollout_context). 0, the default: a lone frame. ReacherReward: 7% with the model's 3
