@@ -4,7 +4,8 @@
    frames, 64 px; cached in --work).
 2. Pretrain with a recipe (default `configs/pretrain/cpu_tiny.yaml`) on the training videos, and
    time it. `--variant` picks the anti-collapse mechanism: `ema` (EMA target only), `sigreg`
-   (SIGReg only, the online encoder as its own target, no EMA) or `both`; `recipe` keeps the file's.
+   (SIGReg only, the online encoder as its own target, no EMA), `both`, or `frozen` (the target
+   encoder kept at its random initialisation, no SIGReg); `recipe` keeps the file's.
 3. Probe every task (direction and speed of the red object, which object bounces first, how often
    the red one bounces) on frozen tokens of the pretrained encoder, of the same architecture at
    random initialisation (same seed as pretraining starts from) and of raw pixels:
@@ -49,6 +50,7 @@ VARIANTS = {
     "ema": ["model.target=ema", "model.sigreg=0.0"],
     "sigreg": ["model.target=online", "optim.ema=null"],  # the recipe's SIGReg weight, or --sigreg
     "both": ["model.target=ema"],
+    "frozen": ["model.target=frozen", "optim.ema=null", "model.sigreg=0.0"],  # fixed random target
 }
 
 
@@ -190,7 +192,8 @@ def main() -> None:
         for start in range(0, len(val), 16)
     )
     steps = grid[0]
-    errors = evaluate_future(pretrained, pretrained, predictor, batches, steps // 2, future_index)
+    target = untrained if config.model.target == "frozen" else pretrained  # what the predictor predicts
+    errors = evaluate_future(pretrained, target, predictor, batches, steps // 2, future_index)
     print(f"\nfuture prediction, {steps // 2} of {steps} tubelet steps observed, L1 per horizon:")
     for method, values in errors.l1.items():
         print(f"{method:14} " + " ".join(f"{v:.4f}" for v in values))

@@ -217,6 +217,7 @@ def test_every_planner_key_acts_or_is_refused(method):
         (PretrainConfig, ["optim.final_lr=0.1"], "optim.final_lr"),  # decay_steps 0
         (PretrainConfig, ["optim.warmup_steps=0", "optim.start_lr=0.1"], "optim.start_lr"),
         (PretrainConfig, ["model.target=online", "optim.ema=[0.9, 0.9]"], "optim.ema"),  # no EMA target
+        (PretrainConfig, ["model.target=frozen", "optim.ema=[0.9, 0.9]"], "optim.ema"),
         (WorldModelConfig, ["optim.ema=[0.9, 0.9]"], "optim.ema"),
         (WorldModelConfig, ["run.fsdp=true"], "run.fsdp"),
         (WorldModelConfig, ["model.encoder_training=frozen", "loss.regularizer=vicreg"], "loss.regularizer"),

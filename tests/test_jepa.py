@@ -102,6 +102,7 @@ def test_encode_and_save_use_the_target_encoder(tmp_path):
         ("ema", 0.2, "tokens"),
         ("online", 0.2, "tokens"),
         ("online", 0.0, "tokens"),
+        ("frozen", 0.0, "tokens"),
         ("ema", 0.2, "clips"),
     ],
 )

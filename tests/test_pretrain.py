@@ -273,6 +273,29 @@ def test_encoder_delay_trains_only_the_predictor_first(tmp_path, clips):
     assert changed(runs[2], "predictor.") and changed(runs[3], "context_encoder.")
 
 
+def test_a_frozen_target_stays_at_its_initialisation_and_the_context_encoder_is_saved(tmp_path, clips):
+    """model.target=frozen: after training the target encoder is bit-identical to the initial
+    weights, the context encoder has moved, and the saved encoder is the context encoder."""
+    config = build_config(
+        {
+            "model": {"preset": "vit_micro", "target": "frozen"},
+            "data": {"num_workers": 0},
+            "optim": {"steps": 2, "batch_size": 2, "warmup_steps": 0, "ema": None},
+        }
+    )
+    pretrain(config, clips, tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    torch.manual_seed(0)
+    initial = VJEPAModel({"preset": "vit_micro"}).state_dict()
+    for name, value in initial.items():
+        if name.startswith("target_encoder."):
+            assert torch.equal(state[name], value), name
+    assert any(not torch.equal(state[k], initial[k]) for k in initial if k.startswith("context_encoder."))
+    saved = VideoEncoder.from_pretrained(tmp_path / "run").state_dict()
+    for name, value in saved.items():
+        assert torch.equal(value, state[f"context_encoder.{name}"]), name
+
+
 @pytest.mark.parametrize(("sigreg", "collapses"), [(0.0, True), (1.0, False)])
 def test_a_run_forced_to_collapse_is_flagged_and_sigreg_prevents_it(tmp_path, clips, sigreg, collapses):
     """No EMA target and gradient through the targets (model.target=online) at a high learning rate:

@@ -9,7 +9,10 @@ Anti-collapse option (LeJEPA, arXiv 2511.08544): `sigreg` > 0 adds that weight t
 the context encoder's output (every token of every clip a sample, or with `sigreg_samples="clips"`
 each clip's mean token), pushing it toward an isotropic Gaussian. With `target="online"` there is
 no EMA copy: the targets are the context encoder's own tokens of the full clip, with gradient, and
-SIGReg alone keeps them from collapsing.
+SIGReg alone keeps them from collapsing. With `target="frozen"` the target encoder stays at its
+initialisation (BYOL's fixed random target, arXiv 2006.07733: targets that cannot move cannot
+collapse, nor drop what is hard to predict); the context encoder is then the trained one, saved and
+evaluated.
 """
 
 from __future__ import annotations
@@ -60,14 +63,16 @@ class VJEPAConfig:
     # what SIGReg takes as one sample: every context token ("tokens"), or each clip's mean context
     # token ("clips": one embedding per view, as LeJEPA; a clip's tokens are not independent draws)
     sigreg_samples: str = "tokens"
-    target: str = "ema"  # "ema": EMA target encoder, no gradient; "online": the context encoder itself
+    # "ema": EMA target encoder, no gradient; "online": the context encoder itself; "frozen": the
+    # target encoder kept at its initialisation
+    target: str = "ema"
     seed: int = 0
 
     def __post_init__(self):
         if self.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
-        if self.target not in ("ema", "online"):
-            raise ValueError(f"target must be 'ema' or 'online', got {self.target!r}")
+        if self.target not in ("ema", "online", "frozen"):
+            raise ValueError(f"target must be 'ema', 'online' or 'frozen', got {self.target!r}")
         if self.sigreg < 0:
             raise ValueError(f"sigreg is a loss weight and must be >= 0, got {self.sigreg}")
         if self.sigreg_samples not in ("tokens", "clips"):
@@ -184,16 +189,25 @@ class VJEPAModel(nn.Module):
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
         """target <- momentum * target + (1 - momentum) * context, parameter by parameter; with
-        `target="online"` a copy (the saved and evaluated encoder is then the trained one)."""
+        `target="online"` a copy (the saved and evaluated encoder is then the trained one); with
+        `target="frozen"` nothing."""
+        if self.config.target == "frozen":
+            return
         target = [p for p in self.target_encoder.parameters()]
         online = [p.detach() for p in self.context_encoder.parameters()]
         torch._foreach_lerp_(target, online, 1.0 if self.config.target == "online" else 1.0 - momentum)
 
+    @property
+    def trained_encoder(self) -> VideoEncoder:
+        """The encoder evaluations use: the target encoder, or the context encoder when the target
+        is frozen at its initialisation."""
+        return self.context_encoder if self.config.target == "frozen" else self.target_encoder
+
     def encode(self, video: Tensor, pool: str | None = None) -> Tensor:
-        """Features from the target encoder (the one evaluations use)."""
-        return self.target_encoder.encode(video, pool=pool)
+        """Features from the trained encoder."""
+        return self.trained_encoder.encode(video, pool=pool)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """The target encoder and the predictor, in the layout `VideoEncoder.from_pretrained` reads;
+        """The trained encoder and the predictor, in the layout `VideoEncoder.from_pretrained` reads;
         returns the directory."""
-        return self.target_encoder.save_pretrained(directory, predictor=self.predictor)
+        return self.trained_encoder.save_pretrained(directory, predictor=self.predictor)

@@ -102,7 +102,7 @@ class WorldModel(nn.Module):
     ):
         super().__init__()
         if isinstance(encoder, VJEPAModel):
-            encoder = encoder.target_encoder  # what V-JEPA 2-AC freezes
+            encoder = encoder.trained_encoder  # what V-JEPA 2-AC freezes: the target encoder
         if encoder_training not in ENCODER_TRAINING:
             raise ValueError(
                 f"encoder_training must be one of {', '.join(ENCODER_TRAINING)}, got {encoder_training!r}"

@@ -325,10 +325,10 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
             inert["model.mask_ratio"] = "sets the future mask, which model.temporal_mask_ratio 0 leaves out"
         if not model.sigreg:
             inert["model.sigreg_samples"] = "is what SIGReg takes as a sample; model.sigreg 0 turns it off"
-        if model.target == "online" and config.optim.ema is not None:
+        if model.target != "ema" and config.optim.ema is not None:
             inert["optim.ema"] = (
-                "is the EMA target's momentum, and model.target=online has none (leave it out or set "
-                "optim.ema=null)"
+                f"is the EMA target's momentum, and model.target={model.target} has none (leave it out "
+                "or set optim.ema=null)"
             )
         if config.data.fps is not None:
             inert["data.frame_step"] = "is replaced by data.fps (frames are sampled at that rate)"

@@ -67,8 +67,7 @@ def pretrain(
             f"model.sigreg_samples=clips needs at least 2 clips per process for SIGReg, got {per_rank}: "
             "raise optim.batch_size or use sigreg_samples=tokens"
         )
-    online = config.model.target == "online"
-    if not online and optim.ema is None:
+    if config.model.target == "ema" and optim.ema is None:
         raise ValueError(
             "optim.ema (the EMA target's momentum, first -> last step) is needed by model.target=ema"
         )
@@ -134,7 +133,7 @@ def pretrain(
             for p in encoder_parameters:
                 p.grad = None
         loop.update(optimizer, trainable, metrics)
-        model.update_target(0.0 if online else linear(step, optim.steps, *optim.ema))
+        model.update_target(0.0 if optim.ema is None else linear(step, optim.steps, *optim.ema))
         return metrics | {"data/bad_files": distributed.total(bad_files, process)}  # the same on every rank
 
     def save() -> None:  # under FSDP a collective: every rank gathers its shards
