@@ -125,16 +125,30 @@ def reference_ac_predictor(predictor, frames, actions, states, grid_hw):
     return _linear(_layer_norm(x[frame_rows], predictor.predictor_norm), predictor.predictor_proj)
 
 
+def reference_sincos(position, dim):
+    """Float64 3D sine-cosine embedding of one (t, h, w): per axis dim // 6 sines then as many
+    cosines of pos * 10000^(-j / (dim // 6)), zeros after the three segments."""
+    half = dim // 6
+    values = []
+    for pos in position:
+        angles = [pos * 10000.0 ** (-j / half) for j in range(half)]
+        values += [math.sin(a) for a in angles] + [math.cos(a) for a in angles]
+    return torch.tensor(values + [0.0] * (dim - 6 * half), dtype=torch.float64)
+
+
 def reference_predictor(predictor, context, context_idx, target_idx, mask_index, grid_hw):
     """Float64 V-JEPA 2 pretraining predictor on one clip: context tokens (n_ctx, D_enc) at flat
     indices context_idx, targets at target_idx -> (n_tgt, D_enc). The context is embedded, the
-    mask token sits at every target position, and RoPE blocks run over the joint set. Attention
+    mask token sits at every target position (plus the sine-cosine embedding with
+    `config.pos_embed`), and RoPE blocks run over the joint set. Attention
     is not masked, so the sort by position upstream does is a no-op and is left out here."""
     c = predictor.config
     mask_token = predictor.mask_tokens[mask_index % len(predictor.mask_tokens)].double().reshape(1, -1)
     x = torch.cat([_linear(context, predictor.predictor_embed), mask_token.expand(len(target_idx), -1)])
     indices = [int(n) for n in context_idx] + [int(n) for n in target_idx]
     positions = [reference_positions(n, *grid_hw) for n in indices]
+    if c.pos_embed:
+        x = x + torch.stack([reference_sincos(position, c.dim) for position in positions])
     x = reference_blocks(predictor.predictor_blocks, x, positions, c.num_heads)
     return _linear(_layer_norm(x[len(context_idx) :], predictor.predictor_norm), predictor.predictor_proj)
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +9,7 @@ from reference import reference_vjepa_loss
 from vjepa_world import MaskedPredictor, PredictorConfig, VideoEncoder
 from vjepa_world.jepa import VJEPAConfig, VJEPAModel
 from vjepa_world.nn.regularizers import effective_rank
+from vjepa_world.nn.sincos import sincos_embedding
 
 CONFIG = {
     "preset": "vit_micro",
@@ -96,27 +99,36 @@ def test_encode_and_save_use_the_target_encoder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("target", "weight", "samples"),
+    ("target", "weight", "samples", "pos_embed"),
     [
-        ("ema", 0.0, "tokens"),
-        ("ema", 0.2, "tokens"),
-        ("online", 0.2, "tokens"),
-        ("online", 0.0, "tokens"),
-        ("frozen", 0.0, "tokens"),
-        ("ema", 0.2, "clips"),
+        ("ema", 0.0, "tokens", False),
+        ("ema", 0.2, "tokens", False),
+        ("online", 0.2, "tokens", False),
+        ("online", 0.0, "tokens", False),
+        ("frozen", 0.0, "tokens", False),
+        ("ema", 0.2, "clips", False),
+        ("ema", 0.0, "tokens", True),
     ],
 )
-def test_loss_and_gradients_match_an_independent_float64_reference(target, weight, samples):
+def test_loss_and_gradients_match_an_independent_float64_reference(target, weight, samples, pos_embed):
     """The whole training step on fixed weights, clip and masks: loss, and the gradient of every
     context-encoder and predictor parameter, against tests/reference.py (written from the paper),
-    with the EMA or the online target, with and without SIGReg (on tokens or on clip means)."""
+    with the EMA, online or frozen target, with and without SIGReg (on tokens or on clip means),
+    with and without the predictor's sine-cosine positions."""
     masks = [
         {"type": "multiblock", "weight": 1.0},
         {"type": "multiblock", "num_blocks": 2, "scale": 0.7, "weight": 1.0},
         {"type": "future", "weight": 2.0},
     ]
     model = VJEPAModel(
-        {**CONFIG, "masks": masks, "target": target, "sigreg": weight, "sigreg_samples": samples}
+        {
+            **CONFIG,
+            "masks": masks,
+            "target": target,
+            "sigreg": weight,
+            "sigreg_samples": samples,
+            "predictor_pos_embed": pos_embed,
+        }
     )
     for module in (model.context_encoder, model.target_encoder, model.predictor):
         randomize_(module)  # the target differs from the context encoder, as after EMA steps
@@ -136,6 +148,36 @@ def test_loss_and_gradients_match_an_independent_float64_reference(target, weigh
     assert set(ours) == set(theirs) == trained
     for name in trained:
         torch.testing.assert_close(ours[name].double(), theirs[name].double(), atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_a_rope_only_predictor_starts_position_blind_and_sincos_positions_cure_it():
+    """At initialisation V-JEPA 2's predictor gives every masked position nearly the same output
+    (one mask token, near-uniform attention: RoPE alone barely tells them apart); with
+    `pos_embed` the outputs differ by position from the first step."""
+    config = PredictorConfig(encoder_dim=32, dim=48, depth=2, num_heads=2, patch_size=8, image_size=32)
+    context = torch.randn(2, 32, 32)
+    context_idx, target_idx = torch.arange(32).expand(2, -1), torch.arange(32, 64).expand(2, -1)
+    spread = {}
+    for pos_embed in (False, True):
+        torch.manual_seed(0)
+        predictor = MaskedPredictor(dataclasses.replace(config, pos_embed=pos_embed))
+        with torch.no_grad():
+            out = predictor(context, context_idx, target_idx, grid_hw=(4, 4))  # (2, 32, 32)
+        spread[pos_embed] = (out - out.mean(1, keepdim=True)).abs().mean() / out.abs().mean()
+    assert spread[False] < 0.01 and spread[True] > 0.1, spread
+
+
+def test_sincos_embedding_closed_form():
+    t, h, w = torch.tensor([0, 3]), torch.tensor([0, 1]), torch.tensor([0, 2])
+    embedding = sincos_embedding(t, h, w, dim=16)  # 2 frequencies per axis, 4 zero dims
+    assert embedding.shape == (2, 16)
+    torch.testing.assert_close(embedding[0], torch.tensor([0.0, 0, 1, 1] * 3 + [0] * 4))
+    omega = torch.tensor([1.0, 0.01])
+    for axis, pos in enumerate((3.0, 1.0, 2.0)):
+        segment = embedding[1, 4 * axis : 4 * axis + 4]
+        torch.testing.assert_close(segment, torch.cat([(pos * omega).sin(), (pos * omega).cos()]))
+    with pytest.raises(ValueError, match="dim >= 6"):
+        sincos_embedding(t, h, w, dim=4)
 
 
 def test_predictor_learns_to_copy_a_static_context_into_its_targets():

@@ -66,6 +66,9 @@ class PredictorConfig:
     # the mask type each mask token was trained with, in order (e.g. ["multiblock_8x0.15",
     # "future_0.5"]): saved with the weights so an untrained token is refused; None: not recorded
     mask_types: list[str] | None = None
+    # add fixed 3D sine-cosine positions to every token before the blocks (V-JEPA 1, I-JEPA); the
+    # released V-JEPA 2 predictor has RoPE only, so its checkpoints load with this off
+    pos_embed: bool = False
 
     def __post_init__(self):
         if self.mask_types is not None and len(self.mask_types) > self.num_mask_tokens:

@@ -66,6 +66,9 @@ class VJEPAConfig:
     # "ema": EMA target encoder, no gradient; "online": the context encoder itself; "frozen": the
     # target encoder kept at its initialisation
     target: str = "ema"
+    # fixed sine-cosine positions on the predictor's tokens (nn/sincos.py): its mask tokens then
+    # differ by position from the first step; V-JEPA 2's predictor has RoPE only (False)
+    predictor_pos_embed: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -91,7 +94,9 @@ class VJEPAConfig:
             )
         if self.encoder_depth:
             encoder = dataclasses.replace(encoder, depth=self.encoder_depth)
-        predictor = dataclasses.replace(predictor, encoder_dim=encoder.dim, **grid)
+        predictor = dataclasses.replace(
+            predictor, encoder_dim=encoder.dim, pos_embed=self.predictor_pos_embed, **grid
+        )
         if self.predictor_dim:
             heads = _heads(self.predictor_dim, predictor)
             predictor = dataclasses.replace(predictor, dim=self.predictor_dim, num_heads=heads)

@@ -14,6 +14,7 @@ from .init import init_weights, rescale_blocks
 from .linear import Linear
 from .pretrained import PretrainedMixin
 from .rope import grid_positions, rope_tables
+from .sincos import sincos_embedding
 from .tokens import check_indices, gather_tokens
 
 
@@ -21,7 +22,8 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
     """Predicts the encoder's tokens at target positions from the context tokens.
 
     The context is embedded to the predictor's width, a learnable mask token is placed at every
-    target position, the joint sequence is sorted by grid position and run through RoPE blocks
+    target position (plus a fixed sine-cosine position embedding on every token with
+    `config.pos_embed`), the joint sequence is sorted by grid position and run through RoPE blocks
     (positions decoded on the predictor's own grid, `image_size / patch_size`), then un-sorted;
     only the target part is normalised-and-projected back to the encoder's width.
     """
@@ -76,6 +78,8 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         targets = mask_token.to(context.dtype).expand(batch, target_idx.shape[1], -1)  # (B, n_tgt, d)
         x = torch.cat([context, targets], dim=1)  # (B, n, d)
         positions = torch.cat([context_idx, target_idx], dim=1)  # (B, n)
+        if c.pos_embed:
+            x = x + sincos_embedding(*grid_positions(positions, grid_hw), c.dim).to(x.dtype)
 
         order = torch.argsort(positions, dim=1)
         x = gather_tokens(x, order)
