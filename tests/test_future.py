@@ -4,8 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import moving_square_frames
+from conftest import moving_square_frames, randomize_
+from vjepa_world import VideoEncoder
 from vjepa_world.cli import main
+from vjepa_world.data.datasets import VideoDataset
 from vjepa_world.data.video import write_video
 from vjepa_world.eval.future import HorizonErrors, copy_last, evaluate_future, observed_mean, predict_future
 from vjepa_world.jepa import VJEPAModel
@@ -102,6 +104,37 @@ def test_evaluate_future_command(tmp_path, capsys):
     assert set(summary["l1"]) == {"predictor", "copy last", "observed mean"}
     assert (tmp_path / "out" / "l1_by_horizon.png").stat().st_size > 1000
     assert "predictor" in capsys.readouterr().out
+
+
+def test_a_frozen_target_run_is_scored_against_the_target_it_was_trained_on(tmp_path, capsys):
+    """model.target=frozen saves the trained context encoder as the run's encoder and the frozen
+    target beside it; evaluate-future scores the predictor against that target's tokens, the same
+    figures `evaluate_future` gives with it, not against the context encoder's."""
+    from vjepa_world.jepa import FROZEN_TARGET_DIR
+
+    config = {"preset": "vit_micro", "num_frames": 8, "temporal_mask_ratio": 0.5, "target": "frozen"}
+    model = VJEPAModel(config)
+    randomize_(model.context_encoder)  # as after training: the two encoders differ
+    model.save_pretrained(tmp_path / "run")
+    saved_target = VideoEncoder.from_pretrained(tmp_path / "run" / FROZEN_TARGET_DIR)
+    for name, value in saved_target.state_dict().items():
+        assert torch.equal(value, model.target_encoder.state_dict()[name]), name
+    frames = moving_square_frames(frames=8, height=32, width=32, seed=0)
+    write_video(tmp_path / "data" / "0.mp4", frames)
+    argv = ["evaluate-future", "--encoder", str(tmp_path / "run"), "--data", str(tmp_path / "data")]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--frames", "8", "--frame-step", "1"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    dataset = VideoDataset(tmp_path / "data", num_frames=8, frame_step=1, image_size=32, train=False)
+    video = dataset[0]["video"]
+    with torch.no_grad():
+        expected = evaluate_future(
+            model.context_encoder, model.target_encoder, model.predictor, [video[None]], 2
+        )
+        other = evaluate_future(
+            model.context_encoder, model.context_encoder, model.predictor, [video[None]], 2
+        )
+    assert summary["l1"]["copy last"] == pytest.approx(expected.l1["copy last"], abs=1e-5)
+    assert abs(other.l1["copy last"][0] - expected.l1["copy last"][0]) > 1e-3
 
 
 def test_an_untrained_mask_index_is_refused_naming_the_trained_types(tmp_path, capsys):

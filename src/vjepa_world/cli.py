@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -144,10 +145,13 @@ def _probe(args: argparse.Namespace) -> None:
 
 def _evaluate_future(args: argparse.Namespace) -> None:
     from .eval.future import run_future_evaluation
-    from .nn import MaskedPredictor
+    from .jepa import FROZEN_TARGET_DIR
+    from .nn import MaskedPredictor, VideoEncoder
 
     encoder = _encoder(args).eval()
     predictor = MaskedPredictor.from_pretrained(args.predictor or args.encoder).eval()
+    frozen_target = Path(args.encoder) / FROZEN_TARGET_DIR  # a run whose target stayed at initialisation
+    target = VideoEncoder.from_pretrained(frozen_target).eval() if frozen_target.is_dir() else None
     summary = run_future_evaluation(
         encoder,
         predictor,
@@ -160,6 +164,7 @@ def _evaluate_future(args: argparse.Namespace) -> None:
         context_steps=args.context_steps,
         mask_index=args.mask_index,
         batch_size=args.batch_size,
+        target_encoder=target,
     )
     for method, values in summary["l1"].items():
         print(f"{method:14} L1 by horizon: " + " ".join(f"{v:.4f}" for v in values))

@@ -123,6 +123,9 @@ def _heads(dim: int, config: EncoderConfig | PredictorConfig) -> int:
     return dim // head_dim
 
 
+FROZEN_TARGET_DIR = "target_encoder"  # inside a saved run whose target stayed at initialisation
+
+
 class VJEPAModel(nn.Module):
     """`loss, metrics = model(videos)`: one V-JEPA training forward on `(B, 3, T, H, W)` clips."""
 
@@ -213,6 +216,10 @@ class VJEPAModel(nn.Module):
         return self.trained_encoder.encode(video, pool=pool)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """The trained encoder and the predictor, in the layout `VideoEncoder.from_pretrained` reads;
+        """The trained encoder and the predictor, in the layout `VideoEncoder.from_pretrained` reads
+        (a frozen target also in `FROZEN_TARGET_DIR`: the tokens the predictor learned to predict);
         returns the directory."""
-        return self.trained_encoder.save_pretrained(directory, predictor=self.predictor)
+        path = self.trained_encoder.save_pretrained(directory, predictor=self.predictor)
+        if self.config.target == "frozen":
+            self.target_encoder.save_pretrained(Path(directory) / FROZEN_TARGET_DIR)
+        return path

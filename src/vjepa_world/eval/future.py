@@ -126,10 +126,12 @@ def run_future_evaluation(
     batch_size: int = 8,
     workers: int = 2,
     progress: bool = True,
+    target_encoder: VideoEncoder | None = None,
 ) -> dict:
     """`vjepa-world evaluate-future`: score `predictor` on clips of the videos of `data` (a folder or
     CSV; `frames` frames every `frame_step`, `clips` per video, `size` px, default the encoder's),
-    observing the first `context_steps` tubelet steps (default half). Writes `summary.json`,
+    observing the first `context_steps` tubelet steps (default half), against the tokens of
+    `target_encoder` (default `encoder`: the EMA target it was saved from). Writes `summary.json`,
     `l1_by_horizon.png` and `cosine_by_horizon.png` into `out` and returns the summary."""
     mask_index = future_mask_index(predictor) if mask_index is None else mask_index
     predictor.check_mask_index(mask_index)  # before any video is read
@@ -146,7 +148,12 @@ def run_future_evaluation(
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_clips, num_workers=workers)
     loaded = tqdm(loader, desc="evaluate-future", unit="batch", disable=not progress)
     errors = evaluate_future(
-        encoder, encoder, predictor, (batch["video"] for batch in loaded), context_steps, mask_index
+        encoder,
+        target_encoder or encoder,
+        predictor,
+        (batch["video"] for batch in loaded),
+        context_steps,
+        mask_index,
     )
     out = Path(out)
     horizons = list(range(1, steps - context_steps + 1))
