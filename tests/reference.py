@@ -196,7 +196,10 @@ def reference_vjepa_loss(model, videos, masks, generator=None):
             predicted = reference_predictor(
                 model.predictor, context, context_idx[b], target_idx[b], index, grid_hw
             )
-            errors.append((predicted - targets[b][target_idx[b]]).abs().mean())
+            target = targets[b][target_idx[b]]  # (n_tgt, D)
+            if model.config.center_per_clip:  # deviations from the clip's mean token
+                predicted, target = predicted - predicted.mean(0), target - target.mean(0)
+            errors.append((predicted - target).abs().mean())
             contexts.append(context)
         total = total + spec.weight * torch.stack(errors).mean()
         if model.config.sigreg:

@@ -99,22 +99,25 @@ def test_encode_and_save_use_the_target_encoder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("target", "weight", "samples", "pos_embed"),
+    ("target", "weight", "samples", "pos_embed", "center"),
     [
-        ("ema", 0.0, "tokens", False),
-        ("ema", 0.2, "tokens", False),
-        ("online", 0.2, "tokens", False),
-        ("online", 0.0, "tokens", False),
-        ("frozen", 0.0, "tokens", False),
-        ("ema", 0.2, "clips", False),
-        ("ema", 0.0, "tokens", True),
+        ("ema", 0.0, "tokens", False, False),
+        ("ema", 0.2, "tokens", False, False),
+        ("online", 0.2, "tokens", False, False),
+        ("online", 0.0, "tokens", False, False),
+        ("frozen", 0.0, "tokens", False, False),
+        ("ema", 0.2, "clips", False, False),
+        ("ema", 0.0, "tokens", True, False),
+        ("frozen", 0.0, "tokens", True, True),
     ],
 )
-def test_loss_and_gradients_match_an_independent_float64_reference(target, weight, samples, pos_embed):
+def test_loss_and_gradients_match_an_independent_float64_reference(
+    target, weight, samples, pos_embed, center
+):
     """The whole training step on fixed weights, clip and masks: loss, and the gradient of every
     context-encoder and predictor parameter, against tests/reference.py (written from the paper),
     with the EMA, online or frozen target, with and without SIGReg (on tokens or on clip means),
-    with and without the predictor's sine-cosine positions."""
+    with and without the predictor's sine-cosine positions and the per-clip centring."""
     masks = [
         {"type": "multiblock", "weight": 1.0},
         {"type": "multiblock", "num_blocks": 2, "scale": 0.7, "weight": 1.0},
@@ -128,6 +131,7 @@ def test_loss_and_gradients_match_an_independent_float64_reference(target, weigh
             "sigreg": weight,
             "sigreg_samples": samples,
             "predictor_pos_embed": pos_embed,
+            "center_per_clip": center,
         }
     )
     for module in (model.context_encoder, model.target_encoder, model.predictor):
@@ -178,6 +182,22 @@ def test_sincos_embedding_closed_form():
         torch.testing.assert_close(segment, torch.cat([(pos * omega).sin(), (pos * omega).cos()]))
     with pytest.raises(ValueError, match="dim >= 6"):
         sincos_embedding(t, h, w, dim=4)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_centring_per_clip_makes_a_shared_per_clip_output_worthless(center):
+    """With `center_per_clip` a vector added to every predicted token of a clip changes neither the
+    loss nor its gradient elsewhere: the one-vector-per-clip answer earns nothing. Without it, it
+    changes the loss."""
+    model = VJEPAModel({**CONFIG, "center_per_clip": center})
+    video = torch.randn(2, 3, 4, 32, 32)
+    masks = model.sample_masks(model.grid(video), 2, torch.Generator().manual_seed(1))
+    shift = torch.randn(2, 1, model.predictor.config.encoder_dim)  # one vector per clip
+    plain, _ = model(video, masks)
+    handle = model.predictor.register_forward_hook(lambda module, inputs, output: output + shift)
+    shifted, _ = model(video, masks)
+    handle.remove()
+    assert torch.isclose(plain, shifted, atol=1e-6).item() == center
 
 
 def test_predictor_learns_to_copy_a_static_context_into_its_targets():

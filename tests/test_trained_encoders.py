@@ -7,6 +7,7 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from test_train_wm import TINY, collect_reacher
 from vjepa_world import VideoEncoder, WorldModel
@@ -18,8 +19,9 @@ from vjepa_world.envs import REACHER_ID, PointMassGoalEnv, make_env
 from vjepa_world.nn.decoder import FrameDecoder
 from vjepa_world.nn.heads import InverseDynamicsHead
 from vjepa_world.planning import planner_config, run_mpc_episode
-from vjepa_world.train.config import WorldModelConfig, build_config
+from vjepa_world.train.config import LossConfig, WorldModelConfig, build_config
 from vjepa_world.train.logs import read_log
+from vjepa_world.train.wm_objective import WorldModelObjective
 from vjepa_world.train.world_model import action_blind_warning, train_world_model
 
 JOINT = [*TINY, "model.encoder_training=joint", "encoder.preset=vit_micro", "model.latent_dim=8"]
@@ -86,6 +88,23 @@ def test_the_inverse_dynamics_head_and_frame_decoder_train_with_the_encoder_and_
     assert loaded.frame_decoder(latents).shape == (3, 3, 32, 32)
     again = WorldModel.from_pretrained(tmp_path / "run").eval()
     torch.testing.assert_close(again.frame_decoder(latents), loaded.frame_decoder(latents), atol=0, rtol=0)
+    # the decoder's term: the encoded latents' pictures and the teacher-forced predictions' pictures
+    # of the frames they predict, so the predictor is trained to carry what the frame shows
+    only = {"teacher_forcing": 0, "rollout": 0, "state_decoding": 0, "reward": 0, "continuation": 0}
+    objective = WorldModelObjective(loaded, LossConfig(**only, frame_decoding=1, regularizer_weight=0))
+    frames = torch.randint(0, 255, (2, 4, 32, 32, 3), dtype=torch.uint8)
+    actions, states = torch.rand(2, 4, loaded.action_dim) * 2 - 1, torch.randn(2, 4, 6)
+    loss, _ = objective(frames, actions, states, previous=frames)
+    loss.backward()
+    with torch.no_grad():
+        encoded = loaded.embed(frames, frames)  # (2, 4, 1, 8)
+        predicted = loaded.predict_next(encoded[:, :-1], actions[:, :-1], states[:, :-1])
+        pictures = F.interpolate(loaded._images(frames), size=(32, 32), mode="area").unflatten(0, (2, 4))
+        seen = (loaded.frame_decoder(encoded) - pictures).square().mean()
+        foreseen = (loaded.frame_decoder(predicted) - pictures[:, 1:]).square().mean()
+    assert loss.item() == pytest.approx(((seen + foreseen) / 2).item(), rel=1e-5)
+    trained = [p for p in loaded.predictor.parameters() if p.requires_grad]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)
 
 
 def test_the_inverse_dynamics_head_recovers_the_action_of_a_linear_step():

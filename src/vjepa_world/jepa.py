@@ -69,6 +69,10 @@ class VJEPAConfig:
     # fixed sine-cosine positions on the predictor's tokens (nn/sincos.py): its mask tokens then
     # differ by position from the first step; V-JEPA 2's predictor has RoPE only (False)
     predictor_pos_embed: bool = False
+    # score each predicted token's deviation from the clip's mean prediction against the target
+    # token's deviation from the clip's mean target: a predictor that emits one vector per clip (the
+    # summary every masked token shares) then lowers nothing, only where-and-when detail does
+    center_per_clip: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -123,6 +127,11 @@ def _heads(dim: int, config: EncoderConfig | PredictorConfig) -> int:
     return dim // head_dim
 
 
+def centered(tokens: Tensor) -> Tensor:
+    """Tokens `(B, n, D)` minus their clip's mean token `(B, 1, D)`."""
+    return tokens - tokens.mean(1, keepdim=True)
+
+
 FROZEN_TARGET_DIR = "target_encoder"  # inside a saved run whose target stayed at initialisation
 
 
@@ -174,6 +183,8 @@ class VJEPAModel(nn.Module):
             context = self.context_encoder(videos, context_idx=context_idx)  # (B, n_ctx, D)
             predicted = self.predictor(context, context_idx, target_idx, mask_index=index, grid_hw=grid[1:])
             target = gather_tokens(targets, target_idx)  # (B, n_tgt, D)
+            if self.config.center_per_clip:
+                predicted, target = centered(predicted), centered(target)
             error = (predicted.float() - target.float()).abs()
             loss = error.mean() if self.config.loss == "l1" else error.pow(2).mean()
             metrics[f"loss/{spec.name}"] = loss.detach()

@@ -209,9 +209,9 @@ class LossConfig:
     # weight of the inverse-dynamics head's error (the action between two consecutive latents, from
     # them; PLDM): trained encoders only; 0: no head. No gain without proprioception on ReacherGoal
     inverse_dynamics: float = 0.0
-    # weight of the frame decoder's error (a 32 px picture of each frame from its latent, Dreamer's
-    # reconstruction): trained encoders only; 0: no decoder. Without proprioception it makes the
-    # reacher's latent more precise (fingertip 5.3 -> 3.1 cm at 10) but did not plan better yet
+    # weight of the frame decoder's error (a 32 px picture of each frame from its latent and from the
+    # predictor's teacher-forced latent, Dreamer's reconstruction): trained encoders only; 0: none.
+    # Without proprioception it makes the reacher's latent more precise (docs/results.md)
     frame_decoding: float = 0.0
     regularizer: str = "sigreg"  # or vicreg
     regularizer_weight: float | None = None  # None: 0.1 for trained encoders

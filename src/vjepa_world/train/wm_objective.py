@@ -96,8 +96,12 @@ class WorldModelObjective(nn.Module):
         if world_model.frame_decoder is not None and self.loss.frame_decoding:
             side = world_model.frame_decoder.config.image_size
             pictures = F.interpolate(world_model._images(inputs), size=(side, side), mode="area")
-            decoded = world_model.frame_decoder(latents).flatten(0, 1)  # (B*T, 3, S, S)
-            frame_error = (decoded - pictures).square().mean()
+            pictures = pictures.unflatten(0, latents.shape[:2])  # (B, T, 3, S, S)
+            # the encoded latents and the predicted ones (teacher forcing): the latent keeps what
+            # the frame shows, and the predictor must carry it forward, moved by the actions
+            seen = (world_model.frame_decoder(latents) - pictures).square().mean()
+            foreseen = (world_model.frame_decoder(predicted) - pictures[:, 1:]).square().mean()
+            frame_error = (seen + foreseen) / 2
             loss = loss + self.loss.frame_decoding * frame_error
             metrics["loss/frame_decoding"] = frame_error.detach()
         for name, head, targets in (
