@@ -273,6 +273,27 @@ def test_encoder_delay_trains_only_the_predictor_first(tmp_path, clips):
     assert changed(runs[2], "predictor.") and changed(runs[3], "context_encoder.")
 
 
+def test_predictor_lr_scale_multiplies_the_predictors_scheduled_lr(tmp_path, clips):
+    """optim.predictor_lr_scale=4: the predictor's AdamW groups run at 4x the encoder's lr (the
+    schedule's value, logged as lr); 1 keeps the released two groups. A scale <= 0 is refused."""
+
+    def run(scale, name):
+        optim = {"steps": 2, "batch_size": 2, "warmup_steps": 0, "lr": 1e-3, "predictor_lr_scale": scale}
+        config = build_config({"model": {"preset": "vit_micro"}, "data": {"num_workers": 0}, "optim": optim})
+        pretrain(config, clips, tmp_path / name, progress=False)
+        state = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["optimizer"]
+        return [(group["lr"], len(group["params"])) for group in state["param_groups"]]
+
+    scaled, plain = run(4.0, "scaled"), run(1.0, "plain")
+    assert [lr for lr, _ in plain] == [1e-3, 1e-3]
+    assert sorted({lr for lr, _ in scaled}) == [1e-3, 4e-3]
+    assert sum(n for _, n in scaled) == sum(n for _, n in plain)
+    predictor = VJEPAModel({"preset": "vit_micro"}).predictor
+    assert sum(n for lr, n in scaled if lr == 4e-3) == len(list(predictor.parameters()))
+    with pytest.raises(ValueError, match="predictor_lr_scale must be > 0"):
+        run(0.0, "zero")
+
+
 def test_a_frozen_target_stays_at_its_initialisation_and_the_context_encoder_is_saved(tmp_path, clips):
     """model.target=frozen: after training the target encoder is bit-identical to the initial
     weights, the context encoder has moved, and the saved encoder is the context encoder."""

@@ -51,6 +51,10 @@ class OptimConfig:
     # pretraining: steps at the start in which only the predictor learns (the context encoder gets
     # no update): a predictor that has learned to read the encoder passes it useful gradients
     encoder_delay: int = 0
+    # pretraining: the predictor's lr as a multiple of optim.lr (its whole schedule scaled). A
+    # predictor learns to tell its targets' positions apart only after a plateau, shorter at a
+    # higher lr (docs/results.md, issue 14)
+    predictor_lr_scale: float = 1.0
 
 
 @dataclass
@@ -336,6 +340,7 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
     mode = config.model.encoder_training
     inert["optim.ema"] = "is the momentum of pretraining's target encoder; train-wm has no EMA target"
     inert["optim.encoder_delay"] = "holds pretraining's context encoder still at the start; train-wm has none"
+    inert["optim.predictor_lr_scale"] = "scales pretraining's predictor lr; train-wm has one lr for all"
     inert["run.fsdp"] = (
         "shards pretraining; train-wm runs DDP only (the predictor, even the released 300 M one, fits on "
         "a device, and the encoder is small or frozen)"

@@ -34,15 +34,23 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 
 
-def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+def param_groups(
+    modules: list[nn.Module], weight_decay: float, lr_scales: list[float] | None = None
+) -> list[dict]:
     """AdamW groups as released: weight decay on weight matrices (and mask tokens), none on biases
-    and other 1-D parameters (norms)."""
-    decay, no_decay = [], []
-    for module in modules:
+    and other 1-D parameters (norms). `lr_scales` (one per module, default 1) multiply the
+    scheduled lr of that module's parameters (`set_learning_rate` reads a group's `lr_scale`)."""
+    groups: dict[tuple[float, float], list] = {(weight_decay, 1.0): [], (0.0, 1.0): []}
+    for module, scale in zip(modules, lr_scales or [1.0] * len(modules), strict=True):
         for name, p in module.named_parameters():
             if p.requires_grad:
-                (no_decay if name.endswith("bias") or p.ndim == 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+                decay = 0.0 if name.endswith("bias") or p.ndim == 1 else weight_decay
+                groups.setdefault((decay, scale), []).append(p)
+    return [
+        {"params": params, "weight_decay": decay, "lr_scale": scale}
+        for (decay, scale), params in groups.items()
+        if params or scale == 1.0
+    ]
 
 
 class TrainingLoop:
@@ -92,9 +100,11 @@ class TrainingLoop:
         log.info("resuming %s at step %d", self.out, self.step)
         return state
 
-    def optimizer(self, modules: list[nn.Module]) -> torch.optim.Optimizer:
+    def optimizer(
+        self, modules: list[nn.Module], lr_scales: list[float] | None = None
+    ) -> torch.optim.Optimizer:
         """AdamW over the trainable parameters of `modules` (`param_groups`), as `optim` says."""
-        groups = param_groups(modules, self.optim.weight_decay)
+        groups = param_groups(modules, self.optim.weight_decay, lr_scales)
         return torch.optim.AdamW(groups, betas=self.optim.betas, eps=self.optim.eps)
 
     def sampler(self, size: int) -> EpochSampler:

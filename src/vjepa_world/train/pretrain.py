@@ -67,6 +67,8 @@ def pretrain(
             f"model.sigreg_samples=clips needs at least 2 clips per process for SIGReg, got {per_rank}: "
             "raise optim.batch_size or use sigreg_samples=tokens"
         )
+    if optim.predictor_lr_scale <= 0:
+        raise ValueError(f"optim.predictor_lr_scale must be > 0, got {optim.predictor_lr_scale}")
     if config.model.target == "ema" and optim.ema is None:
         raise ValueError(
             "optim.ema (the EMA target's momentum, first -> last step) is needed by model.target=ema"
@@ -95,7 +97,9 @@ def pretrain(
         module.gradient_checkpointing = run.activation_checkpointing
     sharded = run.fsdp and process.world_size > 1
     net = distributed.wrap(model, [model.context_encoder, model.predictor], process, run.fsdp)
-    optimizer = loop.optimizer([model.context_encoder, model.predictor])  # after FSDP made its shards
+    optimizer = loop.optimizer(  # after FSDP made its shards
+        [model.context_encoder, model.predictor], lr_scales=[1.0, optim.predictor_lr_scale]
+    )
     if state is not None:
         distributed.load_optimizer_state(model, optimizer, state["optimizer"], sharded)
 

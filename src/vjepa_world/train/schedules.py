@@ -17,7 +17,7 @@ def warmup_stable_decay(
 
 def set_learning_rate(optimizer, optim, step: int) -> float:
     """Set every group's lr to the warmup-stable-decay value of `step` under `optim` (an
-    OptimConfig) and return it."""
+    OptimConfig), times the group's `lr_scale` if it has one, and return the unscaled value."""
     lr = warmup_stable_decay(
         step,
         steps=optim.steps,
@@ -28,7 +28,7 @@ def set_learning_rate(optimizer, optim, step: int) -> float:
         decay_steps=optim.decay_steps,
     )
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     return lr
 
 
