@@ -191,7 +191,7 @@ def action_blind_warning(val: dict, margin: float = 0.03) -> str | None:
     if gaps and max(gaps) < margin:
         return (
             f"the world model barely uses its actions: shuffled actions raise its held-out error by at most "
-            f"{100 * max(gaps):.1f}%; try data with more motion (collect --policy hold), a longer "
+            f"{100 * max(gaps):.1f}%; try data with more motion (collect --policy ou-noise), a longer "
             "data.frame_skip, or model.encoder_training=joint"
         )
     return None
