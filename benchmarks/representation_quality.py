@@ -39,7 +39,7 @@ from vjepa_world.data.synthetic import TASKS, write_temporal_dataset
 from vjepa_world.eval.future import evaluate_future, predict_future
 from vjepa_world.eval.probes import pool_regions
 from vjepa_world.eval.probing import Features, FeatureSettings, encode_csv, train_heads
-from vjepa_world.jepa import FROZEN_TARGET_DIR
+from vjepa_world.jepa import saved_frozen_target
 from vjepa_world.nn.linear import cpu_has_native_bf16
 from vjepa_world.train.config import load_config
 from vjepa_world.train.pretrain import pretrain
@@ -203,8 +203,8 @@ def main() -> None:
         for start in range(0, len(val), 16)
     )
     steps = grid[0]
-    frozen_target = run / FROZEN_TARGET_DIR  # the tokens a frozen-target run's predictor learned
-    target = VideoEncoder.from_pretrained(frozen_target).eval() if frozen_target.is_dir() else pretrained
+    target = saved_frozen_target(run)  # what the predictor predicts: a frozen target, else the encoder
+    target = pretrained if target is None else target
     errors = evaluate_future(pretrained, target, predictor, batches, steps // 2, future_index)
     print(f"\nfuture prediction, {steps // 2} of {steps} tubelet steps observed, L1 per horizon:")
     for method, values in errors.l1.items():

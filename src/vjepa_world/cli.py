@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import sys
 import warnings
-from pathlib import Path
 
 import torch
 
@@ -145,13 +144,12 @@ def _probe(args: argparse.Namespace) -> None:
 
 def _evaluate_future(args: argparse.Namespace) -> None:
     from .eval.future import run_future_evaluation
-    from .jepa import FROZEN_TARGET_DIR
-    from .nn import MaskedPredictor, VideoEncoder
+    from .jepa import saved_frozen_target
+    from .nn import MaskedPredictor
 
     encoder = _encoder(args).eval()
     predictor = MaskedPredictor.from_pretrained(args.predictor or args.encoder).eval()
-    frozen_target = Path(args.encoder) / FROZEN_TARGET_DIR  # a run whose target stayed at initialisation
-    target = VideoEncoder.from_pretrained(frozen_target).eval() if frozen_target.is_dir() else None
+    target = saved_frozen_target(args.encoder)  # None: the encoder's own tokens
     summary = run_future_evaluation(
         encoder,
         predictor,

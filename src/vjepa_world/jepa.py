@@ -135,6 +135,13 @@ def centered(tokens: Tensor) -> Tensor:
 FROZEN_TARGET_DIR = "target_encoder"  # inside a saved run whose target stayed at initialisation
 
 
+def saved_frozen_target(run: str | os.PathLike) -> VideoEncoder | None:
+    """The target encoder a frozen-target run saved (the tokens its predictor learned to predict),
+    in eval mode; None for any other run (its predictor predicts the saved encoder's tokens)."""
+    directory = Path(run) / FROZEN_TARGET_DIR
+    return VideoEncoder.from_pretrained(directory).eval() if directory.is_dir() else None
+
+
 class VJEPAModel(nn.Module):
     """`loss, metrics = model(videos)`: one V-JEPA training forward on `(B, 3, T, H, W)` clips."""
 
