@@ -140,7 +140,8 @@ def reference_predictor(predictor, context, context_idx, target_idx, mask_index,
     """Float64 V-JEPA 2 pretraining predictor on one clip: context tokens (n_ctx, D_enc) at flat
     indices context_idx, targets at target_idx -> (n_tgt, D_enc). The context is embedded, the
     mask token sits at every target position (plus the sine-cosine embedding with
-    `config.pos_embed`), and RoPE blocks run over the joint set. Attention
+    `config.pos_embed`), and RoPE blocks run over the joint set; with `config.copy_last` each
+    output adds the latest earlier context token at its place. Attention
     is not masked, so the sort by position upstream does is a no-op and is left out here."""
     c = predictor.config
     mask_token = predictor.mask_tokens[mask_index % len(predictor.mask_tokens)].double().reshape(1, -1)
@@ -150,7 +151,21 @@ def reference_predictor(predictor, context, context_idx, target_idx, mask_index,
     if c.pos_embed:
         x = x + torch.stack([reference_sincos(position, c.dim) for position in positions])
     x = reference_blocks(predictor.predictor_blocks, x, positions, c.num_heads)
-    return _linear(_layer_norm(x[len(context_idx) :], predictor.predictor_norm), predictor.predictor_proj)
+    out = _linear(_layer_norm(x[len(context_idx) :], predictor.predictor_norm), predictor.predictor_proj)
+    if c.copy_last:  # plus the plain layer norm of the latest earlier context token at each place
+        per_step = grid_hw[0] * grid_hw[1]
+        normed = (context - context.mean(-1, keepdim=True)) / (
+            context.var(-1, unbiased=False, keepdim=True) + 1e-5
+        ).sqrt()
+        for row, query in enumerate(int(n) for n in target_idx):
+            earlier = [
+                (int(n) // per_step, i)
+                for i, n in enumerate(context_idx)
+                if int(n) % per_step == query % per_step and int(n) // per_step < query // per_step
+            ]
+            if earlier:
+                out[row] = out[row] + normed[max(earlier)[1]]
+    return out
 
 
 def reference_sigreg(x, generator, directions=256, knots=17, t_max=3.0):

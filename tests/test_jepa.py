@@ -10,6 +10,7 @@ from vjepa_world import MaskedPredictor, PredictorConfig, VideoEncoder
 from vjepa_world.jepa import VJEPAConfig, VJEPAModel
 from vjepa_world.nn.regularizers import effective_rank
 from vjepa_world.nn.sincos import sincos_embedding
+from vjepa_world.nn.tokens import latest_same_position
 
 CONFIG = {
     "preset": "vit_micro",
@@ -99,25 +100,26 @@ def test_encode_and_save_use_the_target_encoder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("target", "weight", "samples", "pos_embed", "center"),
+    ("target", "weight", "samples", "pos_embed", "center", "copy_last"),
     [
-        ("ema", 0.0, "tokens", False, False),
-        ("ema", 0.2, "tokens", False, False),
-        ("online", 0.2, "tokens", False, False),
-        ("online", 0.0, "tokens", False, False),
-        ("frozen", 0.0, "tokens", False, False),
-        ("ema", 0.2, "clips", False, False),
-        ("ema", 0.0, "tokens", True, False),
-        ("frozen", 0.0, "tokens", True, True),
+        ("ema", 0.0, "tokens", False, False, False),
+        ("ema", 0.2, "tokens", False, False, False),
+        ("online", 0.2, "tokens", False, False, False),
+        ("online", 0.0, "tokens", False, False, False),
+        ("frozen", 0.0, "tokens", False, False, False),
+        ("ema", 0.2, "clips", False, False, False),
+        ("ema", 0.0, "tokens", True, False, False),
+        ("frozen", 0.0, "tokens", True, True, False),
+        ("ema", 0.2, "tokens", False, False, True),
     ],
 )
 def test_loss_and_gradients_match_an_independent_float64_reference(
-    target, weight, samples, pos_embed, center
+    target, weight, samples, pos_embed, center, copy_last
 ):
     """The whole training step on fixed weights, clip and masks: loss, and the gradient of every
     context-encoder and predictor parameter, against tests/reference.py (written from the paper),
     with the EMA, online or frozen target, with and without SIGReg (on tokens or on clip means),
-    with and without the predictor's sine-cosine positions and the per-clip centring."""
+    with and without the predictor's sine-cosine positions, the per-clip centring and copy-last."""
     masks = [
         {"type": "multiblock", "weight": 1.0},
         {"type": "multiblock", "num_blocks": 2, "scale": 0.7, "weight": 1.0},
@@ -132,6 +134,7 @@ def test_loss_and_gradients_match_an_independent_float64_reference(
             "sigreg_samples": samples,
             "predictor_pos_embed": pos_embed,
             "center_per_clip": center,
+            "predictor_copy_last": copy_last,
         }
     )
     for module in (model.context_encoder, model.target_encoder, model.predictor):
@@ -222,3 +225,35 @@ def test_predictor_learns_to_copy_a_static_context_into_its_targets():
         losses.append(loss.item())
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
     assert first > 0.75 and last < 0.3, (first, last)
+
+
+def test_latest_same_position_finds_the_last_earlier_token_at_each_place():
+    """A 3-step grid of 2 positions: each query takes the context token at its position in the latest
+    strictly earlier step; a position never seen before gets zeros."""
+    tokens = torch.tensor([[[10.0], [11.0], [12.0]]])  # at (t, s) = (0, 0), (0, 1), (1, 0)
+    context_idx = torch.tensor([[0, 1, 2]])
+    queries = torch.tensor([[3, 4, 5, 2, 0]])  # (1, 1), (2, 0), (2, 1), (1, 0), (0, 0)
+    found = latest_same_position(tokens, context_idx, queries, per_step=2)
+    torch.testing.assert_close(found.flatten(), torch.tensor([11.0, 12.0, 11.0, 10.0, 0.0]))
+
+
+def test_a_copy_last_predictor_starts_from_the_last_observed_tokens_and_round_trips(tmp_path):
+    """With its output projection zeroed, a `copy_last` predictor returns exactly the layer-normed
+    context token one step earlier at the same place (zeros where the place was never seen); the
+    flag survives save and load."""
+    config = PredictorConfig(
+        encoder_dim=32, dim=32, depth=1, num_heads=2, patch_size=8, image_size=32, copy_last=True
+    )
+    predictor = MaskedPredictor(config)
+    torch.nn.init.zeros_(predictor.predictor_proj.weight)
+    torch.nn.init.zeros_(predictor.predictor_proj.bias)
+    context = torch.randn(2, 30, 32)  # steps 0 and 1 of a 4 x 4 grid, the last two places of step 1 hidden
+    context_idx, target_idx = torch.arange(30).expand(2, -1), torch.arange(30, 64).expand(2, -1)
+    predicted = predictor(context, context_idx, target_idx, grid_hw=(4, 4))  # (2, 34, 32)
+    normed = F.layer_norm(context, (32,))
+    torch.testing.assert_close(predicted[:, :2], normed[:, 14:16])  # (1, 14), (1, 15) <- step 0
+    step_1 = torch.cat([normed[:, 16:30], normed[:, 14:16]], dim=1)  # its hidden places from step 0
+    torch.testing.assert_close(predicted[:, 2:18], step_1)
+    torch.testing.assert_close(predicted[:, 18:], predicted[:, 2:18])  # step 3 also copies step 1
+    predictor.save_pretrained(tmp_path)
+    assert MaskedPredictor.from_pretrained(tmp_path).config.copy_last

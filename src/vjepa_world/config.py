@@ -69,6 +69,10 @@ class PredictorConfig:
     # add fixed 3D sine-cosine positions to every token before the blocks (V-JEPA 1, I-JEPA); the
     # released V-JEPA 2 predictor has RoPE only, so its checkpoints load with this off
     pos_embed: bool = False
+    # add to each predicted token the (layer-normed) context token at the same spatial position in
+    # the latest earlier step, when there is one: the predictor starts at "copy the last frame"
+    # and learns only what changes (not in the released predictor, which loads with this off)
+    copy_last: bool = False
 
     def __post_init__(self):
         if self.mask_types is not None and len(self.mask_types) > self.num_mask_tokens:

@@ -69,6 +69,9 @@ class VJEPAConfig:
     # fixed sine-cosine positions on the predictor's tokens (nn/sincos.py): its mask tokens then
     # differ by position from the first step; V-JEPA 2's predictor has RoPE only (False)
     predictor_pos_embed: bool = False
+    # the predictor adds to each target the context token at the same place one step earlier or
+    # more (nn/predictor.py `copy_last`), so its error starts at copy-last's and is about motion
+    predictor_copy_last: bool = False
     # score each predicted token's deviation from the clip's mean prediction against the target
     # token's deviation from the clip's mean target: a predictor that emits one vector per clip (the
     # summary every masked token shares) then lowers nothing, only where-and-when detail does
@@ -99,7 +102,11 @@ class VJEPAConfig:
         if self.encoder_depth:
             encoder = dataclasses.replace(encoder, depth=self.encoder_depth)
         predictor = dataclasses.replace(
-            predictor, encoder_dim=encoder.dim, pos_embed=self.predictor_pos_embed, **grid
+            predictor,
+            encoder_dim=encoder.dim,
+            pos_embed=self.predictor_pos_embed,
+            copy_last=self.predictor_copy_last,
+            **grid,
         )
         if self.predictor_dim:
             heads = _heads(self.predictor_dim, predictor)

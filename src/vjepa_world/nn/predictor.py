@@ -15,7 +15,7 @@ from .linear import Linear
 from .pretrained import PretrainedMixin
 from .rope import grid_positions, rope_tables
 from .sincos import sincos_embedding
-from .tokens import check_indices, gather_tokens
+from .tokens import check_indices, gather_tokens, latest_same_position
 
 
 class MaskedPredictor(PretrainedMixin, nn.Module):
@@ -25,7 +25,9 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
     target position (plus a fixed sine-cosine position embedding on every token with
     `config.pos_embed`), the joint sequence is sorted by grid position and run through RoPE blocks
     (positions decoded on the predictor's own grid, `image_size / patch_size`), then un-sorted;
-    only the target part is normalised-and-projected back to the encoder's width.
+    only the target part is normalised-and-projected back to the encoder's width. With
+    `config.copy_last` the prediction is a residual on the last earlier context token at the same
+    place (see `latest_same_position`).
     """
 
     checkpoint_role = "predictor"
@@ -92,7 +94,12 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
                 x = block(x, rope)
         x = self.predictor_norm(x)
         x = gather_tokens(x, torch.argsort(order, dim=1))  # back to [context, targets] order
-        return self.predictor_proj(x[:, n_context:])
+        predicted = self.predictor_proj(x[:, n_context:])  # (B, n_tgt, D_enc)
+        if c.copy_last:
+            normed = nn.functional.layer_norm(context_tokens, context_tokens.shape[-1:])  # as the targets
+            per_step = grid_hw[0] * grid_hw[1]
+            predicted = predicted + latest_same_position(normed, context_idx, target_idx, per_step)
+        return predicted
 
     def check_mask_index(self, mask_index: int) -> None:
         """A one-line error for a mask token that does not exist or was never trained (its index

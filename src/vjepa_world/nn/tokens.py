@@ -19,3 +19,16 @@ def check_indices(name: str, indices: Tensor, batch: int, num_tokens: int | None
         raise ValueError(f"{name} must hold integer token indices, got {indices.dtype}")
     if indices.numel() and (indices.min() < 0 or (num_tokens is not None and indices.max() >= num_tokens)):
         raise ValueError(f"{name} holds indices outside [0, {num_tokens}) for this input's token grid")
+
+
+def latest_same_position(tokens: Tensor, token_idx: Tensor, query_idx: Tensor, per_step: int) -> Tensor:
+    """For each query index, the token at the same spatial position in the latest strictly earlier
+    step, zeros where no such token exists. tokens `(B, n, D)` at flat grid indices token_idx
+    `(B, n)`; query_idx `(B, m)`; `per_step` tokens per time step -> `(B, m, D)`."""
+    token_t, token_s = token_idx // per_step, token_idx % per_step  # (B, n)
+    query_t, query_s = query_idx // per_step, query_idx % per_step  # (B, m)
+    earlier = (token_s[:, None, :] == query_s[:, :, None]) & (token_t[:, None, :] < query_t[:, :, None])
+    step = torch.where(earlier, token_t[:, None, :], -1)  # (B, m, n): the step of each candidate
+    latest, source = step.max(dim=2)  # (B, m)
+    found = (latest >= 0).unsqueeze(-1).to(tokens.dtype)
+    return gather_tokens(tokens, source) * found
