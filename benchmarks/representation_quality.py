@@ -15,7 +15,8 @@
    - `linear`: a linear probe on the same pooled tokens, flattened (time and layout kept);
    - pixels: a linear probe on the frames downsampled to 8 x 8 (all frames, flattened).
 4. Future prediction: observe the first half of each validation clip, predict the rest; L1 per
-   horizon against copying the last observed step.
+   horizon against copying the last observed step. The clips have the recipe's frames and frame
+   step: the timescale the predictor learned (a finer step asks for motions it never saw).
 
     python benchmarks/representation_quality.py                    # the recipe, ~30 minutes here
     python benchmarks/representation_quality.py --variant sigreg   # the same recipe, SIGReg only
@@ -195,14 +196,20 @@ def main() -> None:
 
     predictor = MaskedPredictor.from_pretrained(run).eval()
     future_index = [spec.name.startswith("future") for spec in config.model.mask_specs()].index(True)
+    # the clips pretraining saw (its frames and frame step): the timescale the predictor learned
+    clip_frames = pretrained.config.num_frames
     val = VideoDataset(
-        data / "direction_val.csv", num_frames=FRAMES, frame_step=1, image_size=SIZE, train=False
+        data / "direction_val.csv",
+        num_frames=clip_frames,
+        frame_step=config.data.frame_step,
+        image_size=SIZE,
+        train=False,
     )
     batches = (
         torch.stack([val[i]["video"] for i in range(start, min(start + 16, len(val)))])
         for start in range(0, len(val), 16)
     )
-    steps = grid[0]
+    steps = pretrained.grid(torch.empty(1, 3, clip_frames, SIZE, SIZE))[0]
     target = saved_frozen_target(run)  # what the predictor predicts: a frozen target, else the encoder
     target = pretrained if target is None else target
     errors = evaluate_future(pretrained, target, predictor, batches, steps // 2, future_index)
