@@ -24,7 +24,8 @@ def check_indices(name: str, indices: Tensor, batch: int, num_tokens: int | None
 def latest_same_position(tokens: Tensor, token_idx: Tensor, query_idx: Tensor, per_step: int) -> Tensor:
     """For each query index, the token at the same spatial position in the latest strictly earlier
     step, zeros where no such token exists. tokens `(B, n, D)` at flat grid indices token_idx
-    `(B, n)`; query_idx `(B, m)`; `per_step` tokens per time step -> `(B, m, D)`."""
+    `(B, n)`; query_idx `(B, m)`; `per_step` tokens per time step -> `(B, m, D)`. Compares every
+    pair (memory B x m x n): meant for the small grids of CPU pretraining."""
     token_t, token_s = token_idx // per_step, token_idx % per_step  # (B, n)
     query_t, query_s = query_idx // per_step, query_idx % per_step  # (B, m)
     earlier = (token_s[:, None, :] == query_s[:, :, None]) & (token_t[:, None, :] < query_t[:, :, None])
