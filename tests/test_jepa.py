@@ -239,8 +239,8 @@ def test_latest_same_position_finds_the_last_earlier_token_at_each_place():
 
 def test_a_copy_last_predictor_starts_from_the_last_observed_tokens_and_round_trips(tmp_path):
     """With its output projection zeroed, a `copy_last` predictor returns exactly the layer-normed
-    context token one step earlier at the same place (zeros where the place was never seen); the
-    flag survives save and load."""
+    context token at the same place in the latest earlier step (step 0 where step 1 hid the place);
+    the flag survives save and load. Never-seen places (zeros) are the hand test's above."""
     config = PredictorConfig(
         encoder_dim=32, dim=32, depth=1, num_heads=2, patch_size=8, image_size=32, copy_last=True
     )
