@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from vjepa_world.agent import Agent, AgentConfig, ReturnScale, lambda_returns, learn_with_world_model
+from vjepa_world.actor_critic import ReturnScale, lambda_returns
+from vjepa_world.agent import Agent, AgentConfig, learn_with_world_model
 from vjepa_world.agent_pixels import StartStates
 from vjepa_world.nn.heads import TwoHot, symexp, symlog
 from vjepa_world.planner_teacher import PlannerTargets, label_starts, planner_targets
