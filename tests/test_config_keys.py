@@ -4,8 +4,8 @@
 read of a key by the package's code is recorded, leaving out the reads of the checks themselves
 and of dataclass machinery (copies, dicts for the checkpoint). A key the run never reads must be
 refused by the command's checks when set. The runs: `pretrain`, `train-wm` in its three encoder
-modes (joint; finetune, pretraining its encoder; frozen, given one), and the planner of `plan` and
-`demo` with CEM and with MPPI.
+modes (joint; finetune, pretraining its encoder; frozen, given one), `train-agent` offline and
+`--online`, and the planner of `plan` and `demo` with CEM and with MPPI.
 """
 
 import dataclasses
@@ -15,14 +15,24 @@ import pytest
 import torch
 
 from conftest import moving_square_frames
+from test_train_agent import AGENT
 from test_train_wm import TINY, collect_reacher
 from vjepa_world import VideoEncoder, WorldModel
 from vjepa_world.cli import main
 from vjepa_world.config import PlannerConfig, get_preset, planner_config
 from vjepa_world.data.video import write_video
-from vjepa_world.envs import REACHER_ID, make_env
+from vjepa_world.envs import REACHER_ID, REACHER_REWARD_ID, make_env
+from vjepa_world.eval.agent import evaluate_agent
 from vjepa_world.planning import run_mpc_episode
-from vjepa_world.train.config import PretrainConfig, WorldModelConfig, build_config, refuse_inert_keys
+from vjepa_world.train.agent import train_agent
+from vjepa_world.train.config import (
+    PretrainConfig,
+    TrainAgentConfig,
+    WorldModelConfig,
+    agent_inert_keys,
+    build_config,
+    refuse_inert_keys,
+)
 from vjepa_world.train.pretrain import pretrain
 from vjepa_world.train.world_model import check_config, train_world_model
 
@@ -178,6 +188,28 @@ def test_every_train_wm_key_acts_or_is_refused(reacher, tmp_path, mode, settings
     assert unaccounted(config, reads, check) == []
     if given:  # every encoder.* key is then refused, none silently dropped
         assert all(refused(check, config, key) for key in all_keys(config) if key.startswith("encoder."))
+
+
+ONLINE = ["online.iterations=1", "online.episodes=2", "online.world_model_steps=2", "online.agent_steps=2"]
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_every_train_agent_key_acts_or_is_refused(reward_world_model, tmp_path, online):
+    reads: set[str] = set()
+    values = [a for a in AGENT if a != "--set"] + (ONLINE if online else [])
+    config = watch_config(build_config({}, values, kind=TrainAgentConfig), reads)
+    summary = train_agent(
+        config,
+        reward_world_model,
+        tmp_path / "run",
+        env=REACHER_REWARD_ID,
+        online=online,
+        evaluate=evaluate_agent,
+        progress=False,
+    )
+    assert summary["finished"] and len(summary["online_iterations"]) == online
+    check = lambda c: refuse_inert_keys(c, agent_inert_keys(online=online, env_given=True))
+    assert unaccounted(config, reads, check) == []
 
 
 @pytest.mark.parametrize("method", ["cem", "mppi"])

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from conftest import REWARD_WM
 from vjepa_world import VideoEncoder, WorldModel, get_preset
 from vjepa_world.agent import Agent, AgentConfig
 from vjepa_world.agent_pixels import dataset_start_states
@@ -17,43 +18,10 @@ from vjepa_world.train.agent import train_agent
 from vjepa_world.train.config import TrainAgentConfig, WorldModelConfig, build_config
 from vjepa_world.train.world_model import encode_dataset, train_world_model
 
-WM = [  # a frozen micro encoder and a tiny predictor: seconds
-    "model.encoder_training=frozen",
-    "model.dim=32",
-    "model.depth=2",
-    "model.num_heads=2",
-    "optim.batch_size=4",
-    "optim.steps=4",
-    "optim.warmup_steps=1",
-    "optim.decay_steps=1",
-    "data.frame_skip=2",
-    "data.sequence_length=4",
-    "data.eval_horizon=1",
-    "loss.rollout_context=1",
-    "loss.rollout_steps=1",
-    "distance.steps=0",
-    "uncertainty.steps=3",
-    "uncertainty.batch_size=8",
-]
 AGENT = [
     "--set", "agent.steps=4", "--set", "agent.batch_size=8", "--set", "agent.horizon=3",
     "--set", "agent.hidden_dim=32", "--set", "run.eval_episodes=2", "--set", "run.checkpoint_every=2",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def reward_world_model(tmp_path_factory):
-    """A train-wm run with reward and continuation heads on 4 ReacherReward episodes of 12 steps."""
-    root = tmp_path_factory.mktemp("reward")
-    data = root / "data"
-    argv = ["collect", "--env", REACHER_REWARD_ID, "--episodes", "4", "--steps", "12", "--size", "32"]
-    assert main([*argv, "--out", str(data)]) == 0
-    torch.manual_seed(0)
-    encoder = VideoEncoder(get_preset("vit_micro").encoder).eval()
-    train_world_model(
-        build_config({}, WM, kind=WorldModelConfig), data, root / "wm", encoder=encoder, progress=False
-    )
-    return root / "wm"
 
 
 def test_train_wm_adds_reward_and_continuation_heads_that_reload(reward_world_model):
@@ -154,7 +122,7 @@ def test_the_online_loop_continues_a_world_model_that_fitted_a_distance_head(rew
     """The world model's continued training drops its distance head's settings (the reward task needs
     none) instead of refusing them as inert."""
     data = json.loads((reward_world_model / "summary.json").read_text())["data"]
-    settings = [s for s in WM if not s.startswith("distance.")] + [
+    settings = [s for s in REWARD_WM if not s.startswith("distance.")] + [
         "distance.steps=2",
         "distance.batch_size=8",
     ]
@@ -177,7 +145,7 @@ def test_online_freeze_latents_keeps_a_joint_encoder_and_projector(reward_world_
     """online.freeze_latents: the continued world model's latents (encoder, projector) stay the
     offline agent's, its predictor and reward head train on."""
     data = json.loads((reward_world_model / "summary.json").read_text())["data"]
-    joint = [s for s in WM if s != "model.encoder_training=frozen"]
+    joint = [s for s in REWARD_WM if s != "model.encoder_training=frozen"]
     joint += ["model.encoder_training=joint", "encoder.preset=vit_micro", "model.latent_dim=8"]
     wm = tmp_path / "wm"
     train_world_model(build_config({}, joint, kind=WorldModelConfig), data, wm, progress=False)

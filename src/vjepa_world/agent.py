@@ -117,10 +117,15 @@ class AgentConfig:
                 f"need imitation >= 0 and imitation_starts >= 1, got {self.imitation}, "
                 f"{self.imitation_starts}"
             )
-        if not self.imitation and (self.imitation_starts != IMITATION_STARTS or not self.imitation_filter):
+        moved = {
+            "imitation_starts": self.imitation_starts != IMITATION_STARTS,
+            "imitation_filter": not self.imitation_filter,
+        }
+        shaping = [name for name, changed in moved.items() if changed]
+        if shaping and not self.imitation:
             raise ValueError(
-                "agent.imitation_starts and agent.imitation_filter shape the imitation of the planner, "
-                "and agent.imitation 0 has none: set agent.imitation > 0 or drop them"
+                f"agent.{shaping[0]} shapes the imitation of the planner, and agent.imitation 0 has none: "
+                "set agent.imitation > 0 or drop it"
             )
         if self.pessimism < 0:
             raise ValueError(f"pessimism is a penalty weight and must be >= 0, got {self.pessimism}")
