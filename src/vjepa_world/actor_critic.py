@@ -44,7 +44,8 @@ class ReturnScale(nn.Module):
 
 class Actor(nn.Module):
     """features `(..., F)` -> an action distribution: continuous (Normal, bounded mean) over
-    `action_dim` values in [-1, 1], or discrete (categorical) over `action_dim` choices."""
+    `action_dim` values in [-1, 1] with its std kept in `std_range`, or discrete (categorical) over
+    `action_dim` choices with `unimix` of the uniform mixed in."""
 
     def __init__(
         self,
