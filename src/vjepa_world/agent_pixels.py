@@ -73,17 +73,21 @@ class StartStates:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def lone(self, picked: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The starts `picked` `(B,)` without their history: latents `(B, N, D)`, states `(B, S)` or None."""
+        last = self.rows[picked, -1]
+        return self.latents[last], None if self.states is None else self.states[last]
+
     @torch.no_grad()
     def batch(self, world_model, picked: Tensor) -> tuple[Tensor, Tensor | None, KVCache | None]:
         """The starts `picked` `(B,)`: latents `(B, N, D)`, states `(B, S)` or None, and the world
         model's cache of their history (None without one)."""
-        rows = self.rows[picked]  # (B, C + 1)
-        pick = lambda x, r: None if x is None else x[r]
-        history = None
-        if rows.shape[1] > 1:
-            past = rows[:, :-1]
-            history = world_model.observe(self.latents[past], self.actions[past], pick(self.states, past))
-        return self.latents[rows[:, -1]], pick(self.states, rows[:, -1]), history
+        latents, states = self.lone(picked)
+        past = self.rows[picked, :-1]  # (B, C)
+        if not past.shape[1]:
+            return latents, states, None
+        past_states = None if self.states is None else self.states[past]
+        return latents, states, world_model.observe(self.latents[past], self.actions[past], past_states)
 
 
 @torch.no_grad()

@@ -84,7 +84,7 @@ def label_starts(world_model, agent, starts, *, seed: int, progress: bool = Fals
     if agent.discrete:
         raise ValueError("agent.imitation needs continuous actions (CEM plans in a box): set it to 0")
     picked = torch.randperm(len(starts), generator=torch.Generator().manual_seed(seed))
-    latents, states, _ = starts.batch(world_model, picked[: config.imitation_starts])
+    latents, states = starts.lone(picked[: config.imitation_starts])
     return planner_targets(
         world_model,
         latents,
