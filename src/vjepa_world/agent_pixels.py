@@ -32,7 +32,7 @@ class AgentPolicy:
         self.previous = pixels  # the steps in between only keep their frame (a two-frame model's)
         return self.queue.pop(0)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _decide(self, pixels, info) -> list[np.ndarray]:
         """The next `frame_skip` environment actions, from this frame (and the one before)."""
         frame = torch.as_tensor(np.asarray(pixels))  # (H, W, 3)

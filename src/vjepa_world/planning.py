@@ -248,7 +248,7 @@ def _bounds(env) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high, dtype=torch.float32)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def run_mpc_episode(
     env,
     world_model,
