@@ -13,13 +13,17 @@
      tokens' (t, h, w) added (the released probe sees a set and cannot tell a motion from its
      reverse), best of two learning rates, bf16 where the CPU has bf16 units;
    - `linear`: a linear probe on the same pooled tokens, flattened (time and layout kept);
-   - pixels: a linear probe on the frames downsampled to 8 x 8 (all frames, flattened).
+   - pixels: a linear probe on the frames downsampled to 8 x 8 (all frames, flattened);
+   - with `--supervised STEPS`, a ceiling: the same architecture from the same initialisation
+     trained end to end on the labels of all four tasks (the linear probe's input, one head per
+     task; the recipe's batch size and lr) for STEPS steps, then probed frozen like the others.
 4. Future prediction: observe the first half of each validation clip, predict the rest; L1 per
    horizon against copying the last observed step. The clips have the recipe's frames and frame
    step: the timescale the predictor learned (a finer step asks for motions it never saw).
 
     python benchmarks/representation_quality.py                    # the recipe, ~30 minutes here
     python benchmarks/representation_quality.py --variant sigreg   # the same recipe, SIGReg only
+    python benchmarks/representation_quality.py --supervised 550   # plus the ceiling, ~20 more minutes
     python benchmarks/representation_quality.py --set optim.steps=50 --probe-epochs 2   # smoke run
 """
 
@@ -33,6 +37,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
 
 from vjepa_world import MaskedPredictor, VideoEncoder
 from vjepa_world.data.datasets import VideoDataset
@@ -106,6 +112,37 @@ def probe_scores(features: dict, data: Path, task: str, grid, args) -> dict[str,
     return scores
 
 
+def supervised_encoder(architecture, data: Path, steps: int, lr: float, batch_size: int, seed: int):
+    """The probes' ceiling for a training budget: the architecture, from the initialisation pretraining
+    starts from, trained on the labels themselves (one linear head per task on the region-pooled
+    tokens, all tasks at once, AdamW with a one-cycle lr) for `steps` steps on the training clips."""
+    torch.manual_seed(seed)
+    encoder = VideoEncoder(architecture)
+    csv = lambda task: data / f"{task}_train.csv"
+    clips = VideoDataset(csv("direction"), num_frames=FRAMES, frame_step=1, image_size=SIZE, train=False)
+    video = torch.stack([clips[i]["video"] for i in range(len(clips))])  # (N, 3, T, S, S)
+    labels = torch.stack(  # (N, tasks): every task's CSV lists the same videos in the same order
+        [torch.tensor(VideoDataset(csv(task), num_frames=FRAMES).labels) for task in TASKS], 1
+    )
+    grid = encoder.grid(video[:1])
+    pooled = lambda batch: pool_regions(encoder(batch), grid, REGIONS).flatten(1)  # (B, F)
+    with torch.no_grad():
+        width = pooled(video[:1]).shape[1]
+    heads = nn.ModuleList(nn.Linear(width, int(labels[:, i].max()) + 1) for i in range(len(TASKS)))
+    optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=lr, weight_decay=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(steps), desc="supervised ceiling", unit="step"):
+        picked = torch.randint(len(video), (batch_size,), generator=generator)
+        features = pooled(video[picked])
+        loss = sum(F.cross_entropy(head(features), labels[picked, i]) for i, head in enumerate(heads))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return encoder.eval()
+
+
 @torch.no_grad()
 def prediction_spread(encoder, target, predictor, val, context_steps: int, mask_index: int) -> dict:
     """How much the predicted future tokens of a clip differ from one another (over positions and
@@ -134,6 +171,9 @@ def main() -> None:
     )
     parser.add_argument("--probe-epochs", type=int, default=20)
     parser.add_argument("--probe-heads", type=int, default=3)
+    parser.add_argument(
+        "--supervised", type=int, metavar="STEPS", help="also train the ceiling on the labels for STEPS steps"
+    )
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
     work = Path(args.work)
@@ -162,6 +202,12 @@ def main() -> None:
     settings = FeatureSettings(frames=FRAMES, frame_step=1)
     grid = pretrained.grid(torch.empty(1, 3, FRAMES, SIZE, SIZE))
     encoders = {"pretrained": pretrained, "random init": untrained}
+    if args.supervised:
+        optim = config.optim
+        encoders["supervised"] = supervised_encoder(
+            pretrained.config, data, args.supervised, optim.lr, optim.batch_size, config.run.seed
+        )
+        print(f"supervised: {args.supervised} steps ({time.perf_counter() - started:.0f} s)", flush=True)
     rows = {}
     for name, encoder in encoders.items():
         features = {
@@ -181,18 +227,27 @@ def main() -> None:
         rows[task]["pixels"] = 100 * summary["best"]["top1"]
 
     print(f"\ntop-1 % ({args.variant}; chance: direction 12.5, speed 50, first_event 50, bounces 33.3)")
-    print(f"{'task':12} {'probe':9} {'pretrained':>10} {'random init':>11} {'gain':>6} {'pixels':>7}")
-    gains = {probe: [] for probe in args.probes}
+    ceiling = "supervised" in encoders
+    print(
+        f"{'task':12} {'probe':9} {'pretrained':>10} {'random init':>11} {'gain':>6} {'pixels':>7}"
+        + (f" {'supervised':>10} {'its gain':>8}" if ceiling else "")
+    )
+    gains = {(name, probe): [] for name in encoders if name != "random init" for probe in args.probes}
     for task in TASKS:
         for probe in args.probes:
-            ours, random_init = rows[task]["pretrained"][probe], rows[task]["random init"][probe]
-            gains[probe].append(ours - random_init)
-            print(
-                f"{task:12} {probe:9} {ours:10.1f} {random_init:11.1f} {ours - random_init:+6.1f} "
-                f"{rows[task]['pixels']:7.1f}"
+            scores = {name: rows[task][name][probe] for name in encoders}
+            for name in encoders:
+                if name != "random init":
+                    gains[name, probe].append(scores[name] - scores["random init"])
+            line = (
+                f"{task:12} {probe:9} {scores['pretrained']:10.1f} {scores['random init']:11.1f} "
+                f"{gains['pretrained', probe][-1]:+6.1f} {rows[task]['pixels']:7.1f}"
             )
-    for probe, values in gains.items():
-        print(f"mean gain over the tasks, {probe} probe: {sum(values) / len(values):+.1f} points")
+            if ceiling:
+                line += f" {scores['supervised']:10.1f} {gains['supervised', probe][-1]:+8.1f}"
+            print(line)
+    for (name, probe), values in gains.items():
+        print(f"mean gain over the tasks, {name}, {probe} probe: {sum(values) / len(values):+.1f} points")
 
     predictor = MaskedPredictor.from_pretrained(run).eval()
     future_index = [spec.name.startswith("future") for spec in config.model.mask_specs()].index(True)
