@@ -62,14 +62,19 @@ VARIANTS = {
 }
 
 
-def pixel_features(csv: Path) -> Features:
-    """Raw frames downsampled to 8x8, flattened: a probe here sees what pixels alone give."""
+def load_clips(csv: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every clip of a task CSV as the probes see it (16 frames at step 1, no augmentation):
+    videos `(N, 3, T, S, S)` and labels `(N,)`."""
     dataset = VideoDataset(csv, num_frames=FRAMES, frame_step=1, image_size=SIZE, train=False)
     items = [dataset[i] for i in range(len(dataset))]
-    video = torch.stack([item["video"] for item in items])  # (N, 3, T, S, S)
+    return torch.stack([item["video"] for item in items]), torch.tensor([item["label"] for item in items])
+
+
+def pixel_features(csv: Path) -> Features:
+    """Raw frames downsampled to 8x8, flattened: a probe here sees what pixels alone give."""
+    video, labels = load_clips(csv)
     small = F.adaptive_avg_pool3d(video, (FRAMES, 8, 8)).flatten(1)[:, None]  # (N, 1, 3*T*64)
-    labels = torch.tensor([item["label"] for item in items])
-    return Features(small, labels, torch.arange(len(items)))
+    return Features(small, labels, torch.arange(len(labels)))
 
 
 def relabel(features: Features, csv: Path) -> Features:
@@ -118,11 +123,9 @@ def supervised_encoder(architecture, data: Path, steps: int, lr: float, batch_si
     tokens, all tasks at once, AdamW with a one-cycle lr) for `steps` steps on the training clips."""
     torch.manual_seed(seed)
     encoder = VideoEncoder(architecture)
-    csv = lambda task: data / f"{task}_train.csv"
-    clips = VideoDataset(csv("direction"), num_frames=FRAMES, frame_step=1, image_size=SIZE, train=False)
-    video = torch.stack([clips[i]["video"] for i in range(len(clips))])  # (N, 3, T, S, S)
+    video, _ = load_clips(data / "direction_train.csv")  # (N, 3, T, S, S)
     labels = torch.stack(  # (N, tasks): every task's CSV lists the same videos in the same order
-        [torch.tensor(VideoDataset(csv(task), num_frames=FRAMES).labels) for task in TASKS], 1
+        [torch.tensor(VideoDataset(data / f"{t}_train.csv", num_frames=FRAMES).labels) for t in TASKS], 1
     )
     grid = encoder.grid(video[:1])
     pooled = lambda batch: pool_regions(encoder(batch), grid, REGIONS).flatten(1)  # (B, F)
