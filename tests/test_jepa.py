@@ -257,3 +257,33 @@ def test_a_copy_last_predictor_starts_from_the_last_observed_tokens_and_round_tr
     torch.testing.assert_close(predicted[:, 18:], predicted[:, 2:18])  # step 3 also copies step 1
     predictor.save_pretrained(tmp_path)
     assert MaskedPredictor.from_pretrained(tmp_path).config.copy_last
+
+
+def test_a_same_place_predictor_reads_only_the_token_at_each_targets_place():
+    """Each target comes from its same-place token in the latest earlier step, its own position and
+    the blocks with attention to itself only (attention then reduces to `proj(v)`): equal to that
+    recomputation, blind to every other context token, and different per horizon."""
+    config = PredictorConfig(
+        encoder_dim=32, dim=32, depth=2, num_heads=2, patch_size=8, image_size=32, same_place=True
+    )
+    predictor = MaskedPredictor(config).double()
+    context = torch.randn(2, 32, 32, dtype=torch.float64)  # steps 0 and 1 of a 4 x 4 grid
+    context_idx, target_idx = torch.arange(32).expand(2, -1), torch.arange(32, 64).expand(2, -1)
+    predicted = predictor(context, context_idx, target_idx, mask_index=0, grid_hw=(4, 4))  # (2, 32, 32)
+
+    t, h, w = target_idx // 16, target_idx % 16 // 4, target_idx % 4
+    x = predictor.predictor_embed(context[:, 16:32].repeat(1, 2, 1)) + predictor.mask_tokens[0]
+    x = x + sincos_embedding(t, h, w, 32).double()
+    for block in predictor.predictor_blocks:
+        v = F.linear(block.norm1(x), block.attn.qkv.weight[64:], block.attn.qkv.bias[64:])
+        x = x + block.attn.proj(v)
+        x = x + block.mlp(block.norm2(x))
+    torch.testing.assert_close(predicted, predictor.predictor_proj(predictor.predictor_norm(x)))
+
+    moved = context.clone()
+    moved[:, :16] += 1.0  # step 0: never the latest at any place
+    moved[:, 16] += 1.0  # step 1, place 0: the source of targets 0 and 16 only
+    changed = (predictor(moved, context_idx, target_idx, mask_index=0, grid_hw=(4, 4)) - predicted).abs()
+    others = torch.cat([changed[:, 1:16], changed[:, 17:]], dim=1)
+    assert changed[:, [0, 16]].amax(-1).min() > 1e-3 and others.max() == 0
+    assert (predicted[:, :16] - predicted[:, 16:]).abs().min() > 1e-6  # the horizon is read

@@ -73,6 +73,10 @@ class PredictorConfig:
     # the latest earlier step, when there is one: the predictor starts at "copy the last frame"
     # and learns only what changes (not in the released predictor, which loads with this off)
     copy_last: bool = False
+    # each target token sees only the context token at its own place in the latest earlier step
+    # (plus its sine-cosine position, which tells the horizon), never other tokens: whatever the
+    # prediction needs of the motion, the encoder's tokens must then carry
+    same_place: bool = False
 
     def __post_init__(self):
         if self.mask_types is not None and len(self.mask_types) > self.num_mask_tokens:

@@ -72,6 +72,8 @@ class VJEPAConfig:
     # the predictor adds to each target the context token at the same place one step earlier or
     # more (nn/predictor.py `copy_last`), so its error starts at copy-last's and is about motion
     predictor_copy_last: bool = False
+    # the predictor reads each target's same-place context token only (nn/predictor.py `same_place`)
+    predictor_same_place: bool = False
     # score each predicted token's deviation from the clip's mean prediction against the target
     # token's deviation from the clip's mean target: a predictor that emits one vector per clip (the
     # summary every masked token shares) then lowers nothing, only where-and-when detail does
@@ -106,6 +108,7 @@ class VJEPAConfig:
             encoder_dim=encoder.dim,
             pos_embed=self.predictor_pos_embed,
             copy_last=self.predictor_copy_last,
+            same_place=self.predictor_same_place,
             **grid,
         )
         if self.predictor_dim:

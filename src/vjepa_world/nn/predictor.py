@@ -75,8 +75,21 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         c = self.config
         grid_hw = grid_hw or (c.image_size // c.patch_size, c.image_size // c.patch_size)
 
-        context = self.predictor_embed(context_tokens)  # (B, n_ctx, d)
+        per_step = grid_hw[0] * grid_hw[1]
         mask_token = self.mask_tokens[mask_index]
+        if c.same_place:
+            predicted = self._same_place(context_tokens, context_idx, target_idx, mask_token, grid_hw)
+        else:
+            predicted = self._joint(context_tokens, context_idx, target_idx, mask_token, grid_hw)
+        if c.copy_last:
+            normed = nn.functional.layer_norm(context_tokens, context_tokens.shape[-1:])  # as the targets
+            predicted = predicted + latest_same_position(normed, context_idx, target_idx, per_step)
+        return predicted
+
+    def _joint(self, context_tokens, context_idx, target_idx, mask_token, grid_hw) -> Tensor:
+        """V-JEPA 2's predictor: context and mask tokens attend to each other -> `(B, n_tgt, D_enc)`."""
+        c, batch, n_context = self.config, *context_tokens.shape[:2]
+        context = self.predictor_embed(context_tokens)  # (B, n_ctx, d)
         targets = mask_token.to(context.dtype).expand(batch, target_idx.shape[1], -1)  # (B, n_tgt, d)
         x = torch.cat([context, targets], dim=1)  # (B, n, d)
         positions = torch.cat([context_idx, target_idx], dim=1)  # (B, n)
@@ -94,12 +107,19 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
                 x = block(x, rope)
         x = self.predictor_norm(x)
         x = gather_tokens(x, torch.argsort(order, dim=1))  # back to [context, targets] order
-        predicted = self.predictor_proj(x[:, n_context:])  # (B, n_tgt, D_enc)
-        if c.copy_last:
-            normed = nn.functional.layer_norm(context_tokens, context_tokens.shape[-1:])  # as the targets
-            per_step = grid_hw[0] * grid_hw[1]
-            predicted = predicted + latest_same_position(normed, context_idx, target_idx, per_step)
-        return predicted
+        return self.predictor_proj(x[:, n_context:])  # (B, n_tgt, D_enc)
+
+    def _same_place(self, context_tokens, context_idx, target_idx, mask_token, grid_hw) -> Tensor:
+        """Each target from its same-place context token in the latest earlier step and its own
+        sine-cosine position, through the blocks with attention to itself only -> `(B, n_tgt, D_enc)`."""
+        c, n_target = self.config, target_idx.shape[1]
+        source = latest_same_position(context_tokens, context_idx, target_idx, grid_hw[0] * grid_hw[1])
+        x = self.predictor_embed(source) + mask_token.to(source.dtype)  # (B, n_tgt, d)
+        x = x + sincos_embedding(*grid_positions(target_idx, grid_hw), c.dim).to(x.dtype)
+        itself = torch.eye(n_target, dtype=torch.bool, device=x.device)  # (n_tgt, n_tgt)
+        for block in self.predictor_blocks:
+            x = block(x, None, itself)
+        return self.predictor_proj(self.predictor_norm(x))
 
     def check_mask_index(self, mask_index: int) -> None:
         """A one-line error for a mask token that does not exist or was never trained (its index
