@@ -173,7 +173,9 @@ def main() -> None:
         "--probes", nargs="+", choices=["attentive", "linear"], default=["attentive", "linear"]
     )
     parser.add_argument("--probe-epochs", type=int, default=20)
-    parser.add_argument("--probe-heads", type=int, default=3)
+    parser.add_argument(
+        "--probe-heads", type=int, help="attentive probe's heads (default: the encoder's own head count)"
+    )
     parser.add_argument(
         "--supervised", type=int, metavar="STEPS", help="also train the ceiling on the labels for STEPS steps"
     )
@@ -204,6 +206,7 @@ def main() -> None:
     untrained = VideoEncoder(pretrained.config).eval()
     settings = FeatureSettings(frames=FRAMES, frame_step=1)
     grid = pretrained.grid(torch.empty(1, 3, FRAMES, SIZE, SIZE))
+    args.probe_heads = args.probe_heads or pretrained.config.num_heads  # divides the width
     encoders = {"pretrained": pretrained, "random init": untrained}
     if args.supervised:
         optim = config.optim

@@ -287,3 +287,12 @@ def test_a_same_place_predictor_reads_only_the_token_at_each_targets_place():
     others = torch.cat([changed[:, 1:16], changed[:, 17:]], dim=1)
     assert changed[:, [0, 16]].amax(-1).min() > 1e-3 and others.max() == 0
     assert (predicted[:, :16] - predicted[:, 16:]).abs().min() > 1e-6  # the horizon is read
+
+
+def test_a_same_place_predictor_is_refused_without_future_masks_only():
+    """Multiblock masks hide a place at every step, leaving no earlier token to predict from."""
+    with pytest.raises(ValueError, match="future masks only"):
+        VJEPAModel({**CONFIG, "predictor_same_place": True})  # the released masks + a future one
+    future = [{"type": "future", "temporal_mask_ratio": 0.5, "mask_ratio": 0.5}]
+    model = VJEPAModel({**CONFIG, "predictor_same_place": True, "masks": future})
+    assert model.predictor.config.same_place

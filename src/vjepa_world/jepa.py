@@ -89,6 +89,11 @@ class VJEPAConfig:
             raise ValueError(f"sigreg is a loss weight and must be >= 0, got {self.sigreg}")
         if self.sigreg_samples not in ("tokens", "clips"):
             raise ValueError(f"sigreg_samples must be 'tokens' or 'clips', got {self.sigreg_samples!r}")
+        if self.predictor_same_place and not all(isinstance(m, FutureMask) for m in self.mask_specs()):
+            raise ValueError(
+                "predictor_same_place predicts each target from the same place in an earlier observed step, "
+                "which only future masks leave: set masks to future masks only"
+            )
 
     def model_configs(self) -> tuple[EncoderConfig, PredictorConfig]:
         preset = get_preset(self.preset)
