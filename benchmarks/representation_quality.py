@@ -83,6 +83,14 @@ def relabel(features: Features, csv: Path) -> Features:
     return Features(features.tokens, labels, features.videos)
 
 
+def standardized(train: Features, val: Features) -> tuple[Features, Features]:
+    """Both splits with each token dimension shifted and scaled by the training split's mean and std
+    (over clips and tokens): what the linear probe's BatchNorm does, for the attentive probe."""
+    mean, std = train.tokens.mean((0, 1)), train.tokens.std((0, 1)).clamp_min(1e-6)
+    scale = lambda f: Features((f.tokens - mean) / std, f.labels, f.videos)
+    return scale(train), scale(val)
+
+
 def probe_scores(features: dict, data: Path, task: str, grid, args) -> dict[str, float]:
     """Top-1 (%) of each probe on one task for one encoder's features {split: Features}."""
     train, val = (relabel(features[split], data / f"{task}_{split}.csv") for split in ("train", "val"))
@@ -90,8 +98,7 @@ def probe_scores(features: dict, data: Path, task: str, grid, args) -> dict[str,
     if "attentive" in args.probes:
         options = {"grid": grid, "positions": True, "regions": REGIONS}
         _, summary = train_heads(
-            train,
-            val,
+            *(standardized(train, val) if args.standardize else (train, val)),
             kind="attentive",
             lrs=(1e-3, 3e-4),
             weight_decays=(0.01,),
@@ -175,6 +182,11 @@ def main() -> None:
     parser.add_argument("--probe-epochs", type=int, default=20)
     parser.add_argument(
         "--probe-heads", type=int, help="attentive probe's heads (default: the encoder's own head count)"
+    )
+    parser.add_argument(
+        "--standardize",
+        action="store_true",
+        help="standardise each token dimension (training-split statistics) before the attentive probe",
     )
     parser.add_argument(
         "--supervised", type=int, metavar="STEPS", help="also train the ceiling on the labels for STEPS steps"
