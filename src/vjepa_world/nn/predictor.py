@@ -100,12 +100,7 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         x = gather_tokens(x, order)
         positions = torch.gather(positions, 1, order)[:, None, :]  # (B, 1, n): broadcast over heads
         rope = rope_tables(*grid_positions(positions, grid_hw), c.dim // c.num_heads, x.dtype)
-        for block in self.predictor_blocks:
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, rope, use_reentrant=False)
-            else:
-                x = block(x, rope)
-        x = self.predictor_norm(x)
+        x = self.predictor_norm(self._blocks(x, rope))
         x = gather_tokens(x, torch.argsort(order, dim=1))  # back to [context, targets] order
         return self.predictor_proj(x[:, n_context:])  # (B, n_tgt, D_enc)
 
@@ -117,9 +112,16 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         x = self.predictor_embed(source) + mask_token.to(source.dtype)  # (B, n_tgt, d)
         x = x + sincos_embedding(*grid_positions(target_idx, grid_hw), c.dim).to(x.dtype)
         itself = torch.eye(n_target, dtype=torch.bool, device=x.device)  # (n_tgt, n_tgt)
+        return self.predictor_proj(self.predictor_norm(self._blocks(x, None, itself)))
+
+    def _blocks(self, x: Tensor, rope, attn_mask: Tensor | None = None) -> Tensor:
+        """The predictor blocks on `x` `(B, n, d)`, recomputed in backward with gradient checkpointing."""
         for block in self.predictor_blocks:
-            x = block(x, None, itself)
-        return self.predictor_proj(self.predictor_norm(x))
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, rope, attn_mask, use_reentrant=False)
+            else:
+                x = block(x, rope, attn_mask)
+        return x
 
     def check_mask_index(self, mask_index: int) -> None:
         """A one-line error for a mask token that does not exist or was never trained (its index
