@@ -75,7 +75,6 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
         c = self.config
         grid_hw = grid_hw or (c.image_size // c.patch_size, c.image_size // c.patch_size)
 
-        per_step = grid_hw[0] * grid_hw[1]
         mask_token = self.mask_tokens[mask_index]
         if c.same_place:
             predicted = self._same_place(context_tokens, context_idx, target_idx, mask_token, grid_hw)
@@ -83,6 +82,7 @@ class MaskedPredictor(PretrainedMixin, nn.Module):
             predicted = self._joint(context_tokens, context_idx, target_idx, mask_token, grid_hw)
         if c.copy_last:
             normed = nn.functional.layer_norm(context_tokens, context_tokens.shape[-1:])  # as the targets
+            per_step = grid_hw[0] * grid_hw[1]
             predicted = predicted + latest_same_position(normed, context_idx, target_idx, per_step)
         return predicted
 
