@@ -77,10 +77,14 @@ def pixel_features(csv: Path) -> Features:
     return Features(small, labels, torch.arange(len(labels)))
 
 
+def task_labels(csv: Path) -> torch.Tensor:
+    """A task CSV's labels `(N,)`; every task's CSV lists the same videos in the same order."""
+    return torch.tensor(VideoDataset(csv, num_frames=FRAMES).labels)
+
+
 def relabel(features: Features, csv: Path) -> Features:
-    """The same clips (every task's CSV lists the same videos in the same order), another task's labels."""
-    labels = torch.tensor(VideoDataset(csv, num_frames=FRAMES).labels)
-    return Features(features.tokens, labels, features.videos)
+    """The same clips, another task's labels."""
+    return Features(features.tokens, task_labels(csv), features.videos)
 
 
 def standardized(train: Features, val: Features) -> tuple[Features, Features]:
@@ -131,9 +135,7 @@ def supervised_encoder(architecture, data: Path, steps: int, lr: float, batch_si
     torch.manual_seed(seed)
     encoder = VideoEncoder(architecture)
     video, _ = load_clips(data / "direction_train.csv")  # (N, 3, T, S, S)
-    labels = torch.stack(  # (N, tasks): every task's CSV lists the same videos in the same order
-        [torch.tensor(VideoDataset(data / f"{t}_train.csv", num_frames=FRAMES).labels) for t in TASKS], 1
-    )
+    labels = torch.stack([task_labels(data / f"{t}_train.csv") for t in TASKS], dim=1)  # (N, tasks)
     grid = encoder.grid(video[:1])
     pooled = lambda batch: pool_regions(encoder(batch), grid, REGIONS).flatten(1)  # (B, F)
     with torch.no_grad():
