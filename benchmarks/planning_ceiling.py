@@ -30,7 +30,7 @@ from vjepa_world.cli import planner_overrides
 from vjepa_world.config import PLANNER_PRESETS, planner_config
 from vjepa_world.envs import REACHER_ID, make_env
 from vjepa_world.eval.ceiling import SimulatorWorldModel
-from vjepa_world.planning import run_mpc_episode, run_random_episode
+from vjepa_world.planning import run_mpc_episode, run_random_episode, seconds_per_action
 
 
 def ceiling_rows(
@@ -42,13 +42,12 @@ def ceiling_rows(
     for name, world_model in candidates:
         model = SimulatorWorldModel(env, name.split()[0], frame_skip, world_model)
         results = [run_mpc_episode(env, model, config, seed=seed, max_steps=limit) for seed in seeds]
-        seconds = [s for r in results for s in r.seconds_per_action]
         rows.append(
             (
                 name,
                 np.mean([r.success for r in results]),
                 np.mean([r.final_distance for r in results]),
-                float(np.median(seconds)),
+                seconds_per_action(results),
             )
         )
     randoms = [run_random_episode(env, seed=seed, max_steps=limit) for seed in seeds]

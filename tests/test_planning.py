@@ -13,12 +13,14 @@ from vjepa_world.cli import main
 from vjepa_world.config import get_preset
 from vjepa_world.data.video import read_clip_frames
 from vjepa_world.planning import (
+    EpisodeResult,
     PlannerConfig,
     goal_energy,
     plan_actions,
     planner_config,
     run_mpc_episode,
     run_random_episode,
+    seconds_per_action,
 )
 
 GAIN = torch.tensor([[1.0, 0.5], [0.0, 2.0]])  # z_{t+1} = z_t + GAIN @ a_t
@@ -191,3 +193,16 @@ def test_plan_command_runs_episodes_and_writes_videos_plot_and_summary(tmp_path)
     frames = read_clip_frames(out / "episode_001.mp4", range(6))  # 5 steps + the start
     assert frames.shape == (6, 256, 512, 3)  # observation | goal, upscaled 4x
     assert main([*argv, "--out", str(out), "--set", "planner.sample=3"]) == 2  # a typo is a one-line error
+
+
+def test_seconds_per_action_counts_every_entry_of_every_episode():
+    """A policy's decision call (0.5 s) among cheap playback calls weighs in full: (0.5 + 4 * 0.0)
+    and (0.25 + 0.25 + 0.0 + 0.0) over 9 actions, where a median would report 0."""
+
+    def episode(seconds):
+        frames = np.zeros((len(seconds) + 1, 2, 2, 3), np.uint8)
+        return EpisodeResult(False, False, None, len(seconds), seconds, frames, None, [])
+
+    results = [episode([0.5, 0.0, 0.0, 0.0, 0.0]), episode([0.25, 0.25, 0.0, 0.0])]
+    assert seconds_per_action(results) == pytest.approx(1.0 / 9)
+    assert seconds_per_action([episode([])]) is None

@@ -267,7 +267,7 @@ def _plan(args: argparse.Namespace) -> None:
         f"{args.env}: planning success {100 * summary['success_rate']:.0f}% vs random "
         f"{100 * summary['random_success_rate']:.0f}%, return {summary['return']:.1f} vs "
         f"{summary['random_return']:.1f} over {summary['episodes']} episodes, "
-        f"{summary['seconds_per_action']:.3f} s per action (median) -> {args.out}"
+        f"{summary['seconds_per_action']:.3f} s per action (mean) -> {args.out}"
     )
 
 

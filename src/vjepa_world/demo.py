@@ -123,7 +123,7 @@ def write_report(out: Path, settings: DemoSettings, training: dict, planning: di
         f"| {100 * planning['random_reached_rate']:.0f}% |",
         f"| final distance to goal | {_fmt(planning['final_distance'])} "
         f"| {_fmt(planning['random_final_distance'])} |",
-        f"| seconds per environment step (median) | {planning['seconds_per_action']:.3f} | - |",
+        f"| seconds per environment step (mean) | {planning['seconds_per_action']:.3f} | - |",
         "",
         "Stage times: " + ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items()) + ".",
         "",

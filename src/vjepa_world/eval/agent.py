@@ -9,7 +9,6 @@ agent's first `videos` episodes) and `summary.json` into `out`.
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 
@@ -21,13 +20,12 @@ from ..agent_pixels import AgentPolicy
 from ..data.video import write_video
 from ..envs import make_env
 from ..files import write_json
-from ..planning import EpisodeResult, run_policy_episode, run_random_episode
+from ..planning import EpisodeResult, run_policy_episode, run_random_episode, seconds_per_action
 from .planning import side_by_side
 
 
 def episode_table(results: list[EpisodeResult], baseline: list[EpisodeResult]) -> dict:
     """Success, return and seconds per action of `results` beside the random `baseline`."""
-    seconds = [s for r in results for s in r.seconds_per_action]
     return {
         "success_rate": float(np.mean([r.success for r in results])),
         "random_success_rate": float(np.mean([r.success for r in baseline])),
@@ -35,9 +33,7 @@ def episode_table(results: list[EpisodeResult], baseline: list[EpisodeResult]) -
         "random_return": float(np.mean([r.episode_return for r in baseline])),
         "reached_rate": float(np.mean([r.reached for r in results])),
         "random_reached_rate": float(np.mean([r.reached for r in baseline])),
-        # a model step's work spread over its frame_skip environment steps, as the planner reports
-        "seconds_per_action": sum(seconds) / len(seconds) if seconds else None,
-        "median_seconds_per_call": statistics.median(seconds) if seconds else None,
+        "seconds_per_action": seconds_per_action(results),
     }
 
 

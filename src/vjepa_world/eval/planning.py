@@ -11,7 +11,6 @@ also counts episodes that passed within the radius at some step, which random fl
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from pathlib import Path
 
@@ -21,7 +20,14 @@ from tqdm.auto import tqdm
 from ..data.video import write_video
 from ..envs import make_env
 from ..files import write_json
-from ..planning import EpisodeResult, PlannerConfig, resolve_objective, run_mpc_episode, run_random_episode
+from ..planning import (
+    EpisodeResult,
+    PlannerConfig,
+    resolve_objective,
+    run_mpc_episode,
+    run_random_episode,
+    seconds_per_action,
+)
 from ..viz import plot_distance_over_time, plot_energy_by_iteration
 
 
@@ -87,7 +93,6 @@ def evaluate_planning(
             out / "distance_over_time.png",
             radius,
         )
-    seconds = [s for r in planned for s in r.seconds_per_action]
     summary = {
         "env": env_spec,
         "episodes": episodes,
@@ -100,7 +105,7 @@ def evaluate_planning(
         "random_final_distance": _mean([r.final_distance for r in random]),
         "return": float(np.mean([r.episode_return for r in planned])),  # the environment's rewards
         "random_return": float(np.mean([r.episode_return for r in random])),
-        "seconds_per_action": statistics.median(seconds) if seconds else None,
+        "seconds_per_action": seconds_per_action(planned),
         "seconds": round(time.perf_counter() - started, 2),
         "settings": dataclasses.asdict(config),
         "per_episode": [
