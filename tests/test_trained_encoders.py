@@ -255,3 +255,19 @@ def test_frames_of_any_size_train_jointly_and_plan(tmp_path):
     planner = planner_config(samples=8, elites=2, iterations=1)
     result = run_mpc_episode(make_env(env), world_model, planner, seed=0, max_steps=3)
     assert result.steps == 3 and result.frames.shape[1:] == (32, 24, 3)
+
+
+def test_regulariser_weight_defaults_by_encoder_and_states():
+    """SIGReg's default weight: none for a frozen encoder, 0.1 for a trained one whose latent the
+    state head anchors, 3 for a frame-only one (docs/results.md, issue 13); a given weight is kept."""
+
+    def weight(training: str, state_dim: int, **loss) -> float:
+        encoder = VideoEncoder(get_preset("vit_micro").encoder)
+        model = WorldModel(
+            encoder, encoder_training=training, action_dim=2, state_dim=state_dim, dim=32, depth=1
+        )
+        return WorldModelObjective(model, LossConfig(**loss)).loss.regularizer_weight
+
+    assert weight("frozen", 0) == 0.0 and weight("frozen", 4) == 0.0
+    assert weight("joint", 4) == 0.1 and weight("finetune", 4) == 0.1
+    assert weight("joint", 0) == 3.0 and weight("joint", 0, regularizer_weight=0.5) == 0.5

@@ -218,7 +218,7 @@ class LossConfig:
     # Without proprioception it makes the reacher's latent more precise (docs/results.md)
     frame_decoding: float = 0.0
     regularizer: str = "sigreg"  # or vicreg
-    regularizer_weight: float | None = None  # None: 0.1 for trained encoders
+    regularizer_weight: float | None = None  # None: trained encoders 0.1 with states, 3 without
     # DreamerV3's heads on the latents of the step an action leads to, from next.reward / next.done:
     # the reward (symlog two-hot, 255 bins) and whether the episode goes on (binary); 0: no head
     reward: float = 1.0

@@ -16,15 +16,16 @@ from ..world_model import WorldModel
 from .config import LossConfig
 
 
-def _resolved_loss(loss: LossConfig, mode: str) -> LossConfig:
-    """The mode-dependent defaults filled in: distance l1 (frozen) or mse, and the regulariser's weight."""
+def _resolved_loss(loss: LossConfig, mode: str, with_states: bool) -> LossConfig:
+    """The mode-dependent defaults filled in: distance l1 (frozen) or mse, and the regulariser's
+    weight: 0.1 for a trained encoder whose latent the state head anchors, 3 without states, where
+    the regulariser's spread alone keeps what prediction can drop (docs/results.md, issue 13)."""
     trained = mode != "frozen"
+    weight = loss.regularizer_weight
+    if weight is None:
+        weight = (0.1 if with_states else 3.0) if trained else 0.0
     return dataclasses.replace(
-        loss,
-        distance=loss.distance or ("mse" if trained else "l1"),
-        regularizer_weight=loss.regularizer_weight
-        if loss.regularizer_weight is not None
-        else (0.1 if trained else 0.0),
+        loss, distance=loss.distance or ("mse" if trained else "l1"), regularizer_weight=weight
     )
 
 
@@ -36,7 +37,10 @@ class WorldModelObjective(nn.Module):
 
     def __init__(self, world_model: WorldModel, loss: LossConfig, freeze_latents: bool = False):
         super().__init__()
-        self.world_model, self.loss = world_model, _resolved_loss(loss, world_model.encoder_training)
+        self.world_model, self.loss = (
+            world_model,
+            _resolved_loss(loss, world_model.encoder_training, world_model.state_dim > 0),
+        )
         self.freeze_latents = freeze_latents
         self.generator = torch.Generator()  # SIGReg's directions: reseeded every step (exact resume)
 
