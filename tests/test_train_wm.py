@@ -15,13 +15,13 @@ from vjepa_world import VideoEncoder, WorldModel
 from vjepa_world.cli import main
 from vjepa_world.config import get_preset
 from vjepa_world.data.episodes import LeRobotDataset, SequenceDataset, encode_episodes
-from vjepa_world.envs import REACHER_ID, PointMassGoalEnv, collect_episodes, make_env
+from vjepa_world.envs import POINT_MASS_ID, REACHER_ID, PointMassGoalEnv, collect_episodes, make_env
 from vjepa_world.horizon_errors import rollout_errors
 from vjepa_world.planning import planner_config, run_mpc_episode
 from vjepa_world.train.config import LossConfig, WorldModelConfig, build_config
 from vjepa_world.train.logs import read_log
 from vjepa_world.train.wm_objective import WorldModelObjective
-from vjepa_world.train.world_model import train_world_model
+from vjepa_world.train.world_model import _resolved_for_data, train_world_model
 
 TINY = [  # a predictor and schedule that train in seconds, on a given frozen encoder (V-JEPA 2-AC)
     "model.encoder_training=frozen",
@@ -257,6 +257,24 @@ def test_an_environment_without_states_collects_trains_and_plans_with_every_defa
     with pytest.raises(ValueError, match=r"no 'observation.state' feature .* leave it unset"):
         config = build_config({}, [*TINY, "model.use_states=true"], kind=WorldModelConfig)
         train_world_model(config, data, tmp_path / "again", encoder=micro_encoder, progress=False)
+
+
+def test_training_steps_default_by_encoder_and_states(tmp_path):
+    """optim.steps unset: 1,000 with states or a frozen encoder, 4,000 for an encoder trained without
+    states (docs/results.md, issue 13); a given number is kept, and the saved config reads a number."""
+    with_states, frames_only = tmp_path / "states", tmp_path / "frames"
+    for env, out in ((POINT_MASS_ID, with_states), ("test_train_wm:stateless_point_mass", frames_only)):
+        argv = ["collect", "--env", env, "--episodes", "2", "--steps", "4", "--size", "32", "--out", str(out)]
+        assert main(argv) == 0
+
+    def steps(data, *settings):
+        config = build_config({}, list(settings), kind=WorldModelConfig)
+        return _resolved_for_data(config, data, encoder_given=False).optim.steps
+
+    assert steps(with_states) == 1000 and steps(with_states, "model.encoder_training=finetune") == 1000
+    assert steps(frames_only) == 4000 and steps(frames_only, "model.encoder_training=finetune") == 4000
+    assert steps(frames_only, "model.encoder_training=frozen") == 1000
+    assert steps(frames_only, "optim.steps=7") == 7
 
 
 def test_states_are_known_up_to_the_current_step_and_unknown_when_imagined(micro_encoder):

@@ -36,7 +36,7 @@ class DataConfig:
 class OptimConfig:
     batch_size: int = 8  # clips per optimizer step, over all processes and accumulation steps
     grad_accum: int = 1
-    steps: int = 1000
+    steps: int | None = 1000  # train-wm: None, chosen from the data (1,000; 4,000 without states)
     lr: float = 5.25e-4
     start_lr: float = 1e-4
     final_lr: float = 1e-6
@@ -271,7 +271,7 @@ class UncertaintyConfig:
 
 def _wm_optim() -> OptimConfig:
     return OptimConfig(
-        batch_size=32, steps=1000, lr=5e-4, start_lr=1e-4, warmup_steps=100, decay_steps=300, grad_clip=1.0
+        batch_size=32, steps=None, lr=5e-4, start_lr=1e-4, warmup_steps=100, decay_steps=300, grad_clip=1.0
     )
 
 

@@ -76,6 +76,8 @@ class TrainingLoop:
                 f"{self.out} already holds a run ({CHECKPOINT}): pass --resume to continue it or use "
                 "another --out"
             )
+        if not isinstance(self.optim.steps, int) or self.optim.steps < 1:
+            raise ValueError(f"optim.steps must be a positive number of steps, got {self.optim.steps!r}")
         if self.run.precision not in ("float32", "bfloat16"):
             raise ValueError(f"run.precision must be float32 or bfloat16, got {self.run.precision!r}")
         self.resume, self.progress, self.stop_after = resume, progress, stop_after

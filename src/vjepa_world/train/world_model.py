@@ -197,6 +197,28 @@ def action_blind_warning(val: dict, margin: float = 0.03) -> str | None:
     return None
 
 
+def _resolved_for_data(config: WorldModelConfig, data: Path, encoder_given: bool) -> WorldModelConfig:
+    """The defaults that depend on the data, filled in once so that every later use (and the saved
+    config) reads a value: `model.use_states` (whether `data` has states) and `optim.steps`: 1,000,
+    or 4,000 for an encoder trained without states, whose latent only SIGReg's spread keeps from
+    dropping what the dynamics do not ask for, and that takes longer (docs/results.md, issue 13)."""
+    has_states = STATE_KEY in LeRobotDataset(data, state_key=None).features
+    if config.model.use_states and not has_states:
+        raise ValueError(
+            f"{data} has no {STATE_KEY!r} feature for the state token: train without one "
+            "(--set model.use_states=false, or leave it unset)"
+        )
+    model, optim = config.model, config.optim
+    if model.use_states is None:
+        model = dataclasses.replace(model, use_states=has_states)
+    if optim.steps is None:
+        frame_only = model.encoder_training != "frozen" and not model.use_states
+        optim = dataclasses.replace(optim, steps=4000 if frame_only else 1000)
+    config = dataclasses.replace(config, model=model, optim=optim)
+    check_config(config, encoder_given=encoder_given)  # again, now that every value is known
+    return config
+
+
 def train_world_model(
     config: WorldModelConfig,
     data: str | Path,
@@ -210,8 +232,9 @@ def train_world_model(
     """Train a WorldModel on the LeRobot dataset `data`, writing into `out` (see the module docstring).
     `stop_after` ends the run early after that many steps (as a kill would, but cleanly)."""
     check_config(config, encoder_given=encoder is not None)
-    run, settings, mode = config.run, config.data, config.model.encoder_training
     data, out = Path(data), Path(out)
+    config = _resolved_for_data(config, data, encoder_given=encoder is not None)
+    run, settings, mode = config.run, config.data, config.model.encoder_training
     name = f"train-wm ({mode})"
     loop = TrainingLoop(out, config, name=name, resume=resume, progress=progress, stop_after=stop_after)
     needed = config.loss.rollout_context + 1 + config.loss.rollout_steps if config.loss.rollout else 2
@@ -220,15 +243,6 @@ def train_world_model(
             f"data.sequence_length {settings.sequence_length} is too short: the rollout loss needs "
             f"loss.rollout_context + 1 + loss.rollout_steps = {needed} frames"
         )
-    has_states = STATE_KEY in LeRobotDataset(data, state_key=None).features
-    if config.model.use_states and not has_states:
-        raise ValueError(
-            f"{data} has no {STATE_KEY!r} feature for the state token: train without one "
-            "(--set model.use_states=false, or leave it unset)"
-        )
-    if config.model.use_states is None:  # resolved once, so every later use reads a bool
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, use_states=has_states))
-        check_config(config, encoder_given=encoder is not None)  # again, now that use_states is known
     state_key = STATE_KEY if config.model.use_states else None
     if mode == "joint" and encoder is not None:
         raise ValueError("joint training starts the encoder from scratch: drop --encoder, or use finetune")
