@@ -8,7 +8,7 @@ nobody tuned anything on: the reacher seen by a tilted, turned camera, and the r
 mass with `info["state"]` removed (a user's environment without proprioception: no state token, no
 state head).
 
-    python benchmarks/every_default.py                         # all seven, about 2.5 hours on 2 cores
+    python benchmarks/every_default.py                         # all seven, about 3 hours on 2 cores
     python benchmarks/every_default.py --env reacher-tilted --plan-set objective=latent   # an ablation
     python benchmarks/every_default.py --env point-mass --policy random   # another collection policy
     python benchmarks/every_default.py --smoke --episodes 6 --plan-episodes 1   # checks the script
