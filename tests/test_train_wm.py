@@ -261,7 +261,7 @@ def test_an_environment_without_states_collects_trains_and_plans_with_every_defa
 
 def test_training_steps_default_by_encoder_and_states(tmp_path):
     """optim.steps unset: 1,000 with states or a frozen encoder, 4,000 for an encoder trained without
-    states (docs/results.md, issue 13); a given number is kept, and the saved config reads a number."""
+    states (docs/results.md, issue 13); a given number is kept."""
     with_states, frames_only = tmp_path / "states", tmp_path / "frames"
     for env, out in ((POINT_MASS_ID, with_states), ("test_train_wm:stateless_point_mass", frames_only)):
         argv = ["collect", "--env", env, "--episodes", "2", "--steps", "4", "--size", "32", "--out", str(out)]
