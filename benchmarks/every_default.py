@@ -1,14 +1,14 @@
 """Does `collect -> train-wm -> plan` with every default work on environments it was not tuned on?
 
-Per environment: collect 400 episodes (the time limit's steps each; `--policy`, by default collect's
-`mixed`), train a world model with train-wm's defaults, plan with plan's defaults against random
-actions from the same starts. The environments: the three built-in bodies (ReacherGoal,
-PendulumGoal, PointMassGoal), TwoRoomsGoal (a wall between many starts and goals), and two variants
-nobody tuned anything on: the reacher seen by a tilted, turned camera, and the reacher and the point
-mass with `info["state"]` removed (a user's environment without proprioception: no state token, no
-state head).
+Per environment: collect `collect`'s default 1,600 episodes (the time limit's steps each;
+`--policy`, by default collect's `mixed`), train a world model with train-wm's defaults, plan with
+plan's defaults against random actions from the same starts. The environments: the three built-in
+bodies (ReacherGoal, PendulumGoal, PointMassGoal), TwoRoomsGoal (a wall between many starts and
+goals), and two variants nobody tuned anything on: the reacher seen by a tilted, turned camera, and
+the reacher and the point mass with `info["state"]` removed (a user's environment without
+proprioception: no state token, no state head).
 
-    python benchmarks/every_default.py                         # all seven, about 3 hours on 2 cores
+    python benchmarks/every_default.py                         # all seven, about 3.5 hours on 2 cores
     python benchmarks/every_default.py --env reacher-tilted --plan-set objective=latent   # an ablation
     python benchmarks/every_default.py --env point-mass --policy random   # another collection policy
     python benchmarks/every_default.py --smoke --episodes 6 --plan-episodes 1   # checks the script
@@ -30,6 +30,7 @@ import torch
 from vjepa_world.data.episodes import write_lerobot_dataset
 from vjepa_world.demo import SMOKE_TRAINING
 from vjepa_world.envs import (
+    DEFAULT_EPISODES,
     DEFAULT_POLICY,
     PENDULUM_ID,
     POINT_MASS_ID,
@@ -115,7 +116,12 @@ def main() -> None:
     )
     parser.add_argument("--out", default="runs/bench-every-default")
     parser.add_argument("--env", action="append", choices=list(VARIANTS), help="default: all")
-    parser.add_argument("--episodes", type=int, default=400, help="training episodes collected")
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=DEFAULT_EPISODES,
+        help="training episodes collected (collect's default)",
+    )
     parser.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES, help="collect's policy")
     parser.add_argument("--plan-episodes", type=int, default=50)
     parser.add_argument("--train-set", action="append", default=[], metavar="SECTION.KEY=VALUE")

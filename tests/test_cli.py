@@ -182,10 +182,13 @@ def test_the_command_line_prints_deprecations_as_one_line(tmp_path, capsys):
     ]
 
 
-def test_collect_offers_the_policies_of_the_library_and_its_default():
-    """The CLI spells the policy list out (importing the environments would slow every command)."""
-    from vjepa_world.envs import DEFAULT_POLICY, POLICIES
+def test_collect_offers_the_policies_of_the_library_and_its_defaults():
+    """The CLI spells the policy list and the episode count out (importing the environments would
+    slow every command)."""
+    from vjepa_world.envs import DEFAULT_EPISODES, DEFAULT_POLICY, POLICIES
 
     subparsers = next(a for a in build_parser()._actions if a.dest == "command")
-    policy = next(a for a in subparsers.choices["collect"]._actions if a.dest == "policy")
+    arguments = {a.dest: a for a in subparsers.choices["collect"]._actions}
+    policy, episodes = arguments["policy"], arguments["episodes"]
     assert tuple(policy.choices) == POLICIES and policy.default == DEFAULT_POLICY == "mixed"
+    assert episodes.default == DEFAULT_EPISODES == 1600

@@ -578,7 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--env", default="vjepa_world/ReacherGoal-v0", help="registered gymnasium id or module:ClassName"
     )
-    collect.add_argument("--episodes", type=int, default=400, help="default 400 (what the demo trains on)")
+    collect.add_argument(
+        "--episodes", type=int, default=1600, help="default 1600 (the demo collects 400)"
+    )  # envs.DEFAULT_EPISODES
     collect.add_argument(
         "--steps", type=int, help="steps per episode (default: the environment's time limit, else 50)"
     )

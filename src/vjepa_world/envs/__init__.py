@@ -12,7 +12,7 @@ the reacher settles MUJOCO_GL (see `select_gl_backend`) and imports mujoco when 
 
 import gymnasium
 
-from .collect import collect_dataset, collect_episodes, rollout
+from .collect import DEFAULT_EPISODES, collect_dataset, collect_episodes, rollout
 from .pendulum import PendulumGoalEnv
 from .point_mass import PointMassGoalEnv
 from .policies import DEFAULT_POLICY, POLICIES, make_policy
@@ -55,6 +55,7 @@ def register_envs() -> None:
 register_envs()
 
 __all__ = [
+    "DEFAULT_EPISODES",
     "DEFAULT_POLICY",
     "PENDULUM_ID",
     "POINT_MASS_ID",
