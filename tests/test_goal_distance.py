@@ -10,10 +10,17 @@ from vjepa_world.nn.heads import DistanceHeadConfig, TemporalDistanceHead
 from vjepa_world.train.goal_distance import (
     GoalDistanceConfig,
     TransitionSampler,
+    default_steps,
     expectile_weights,
     goal_distance_loss,
     train_goal_distance,
 )
+
+
+def test_default_steps_keep_a_floor_and_grow_with_the_square_root_of_the_frames():
+    assert default_steps(50) == default_steps(20_000) == 12_000  # up to 400 episodes of 50 steps
+    assert default_steps(80_000) == 24_000  # four times the frames, twice the steps
+    assert default_steps(160_000) == 34_000 and isinstance(default_steps(160_000), int)  # 12,000 x sqrt(8)
 
 
 def test_expectile_weights_lean_on_positive_advantages():

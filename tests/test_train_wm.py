@@ -261,7 +261,8 @@ def test_an_environment_without_states_collects_trains_and_plans_with_every_defa
 
 def test_training_steps_default_by_encoder_and_states(tmp_path):
     """optim.steps unset: 1,000 with states or a frozen encoder, 4,000 for an encoder trained without
-    states (docs/results.md, issue 13); a given number is kept."""
+    states (docs/results.md, issue 13); distance.steps unset: chosen from the frames; a given number
+    is kept."""
     with_states, frames_only = tmp_path / "states", tmp_path / "frames"
     for env, out in ((POINT_MASS_ID, with_states), ("test_train_wm:stateless_point_mass", frames_only)):
         argv = ["collect", "--env", env, "--episodes", "2", "--steps", "4", "--size", "32", "--out", str(out)]
@@ -275,6 +276,13 @@ def test_training_steps_default_by_encoder_and_states(tmp_path):
     assert steps(frames_only) == 4000 and steps(frames_only, "model.encoder_training=finetune") == 4000
     assert steps(frames_only, "model.encoder_training=frozen") == 1000
     assert steps(frames_only, "optim.steps=7") == 7
+
+    def distance_steps(*settings):
+        config = build_config({}, list(settings), kind=WorldModelConfig)
+        return _resolved_for_data(config, with_states, encoder_given=False).distance.steps
+
+    assert distance_steps() == 12_000  # 8 frames: the floor
+    assert distance_steps("distance.steps=0") == 0 and distance_steps("distance.steps=5") == 5
 
 
 def test_states_are_known_up_to_the_current_step_and_unknown_when_imagined(micro_encoder):

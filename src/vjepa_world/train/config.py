@@ -243,9 +243,10 @@ class EncoderPretraining:
 class GoalDistanceConfig:
     """The learned goal energy train-wm fits after the world model (`train/goal_distance.py`)."""
 
-    # optimiser steps of the head (0: no head): values propagate about one step per target update, so
-    # far goals need many (point mass: 3,000 steps plan at 47%, 12,000 at 77%; docs/results.md)
-    steps: int = 12000
+    # optimiser steps of the head (0: no head; None: chosen from the data, `distance_steps_for`): far
+    # goals need many (point mass: 3,000 steps plan at 47%, 12,000 at 77%), and more frames need more
+    # (1,600 reacher episodes: 12,000 steps 64-80% over three head seeds, 24,000 94-96%; docs/results.md)
+    steps: int | None = None
     batch_size: int = 512
     lr: float = 3e-4
     discount: float = 0.98  # per environment step: distances saturate toward 1 / (1 - discount)
@@ -377,7 +378,7 @@ def inert_keys(config: PretrainConfig | WorldModelConfig, *, encoder_given: bool
         inert["data.eval_horizon"] = (
             "is the held-out evaluation's horizon; data.val_fraction 0 holds none out"
         )
-    if not config.distance.steps:
+    if config.distance.steps == 0:
         for f in dataclasses.fields(GoalDistanceConfig):
             if f.name != "steps":
                 inert[f"distance.{f.name}"] = "trains the distance head, which distance.steps 0 leaves out"

@@ -48,6 +48,7 @@ from ..nn.regularizers import REGULARIZERS
 from ..world_model import ENCODER_TRAINING, WorldModel
 from . import distributed
 from .config import WorldModelConfig, refuse_inert_keys
+from .goal_distance import default_steps as default_distance_steps
 from .goal_distance import fit_distance_head
 from .loop import TrainingLoop
 from .uncertainty import fit_uncertainty
@@ -199,22 +200,26 @@ def action_blind_warning(val: dict, margin: float = 0.03) -> str | None:
 
 def _resolved_for_data(config: WorldModelConfig, data: Path, encoder_given: bool) -> WorldModelConfig:
     """The defaults that depend on the data, filled in once so that every later use (and the saved
-    config) reads a value: `model.use_states` (whether `data` has states) and `optim.steps`: 1,000,
+    config) reads a value: `model.use_states` (whether `data` has states), `optim.steps`: 1,000,
     or 4,000 for an encoder trained without states, whose latent only SIGReg's spread keeps from
-    dropping what the dynamics do not ask for, and that takes longer (docs/results.md, issue 13)."""
-    has_states = STATE_KEY in LeRobotDataset(data, state_key=None).features
+    dropping what the dynamics do not ask for, and that takes longer (docs/results.md, issue 13),
+    and `distance.steps`, which grow with the frames (`goal_distance.default_steps`)."""
+    meta = LeRobotDataset(data, state_key=None)
+    has_states = STATE_KEY in meta.features
     if config.model.use_states and not has_states:
         raise ValueError(
             f"{data} has no {STATE_KEY!r} feature for the state token: train without one "
             "(--set model.use_states=false, or leave it unset)"
         )
-    model, optim = config.model, config.optim
+    model, optim, distance = config.model, config.optim, config.distance
+    if distance.steps is None:
+        distance = dataclasses.replace(distance, steps=default_distance_steps(sum(meta.lengths.values())))
     if model.use_states is None:
         model = dataclasses.replace(model, use_states=has_states)
     if optim.steps is None:
         frame_only = model.encoder_training != "frozen" and not model.use_states
         optim = dataclasses.replace(optim, steps=4000 if frame_only else 1000)
-    config = dataclasses.replace(config, model=model, optim=optim)
+    config = dataclasses.replace(config, model=model, optim=optim, distance=distance)
     check_config(config, encoder_given=encoder_given)  # again, now that every value is known
     return config
 
