@@ -28,8 +28,8 @@ from ..files import write_json
 from .policies import DEFAULT_POLICY, POLICIES, Policy, make_policy
 from .wrappers import make_env
 
-# what `collect` gathers: a frame-only world model (no info["state"]) plans the reacher at 98% and
-# 64% (two training seeds) from 1,600 episodes, 56% from 400 (docs/results.md, issue 13)
+# what `collect` gathers: a frame-only world model (no info["state"]) plans the reacher at 96-98%
+# (three training seeds) from 1,600 episodes, 56% from 400 (docs/results.md, issue 13)
 DEFAULT_EPISODES = 1600
 
 
