@@ -243,7 +243,7 @@ class EncoderPretraining:
 class GoalDistanceConfig:
     """The learned goal energy train-wm fits after the world model (`train/goal_distance.py`)."""
 
-    # optimiser steps of the head (0: no head; None: chosen from the data, `distance_steps_for`): far
+    # optimiser steps of the head (0: no head; None: from the data, `goal_distance.default_steps`): far
     # goals need many (point mass: 3,000 steps plan at 47%, 12,000 at 77%), and more frames need more
     # (1,600 reacher episodes: 12,000 steps 64-80% over three head seeds, 24,000 94-96%; docs/results.md)
     steps: int | None = None
