@@ -55,6 +55,7 @@ from vjepa_world.eval.agent import evaluate_agent, success_ratio_interval
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.eval.uncertainty import future_likelihood
 from vjepa_world.planning import planner_config
+from vjepa_world.policy_export import export_policy
 from vjepa_world.train.agent import train_agent
 from vjepa_world.train.config import TrainAgentConfig, WorldModelConfig, build_config
 from vjepa_world.train.uncertainty import fit_uncertainty
@@ -129,7 +130,7 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
         ("policy, offline", *_row(_evaluation(out / "agent"))),
     ]
     if not args.online:
-        return rows
+        return [*rows, ("policy, offline, compiled ahead of time", *_row(compiled(out, args, "agent")))]
     _forget_a_shorter_online_loop(out, args.online)
     cached(out / "agent_online.json", lambda: _online(out, args, agent_settings))
     replan = planning(WorldModel.from_pretrained(out / "agent_online" / "world_model").eval(), "plan_online")
@@ -140,26 +141,50 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
             *_row(_evaluation(out / "agent_online")),
         ),
         ("CEM, reward head, the online world model", *_row(replan)),
+        ("policy, online, compiled ahead of time", *_row(compiled(out, args, "agent_online"))),
     ]
 
 
-def timed_in_turns(out: Path, args, rounds: int = 3) -> tuple[float, float]:
-    """Seconds per action of the last policy and of CEM on that policy's world model, measured in
-    turns (3 policy episodes, then 1 planned one, `rounds` times; medians): the machine's speed
-    drifts within a sitting by up to 2x, and rows measured minutes apart carry that drift."""
+def compiled(out: Path, args, run: str) -> dict:
+    """The evaluation of a train-agent run's policy compiled ahead of time (`evaluate --compiled`),
+    from the same starts."""
+    world_model = WorldModel.from_pretrained(out / run / "world_model").eval()
+    agent = Agent.from_pretrained(out / run).eval()
+    return cached(
+        out / f"{run}_compiled.json",
+        lambda: evaluate_agent(
+            REACHER_REWARD_ID, world_model, agent, out / f"{run}_compiled", episodes=args.eval_episodes,
+            videos=2, compiled=True,
+        ),
+    )  # fmt: skip
+
+
+def timed_in_turns(out: Path, args, rounds: int = 3) -> dict[str, float]:
+    """Seconds per action of the last policy (eager and compiled ahead of time) and of CEM on that
+    policy's world model, measured in turns (3 episodes of each policy, then 1 planned one,
+    `rounds` times; medians): the machine's speed drifts within a sitting by up to 2x, and rows
+    measured minutes apart carry that drift."""
     run = out / ("agent_online" if args.online else "agent")
     world_model = WorldModel.from_pretrained(run / "world_model").eval()
     agent = Agent.from_pretrained(run).eval()
-    planner = planner_config(args.preset, objective="reward", horizon=args.horizon)
-    seconds = {evaluate_agent: [], evaluate_planning: []}
+    actors = {
+        "policy": (evaluate_agent, agent, 3),
+        "compiled": (
+            evaluate_agent,
+            export_policy(world_model, agent, out / "timing" / "policy.pt2", (64, 64)),
+            3,
+        ),
+        "CEM": (evaluate_planning, planner_config(args.preset, objective="reward", horizon=args.horizon), 1),
+    }
+    seconds = {name: [] for name in actors}
     for i in range(rounds):  # seeds 20,000+: starts no table uses
-        for evaluate, acting, episodes in ((evaluate_agent, agent, 3), (evaluate_planning, planner, 1)):
+        for name, (evaluate, acting, episodes) in actors.items():
             summary = evaluate(
                 REACHER_REWARD_ID, world_model, acting, out / "timing", episodes=episodes,
                 seed=20_000 + 3 * i, videos=0, progress=False,
             )  # fmt: skip
-            seconds[evaluate].append(summary["seconds_per_action"])
-    return statistics.median(seconds[evaluate_agent]), statistics.median(seconds[evaluate_planning])
+            seconds[name].append(summary["seconds_per_action"])
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def _evaluation(run: Path) -> dict:
@@ -296,18 +321,20 @@ def main() -> None:
             seconds_text = "-" if seconds is None else f"{seconds:.5f}"
             error = 100 * math.sqrt(success * (1 - success) / args.eval_episodes)  # binomial
             print(f"| {name} | {success:.0%} ± {error:.0f} | {ret:.1f} | {seconds_text} |")
-        policy = [row for row in rows if row[0].startswith("policy")][-1]  # online when it ran
         best = max((row for row in rows if row[0].startswith("CEM")), key=lambda row: row[1])
-        acting, planning = timed_in_turns(out / "reward", args)
-        success = "- (planning never succeeded)"
-        if best[1]:
-            low, high = success_ratio_interval(policy[4], best[4])
-            success = f"{policy[1] / best[1]:.2f} (90% paired bootstrap interval {low:.2f}-{high:.2f})"
-        print(
-            f"\n{policy[0]} / the best planning: success {success} (target >= 0.80), "
-            f"time per action 1/{best[3] / policy[3]:.0f} from the rows, 1/{planning / acting:.0f} "
-            f"timed in turns ({acting:.5f} s against {planning:.4f} s; target <= 1/100)"
-        )
+        timed = timed_in_turns(out / "reward", args)
+        policies = [row for row in rows if row[0].startswith("policy")]
+        for policy in policies[-2:]:  # the last policy, eager then compiled
+            acting = timed["compiled" if "compiled" in policy[0] else "policy"]
+            success = "- (planning never succeeded)"
+            if best[1]:
+                low, high = success_ratio_interval(policy[4], best[4])
+                success = f"{policy[1] / best[1]:.2f} (90% paired bootstrap interval {low:.2f}-{high:.2f})"
+            print(
+                f"\n{policy[0]} / the best planning: success {success} (target >= 0.80), "
+                f"time per action 1/{best[3] / policy[3]:.0f} from the rows, 1/{timed['CEM'] / acting:.0f} "
+                f"timed in turns ({acting:.5f} s against {timed['CEM']:.4f} s; target <= 1/100)"
+            )
     if 2 in parts:
         results = part_two(out / "noisy", args, training)
         print(f"\n{REACHER_NOISY_ID}: held-out NLL (nats per latent dimension) and 90% coverage, h = 1..H:\n")

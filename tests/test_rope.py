@@ -59,3 +59,19 @@ def test_full_grid_tables_are_the_raster_tables_and_serve_training_after_inferen
     x = torch.randn(24, head_dim, requires_grad=True)
     apply_rope(x, *again).sum().backward()  # an inference tensor here would raise
     assert x.grad is not None and not cos.is_inference()
+
+
+def test_exporting_an_encoder_leaves_no_traced_table_in_the_cache():
+    """torch.export traces with fake tensors: a table cached while tracing would break every later
+    eager call on that grid."""
+    from vjepa_world import VideoEncoder, get_preset
+
+    torch.manual_seed(0)
+    encoder = VideoEncoder(get_preset("vit_micro").encoder).eval()
+    video = torch.randn(1, 3, 2, 32, 48)  # a grid no other test uses: (1, 2, 3) tokens
+    with torch.no_grad():
+        torch.export.export(encoder, (video,))
+        cos, _ = full_grid_rope_tables((1, 2, 3), encoder.config.head_dim, torch.float32, torch.device("cpu"))
+        assert type(cos) is torch.Tensor
+        expected = encoder(video)
+        assert type(expected) is torch.Tensor and torch.isfinite(expected).all()

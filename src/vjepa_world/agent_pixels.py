@@ -9,21 +9,41 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .data.episodes import STATE_KEY, LeRobotDataset
 from .nn import KVCache
 
 
-class AgentPolicy:
-    """The agent acting from pixels, as a per-environment-step policy `(observation, info) -> action`:
-    every `frame_skip` steps it encodes the frame (with the one before, for two-frame models), reads
-    `info["state"]` when the agent reads states, chooses a world-model action (`agent.act`) and plays
-    it back one environment action at a time. Stateful: make one per episode."""
+class PolicyDecision(nn.Module):
+    """One decision of the agent from pixels, as a module (so that `policy_export` can compile it
+    whole): the frame `(1, H, W, 3)` uint8, the one an environment step before it (read by two-frame
+    world models only) and the proprioceptive state `(1, S)` (read by agents with `state_dim` only;
+    else `(1, 0)`) -> the world-model action `(1, A)`, the policy's mode or a sample."""
 
     def __init__(self, world_model, agent, sample: bool = False, generator: torch.Generator | None = None):
+        super().__init__()
         self.world_model, self.agent, self.sample, self.generator = world_model, agent, sample, generator
-        self.previous, self.queue = None, []
+        self.frame_skip = world_model.frame_skip
+        self.observation_frames = world_model.observation_frames
+        self.state_dim = agent.state_dim
+
+    def forward(self, frame: Tensor, previous: Tensor, state: Tensor) -> Tensor:
+        two_frames = self.observation_frames == 2
+        latents = self.world_model.embed(frame, previous if two_frames else None)  # (1, N, D)
+        readings = self.world_model.read_state(latents, state) if self.state_dim else None
+        return self.agent.act(latents, readings, sample=self.sample, generator=self.generator)
+
+
+class AgentPolicy:
+    """The agent acting from pixels, as a per-environment-step policy `(observation, info) -> action`:
+    every `frame_skip` steps it makes a decision from the frame (with the one before, for two-frame
+    models) and `info["state"]` when the agent reads states, and plays the world-model action back
+    one environment action at a time. `decide`: a `PolicyDecision`, or the same compiled
+    (`policy_export.CompiledPolicy`). Stateful: make one per episode."""
+
+    def __init__(self, decide):
+        self.decide, self.previous, self.queue = decide, None, []
 
     def __call__(self, observation, info) -> np.ndarray:
         pixels = observation["pixels"] if isinstance(observation, dict) else observation
@@ -35,23 +55,18 @@ class AgentPolicy:
     @torch.inference_mode()
     def _decide(self, pixels, info) -> list[np.ndarray]:
         """The next `frame_skip` environment actions, from this frame (and the one before)."""
-        frame = torch.as_tensor(np.asarray(pixels))  # (H, W, 3)
-        previous = None
-        if self.world_model.observation_frames == 2:
-            previous = frame if self.previous is None else torch.as_tensor(np.asarray(self.previous))
-            previous = previous[None]
-        latents = self.world_model.encode(frame[None], previous)  # (1, N, D)
-        readings = None
-        if self.agent.state_dim:
+        frame = torch.as_tensor(np.asarray(pixels))[None]  # (1, H, W, 3)
+        previous = frame if self.previous is None else torch.as_tensor(np.asarray(self.previous))[None]
+        state = torch.zeros(1, 0)
+        if self.decide.state_dim:
             if "state" not in info:
                 raise ValueError(
                     "this agent reads the proprioceptive state, but the environment gives no "
                     "info['state']: use the environment its world model was trained on"
                 )
             state = torch.as_tensor(np.asarray(info["state"]), dtype=torch.float32)[None]
-            readings = self.world_model.read_state(latents, state)
-        action = self.agent.act(latents, readings, sample=self.sample, generator=self.generator)[0]
-        return list(action.view(self.world_model.frame_skip, -1).numpy())
+        action = self.decide(frame, previous, state)[0]  # (A,) = (frame_skip * A_env,)
+        return list(action.view(self.decide.frame_skip, -1).numpy())
 
 
 @dataclass

@@ -323,9 +323,28 @@ def _evaluate(args: argparse.Namespace) -> None:
         image_size=args.frame_size,
         max_steps=args.steps,
         videos=args.videos,
+        compiled=args.compiled,
     )
     _print_evaluation(summary)
     print(f"-> {args.out}")
+
+
+def _export_policy(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .agent import Agent
+    from .policy_export import POLICY_PACKAGE, export_policy
+    from .world_model import WorldModel
+
+    run = Path(args.agent)
+    agent = Agent.from_pretrained(run).eval()
+    world_model = WorldModel.from_pretrained(run / "world_model").eval()
+    out = Path(args.out or run / POLICY_PACKAGE)
+    policy = export_policy(world_model, agent, out, frame_size=(args.frame_size, args.frame_size))
+    print(
+        f"compiled the policy for {args.frame_size}x{args.frame_size} frames (a decision every "
+        f"{policy.frame_skip} steps) -> {out}"
+    )
 
 
 def _print_evaluation(summary: dict) -> None:
@@ -680,7 +699,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_frame_size_arg(evaluate, "side of the observations in pixels")
     evaluate.add_argument("--steps", type=int, help="steps per episode (default: the env's time limit)")
     evaluate.add_argument("--videos", type=int, default=4, help="episodes written as videos (default 4)")
+    evaluate.add_argument(
+        "--compiled",
+        action="store_true",
+        help="act with the decision compiled ahead of time (export-policy's package, into OUT/policy.pt2)",
+    )
     evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser(
+        "export-policy",
+        help="compile a trained agent's policy into one package for this kind of machine",
+        description="torch.export + AOTInductor: the decision from pixels (encoder, state reading, "
+        "actor's mode) as one compiled package, loaded with "
+        "vjepa_world.policy_export.CompiledPolicy(PATH) and acted with AgentPolicy(CompiledPolicy(PATH)). "
+        "Needs a C++ compiler; the package runs on machines with the same instruction set, on frames of "
+        "--frame-size.",
+    )
+    export.add_argument("--agent", required=True, help="a train-agent run directory")
+    export.add_argument("--out", help="the package (default: AGENT/policy.pt2)")
+    add_frame_size_arg(export, "side of the observations in pixels")
+    export.set_defaults(run=_export_policy)
 
     demo = commands.add_parser(
         "demo",

@@ -3,8 +3,8 @@
 Episode i resets the environment with seed `seed + i` for the agent and for the random baseline,
 so both face the same start (and target). The agent acts from pixels with its policy's mode
 (`AgentPolicy`); seconds per action is the policy's time per environment step (encoding and the
-actor, once every frame skip, spread over the steps it covers). Writes `episode_XXX.mp4` (the
-agent's first `videos` episodes) and `summary.json` into `out`.
+actor, once every frame skip, spread over the steps it covers), eager or compiled ahead of time.
+Writes `episode_XXX.mp4` (the agent's first `videos` episodes) and `summary.json` into `out`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..agent import Agent
-from ..agent_pixels import AgentPolicy
+from ..agent_pixels import AgentPolicy, PolicyDecision
 from ..data.video import write_video
 from ..envs import make_env
 from ..files import write_json
 from ..planning import EpisodeResult, run_policy_episode, run_random_episode, seconds_per_action
+from ..policy_export import POLICY_PACKAGE, CompiledPolicy, export_policy
 from .planning import side_by_side
 
 
@@ -62,7 +63,7 @@ def success_ratio_interval(
 def evaluate_agent(
     env_spec: str,
     world_model,
-    agent: Agent,
+    agent: Agent | CompiledPolicy,
     out: str | Path,
     *,
     episodes: int = 10,
@@ -71,8 +72,12 @@ def evaluate_agent(
     max_steps: int | None = None,
     videos: int | None = 4,
     progress: bool = True,
+    compiled: bool = False,
 ) -> dict:
-    """Run `episodes` episodes of the agent and of random actions in `env_spec`; write the outputs."""
+    """Run `episodes` episodes of the agent and of random actions in `env_spec`; write the outputs.
+    `compiled`: act with the decision compiled ahead of time (`policy_export`, written to
+    `out/policy.pt2`; its compile time is reported apart, not in seconds per action). An `agent`
+    already compiled (`CompiledPolicy`) acts as it is."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     out = Path(out)
@@ -81,12 +86,18 @@ def evaluate_agent(
     limit = max_steps or getattr(env.spec, "max_episode_steps", None) or 50
     fps = float(env.metadata.get("render_fps") or 10.0)
     world_model.eval()
-    results, random = [], []
     started = time.perf_counter()
+    decide = agent if isinstance(agent, CompiledPolicy) else PolicyDecision(world_model, agent.eval())
+    if compiled and not isinstance(agent, CompiledPolicy):
+        if progress:
+            tqdm.write(f"compiling the policy into {out / POLICY_PACKAGE} (10-30 s)")
+        decide = export_policy(world_model, agent, out / POLICY_PACKAGE, frame_size=(image_size, image_size))
+    compile_seconds = time.perf_counter() - started
+    results, random = [], []
     bar = tqdm(range(episodes), desc=f"evaluate {env_spec}", unit="episode", disable=not progress)
     try:
         for i in bar:
-            policy = AgentPolicy(world_model, agent)
+            policy = AgentPolicy(decide)
             results.append(run_policy_episode(env, policy, seed=seed + i, max_steps=limit))
             random.append(run_random_episode(env, seed=seed + i, max_steps=limit))
             if videos is None or i < videos:
@@ -100,6 +111,8 @@ def evaluate_agent(
         "max_steps": limit,
         **episode_table(results, random),
         "seconds": round(time.perf_counter() - started, 2),
+        "compiled": isinstance(decide, CompiledPolicy),
+        "compile_seconds": round(compile_seconds, 2),
         "per_episode": [
             {
                 "seed": seed + i,

@@ -53,16 +53,32 @@ def rope_tables(
     return angles.cos().to(dtype), (angles.sin() * signs).to(dtype)
 
 
-@functools.lru_cache(maxsize=16)
 def full_grid_rope_tables(
     grid: tuple[int, int, int], head_dim: int, dtype: torch.dtype, device: torch.device
 ) -> tuple[Tensor, Tensor]:
     """`rope_tables` of every token of a (T, H, W) grid in raster order, computed once per grid: an
-    encoder needs the same tables on every call, and at batch 1 they cost as much as a block. Built
-    outside inference mode, so that a table first made for inference still serves training."""
+    encoder needs the same tables on every call, and at batch 1 they cost as much as a block. Under
+    torch.compile or torch.export they are computed in the graph (constants there), never cached:
+    a traced table is a fake tensor."""
+    if torch.compiler.is_compiling():
+        return _grid_rope_tables(grid, head_dim, dtype, device)
+    return _cached_grid_rope_tables(grid, head_dim, dtype, device)
+
+
+def _grid_rope_tables(
+    grid: tuple[int, int, int], head_dim: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    positions = torch.arange(grid[0] * grid[1] * grid[2], device=device)
+    return rope_tables(*grid_positions(positions, grid[1:]), head_dim, dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_grid_rope_tables(
+    grid: tuple[int, int, int], head_dim: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Built outside inference mode, so that a table first made for inference still serves training."""
     with torch.inference_mode(False), torch.no_grad():
-        positions = torch.arange(grid[0] * grid[1] * grid[2], device=device)
-        return rope_tables(*grid_positions(positions, grid[1:]), head_dim, dtype)
+        return _grid_rope_tables(grid, head_dim, dtype, device)
 
 
 def swap_pairs(x: Tensor) -> Tensor:

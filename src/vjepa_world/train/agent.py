@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..agent import Agent, check_world_model
-from ..agent_pixels import AgentPolicy, StartStates, dataset_start_states
+from ..agent_pixels import AgentPolicy, PolicyDecision, StartStates, dataset_start_states
 from ..checkpoints import read_checkpoint_file
 from ..data.episodes import LeRobotDataset, write_lerobot_dataset
 from ..envs import make_env
@@ -226,9 +226,8 @@ def _collect_with_policy(env_spec: str, world_model, agent, data: Path, episodes
         fps = float(env.metadata.get("render_fps") or 10.0)
         collected = []
         for i in range(episodes):
-            policy = AgentPolicy(
-                world_model, agent, sample=True, generator=torch.Generator().manual_seed(seed + i)
-            )
+            generator = torch.Generator().manual_seed(seed + i)
+            policy = AgentPolicy(PolicyDecision(world_model, agent, sample=True, generator=generator))
             collected.append(rollout(env, policy, seed + i, limit, fps, env_spec))
         return collected
     finally:
