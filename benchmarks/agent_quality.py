@@ -9,13 +9,16 @@ evaluation starts (episode i seeded 10,000 + i):
 - the policy trained in imagination (`train-agent`, then its mode from pixels: `evaluate`);
 - the same policy continued online (`train-agent --online`, `--online` iterations: collect 50
   episodes with the policy, continue the world model and the agent), and CEM with the world model
-  the online loop ends with, so the policy is also compared with planning on its own model.
+  the online loop ends with, so the policy is also compared with planning on its own model;
+- the last policy compiled ahead of time (`evaluate --compiled`: torch.export + AOTInductor), the
+  form a robot would run.
 Success is inside the target at the episode's end, return the number of steps inside (of 100),
 seconds per action the time per environment step (the planner's planning; the policy's encoding
 and actor, every frame skip). Targets: the policy reaches >= 80% of planning's success (the better
-CEM row) at <= 1/100 of its time per action, and both are clearly above random. The time ratio
-is also measured in turns (policy and CEM episodes alternating, `timed_in_turns`), since the
-rows' seconds, measured minutes apart, carry the machine's drift.
+CEM row) at <= 1/100 of its time per action, and both are clearly above random; printed for the
+last policy eager and compiled. The time ratio is also measured in turns (policy and CEM episodes
+alternating, `timed_in_turns`), since the rows' seconds, measured minutes apart, carry the
+machine's drift.
 
 Part 2, `vjepa_world/ReacherRewardNoisy-v0` (torque disturbances, a target that jumps): a world
 model trained with the stochastic latent (categorical 32 x 32) and the ensemble fitted, plus a
