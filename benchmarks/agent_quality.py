@@ -66,6 +66,7 @@ from vjepa_world.train.world_model import encode_dataset, split_episodes, train_
 from vjepa_world.world_model import WorldModel
 
 STEPS = 100  # environment steps per episode: the registered time limit
+FRAME = (64, 64)  # the frames every stage renders (collect's and evaluate's default size)
 ONLINE_EPISODES = 50  # collected with the policy per online iteration (train-agent's default)
 
 
@@ -174,7 +175,7 @@ def timed_in_turns(out: Path, args, rounds: int = 3) -> dict[str, float]:
         "policy": (evaluate_agent, agent, 3),
         "compiled": (
             evaluate_agent,
-            export_policy(world_model, agent, out / "timing" / "policy.pt2", (64, 64)),
+            export_policy(world_model, agent, out / "timing" / "policy.pt2", FRAME),
             3,
         ),
         "CEM": (evaluate_planning, planner_config(args.preset, objective="reward", horizon=args.horizon), 1),

@@ -21,7 +21,11 @@ LAYERS = [
     (2, "envs", ["envs"]),
     (2, "viz", ["viz"]),
     (3, "models", ["jepa", "world_model", "horizon_errors"]),
-    (4, "planning", ["planning", "agent", "actor_critic", "agent_pixels", "policy_export", "planner_teacher"]),
+    (
+        4,
+        "planning",
+        ["planning", "agent", "actor_critic", "agent_pixels", "policy_export", "planner_teacher"],
+    ),
     (5, "train", ["train"]),
     (5, "eval", ["eval"]),
     (6, "demo", ["demo"]),

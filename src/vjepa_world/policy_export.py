@@ -2,7 +2,8 @@
 world-model action out) and AOTInductor compiles it into one package of C++ for this machine's
 CPU. At batch 1 an eager decision is mostly Python and dispatch overhead around ~100 small
 operators; the compiled one fuses them (2.4x faster on the reward reacher's policy, actions equal
-to 1e-6). What a robot would run: the package loads without this library's model code.
+to 1e-6). What a robot would run: the package loads with torch alone
+(`torch._inductor.aoti_load_package`), without this library's model code.
 
 A package is specific to the kind of machine that compiled it (its instruction set) and to one
 frame size; it holds the policy's mode, not samples. Compiling needs a C++ compiler (g++).
@@ -30,7 +31,7 @@ META_KEY = "vjepa_world.policy"  # the package's metadata entry holding `Compile
 
 def _check_compiler() -> None:
     """A one-line error before minutes of tracing when there is nothing to compile with."""
-    if not any(shutil.which(name) for name in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")):
+    if not any(name and shutil.which(name) for name in (os.environ.get("CXX"), "g++", "c++", "clang++")):
         raise RuntimeError(
             "compiling the policy needs a C++ compiler: install g++ (e.g. apt install g++) or set CXX"
         )
