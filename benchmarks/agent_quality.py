@@ -34,7 +34,7 @@ planning comes with a paired bootstrap interval over the shared starts (`success
 
     python benchmarks/agent_quality.py --part 1              # 20-55 min (2-core machines differ)
     python benchmarks/agent_quality.py --part 2              # about 15 minutes
-    python benchmarks/agent_quality.py --smoke --out /tmp/aq  # checks the script in a few minutes
+    python benchmarks/agent_quality.py --smoke --out /tmp/aq  # checks the script (12 min for part 1)
 """
 
 from __future__ import annotations
