@@ -203,8 +203,8 @@ def _row(summary: dict) -> tuple:
 
 
 def _forget_a_shorter_online_loop(out: Path, iterations: int) -> None:
-    """A rerun with more `--online` iterations continues the loop (its summary and CEM row are
-    recomputed); one with fewer cannot undo iterations and is refused."""
+    """A rerun with more `--online` iterations continues the loop (its summary, CEM and compiled
+    rows are recomputed); one with fewer cannot undo iterations and is refused."""
     summary = out / "agent_online.json"
     if not summary.exists():
         return
@@ -216,6 +216,7 @@ def _forget_a_shorter_online_loop(out: Path, iterations: int) -> None:
     if done < iterations:
         summary.unlink()
         (out / "plan_online.json").unlink(missing_ok=True)
+        (out / "agent_online_compiled.json").unlink(missing_ok=True)
 
 
 def _online(out: Path, args, agent_settings: list[str]) -> dict:
