@@ -1,8 +1,8 @@
 """How much of a world model's planning success is its distance head's? Refit the head, plan again.
 
 Takes a finished train-wm run, refits its learned goal energy (`TemporalDistanceHead`) on the run's
-training episodes with another seed and other `distance.*` settings, keeps the world model itself,
-and plans with plan's defaults from the same starts as `every_default.py` (seeds 10,000+), against
+training episodes (its own `data.*` split) with another seed and other `distance.*` settings, keeps
+the world model itself, and plans with plan's defaults from the same starts as `every_default.py` (seeds 10,000+), against
 random actions. It separates what the world model's latents allow from what one head's training
 happened to find (docs/results.md, issue 13: "What separated the seeds").
 
@@ -23,11 +23,13 @@ from pathlib import Path
 import torch
 
 from every_default import VARIANTS, register_variants
+from vjepa_world.checkpoints import read_checkpoint_file
 from vjepa_world.data.episodes import LeRobotDataset
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.planning import planner_config
 from vjepa_world.train.config import WorldModelConfig, build_config
 from vjepa_world.train.goal_distance import default_steps, fit_distance_head
+from vjepa_world.train.loop import CHECKPOINT
 from vjepa_world.train.world_model import encode_dataset, split_episodes
 from vjepa_world.world_model import WorldModel
 
@@ -47,7 +49,9 @@ def main() -> None:
     torch.set_num_threads(2)
     register_variants()
     data = Path(json.loads((args.run / "summary.json").read_text())["data"])
-    config = build_config({}, [f"distance.{change}" for change in args.set], kind=WorldModelConfig)
+    saved = json.loads(read_checkpoint_file(args.run / CHECKPOINT)["config"])  # the run's own split
+    changes = [f"distance.{change}" for change in args.set]
+    config = build_config({"data": saved["data"]}, changes, kind=WorldModelConfig)
     episodes, _ = split_episodes(data, config.data.val_fraction)
     world_model = WorldModel.from_pretrained(args.run).eval()
     features = args.run / "features"
