@@ -2,9 +2,9 @@
 
 Takes a finished train-wm run, refits its learned goal energy (`TemporalDistanceHead`) on the run's
 training episodes (its own `data.*` split) with another seed and other `distance.*` settings, keeps
-the world model itself, and plans with plan's defaults from the same starts as `every_default.py` (seeds 10,000+), against
-random actions. It separates what the world model's latents allow from what one head's training
-happened to find (docs/results.md, issue 13: "What separated the seeds").
+the world model itself, and plans with plan's defaults from the same starts as `every_default.py`
+(seeds 10,000+), against random actions. It separates what the world model's latents allow from
+what one head's training happened to find (docs/results.md, issue 13: "What separated the seeds").
 
     python benchmarks/distance_head_refit.py RUN --env reacher-stateless --seed 1
     python benchmarks/distance_head_refit.py RUN --env reacher-stateless --seed 1 --set steps=12000
