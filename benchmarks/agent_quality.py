@@ -58,7 +58,7 @@ from vjepa_world.eval.agent import evaluate_agent, success_ratio_interval
 from vjepa_world.eval.planning import evaluate_planning
 from vjepa_world.eval.uncertainty import future_likelihood
 from vjepa_world.planning import planner_config
-from vjepa_world.policy_export import export_policy
+from vjepa_world.policy_export import POLICY_PACKAGE, CompiledPolicy
 from vjepa_world.train.agent import train_agent
 from vjepa_world.train.config import TrainAgentConfig, WorldModelConfig, build_config
 from vjepa_world.train.uncertainty import fit_uncertainty
@@ -66,7 +66,6 @@ from vjepa_world.train.world_model import encode_dataset, split_episodes, train_
 from vjepa_world.world_model import WorldModel
 
 STEPS = 100  # environment steps per episode: the registered time limit
-FRAME = (64, 64)  # the frames every stage renders (collect's and evaluate's default size)
 ONLINE_EPISODES = 50  # collected with the policy per online iteration (train-agent's default)
 
 
@@ -152,32 +151,27 @@ def part_one(out: Path, args, training: list[str]) -> list[tuple]:
 def compiled(out: Path, args, run: str) -> dict:
     """The evaluation of a train-agent run's policy compiled ahead of time (`evaluate --compiled`),
     from the same starts."""
-    world_model = WorldModel.from_pretrained(out / run / "world_model").eval()
-    agent = Agent.from_pretrained(out / run).eval()
     return cached(
         out / f"{run}_compiled.json",
         lambda: evaluate_agent(
-            REACHER_REWARD_ID, world_model, agent, out / f"{run}_compiled", episodes=args.eval_episodes,
+            REACHER_REWARD_ID, WorldModel.from_pretrained(out / run / "world_model").eval(),
+            Agent.from_pretrained(out / run).eval(), out / f"{run}_compiled", episodes=args.eval_episodes,
             videos=2, compiled=True,
         ),
     )  # fmt: skip
 
 
 def timed_in_turns(out: Path, args, rounds: int = 3) -> dict[str, float]:
-    """Seconds per action of the last policy (eager and compiled ahead of time) and of CEM on that
-    policy's world model, measured in turns (3 episodes of each policy, then 1 planned one,
-    `rounds` times; medians): the machine's speed drifts within a sitting by up to 2x, and rows
-    measured minutes apart carry that drift."""
+    """Seconds per action of the last policy (eager, and compiled: the package its compiled row
+    wrote) and of CEM on that policy's world model, measured in turns (3 episodes of each policy,
+    then 1 planned one, `rounds` times; medians): the machine's speed drifts within a sitting by up
+    to 2x, and rows measured minutes apart carry that drift."""
     run = out / ("agent_online" if args.online else "agent")
     world_model = WorldModel.from_pretrained(run / "world_model").eval()
     agent = Agent.from_pretrained(run).eval()
     actors = {
         "policy": (evaluate_agent, agent, 3),
-        "compiled": (
-            evaluate_agent,
-            export_policy(world_model, agent, out / "timing" / "policy.pt2", FRAME),
-            3,
-        ),
+        "compiled": (evaluate_agent, CompiledPolicy(out / f"{run.name}_compiled" / POLICY_PACKAGE), 3),
         "CEM": (evaluate_planning, planner_config(args.preset, objective="reward", horizon=args.horizon), 1),
     }
     seconds = {name: [] for name in actors}
